@@ -1,0 +1,111 @@
+"""MSRA Gaussian heatmaps (Tompson et al. 2014; SimpleBaseline/HRNet's
+``TARGET_TYPE: gaussian``).
+
+Encode: a Gaussian of std SIGMA at the joint rounded to the heatmap grid,
+truncated to 3 sigma. Decode: argmax, a quarter-pixel step towards the higher
+neighbour (``TEST.POST_PROCESS``), then the inverse crop transform. Both give the
+official numbers; encode is vectorised over joints and decode over batch and
+joints, in torch on the heatmaps' device.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..utils.transforms import crop_to_image, flip_back
+
+
+def get_max_preds(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer argmax (x, y) of each (N, K, H, W) heatmap and its value; joints
+    whose maximum is not positive get (0, 0), as in the official code."""
+    n, k, _, w = heatmaps.shape
+    maxvals, idx = heatmaps.reshape(n, k, -1).max(dim=2)
+    coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2).to(heatmaps.dtype)
+    return coords * (maxvals > 0).unsqueeze(2), maxvals.unsqueeze(2)
+
+
+def quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Move each argmax 0.25 px towards its higher neighbour along x and y, where
+    the peak is at least two pixels inside the map (official ``get_final_preds``)."""
+    n, k, h, w = heatmaps.shape
+    px = torch.floor(coords[..., 0] + 0.5).long()
+    py = torch.floor(coords[..., 1] + 0.5).long()
+    inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+    flat = heatmaps.reshape(n, k, h * w)
+    pxc, pyc = px.clamp(1, w - 2), py.clamp(1, h - 2)
+
+    def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return flat.gather(2, (y * w + x).unsqueeze(2)).squeeze(2)
+
+    diff = torch.stack([at(pyc, pxc + 1) - at(pyc, pxc - 1), at(pyc + 1, pxc) - at(pyc - 1, pxc)], dim=2)
+    return coords + torch.sign(diff).to(coords.dtype) * 0.25 * inside.unsqueeze(2)
+
+
+class GaussianHeatmapCodec:
+    """``image_size`` and ``heatmap_size`` are (width, height)."""
+
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
+                 post_process: bool = True, shift_heatmap: bool = True):
+        self.image_size = np.asarray(image_size, dtype=np.float64)
+        self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
+        self.sigma = float(sigma)
+        self.post_process = post_process
+        self.shift_heatmap = shift_heatmap
+
+    def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Joints in crop pixels (K, >=2) and visibility (K, >=1) -> target
+        (K, H, W) float32 and target weight (K, 1) float32.
+
+        Same arithmetic as the official ``generate_target``: centre
+        ``int(x / stride + 0.5)`` (truncation towards zero), window
+        [centre - 3 sigma, centre + 3 sigma], joints whose window lies outside
+        the map get weight 0, invisible joints an all-zero map."""
+        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
+        stride = self.image_size / self.heatmap_size
+        tmp_size = self.sigma * 3
+        size = 2 * tmp_size + 1
+        g_len = len(np.arange(0, size, 1))
+
+        weight = np.asarray(joints_vis, dtype=np.float32)[:, :1].copy()
+        mu_x = (joints[:, 0] / stride[0] + 0.5).astype(np.int64)
+        mu_y = (joints[:, 1] / stride[1] + 0.5).astype(np.int64)
+        ul_x, ul_y = np.trunc(mu_x - tmp_size).astype(np.int64), np.trunc(mu_y - tmp_size).astype(np.int64)
+        br_x, br_y = np.trunc(mu_x + tmp_size + 1).astype(np.int64), np.trunc(mu_y + tmp_size + 1).astype(np.int64)
+        outside = (ul_x >= w) | (ul_y >= h) | (br_x < 0) | (br_y < 0)
+        weight[outside] = 0
+
+        # g[i] = exp(-(i - size//2)^2 / 2 sigma^2) sits at pixel ul + i
+        xs = np.arange(w)[None, :] - ul_x[:, None]  # (K, W) index into g
+        ys = np.arange(h)[None, :] - ul_y[:, None]
+        in_x = (xs >= 0) & (xs < np.minimum(br_x - ul_x, g_len)[:, None])
+        in_y = (ys >= 0) & (ys < np.minimum(br_y - ul_y, g_len)[:, None])
+        centre = np.float32(size // 2)
+        gx = (xs.astype(np.float32) - centre) ** 2
+        gy = (ys.astype(np.float32) - centre) ** 2
+        target = np.exp(-(gy[:, :, None] + gx[:, None, :]) / np.float32(2 * self.sigma ** 2))
+        mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
+        return np.where(mask, target, 0).astype(np.float32), weight
+
+    def decode(self, heatmaps: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + per-crop center/scale (N, 2) -> image
+        coordinates (N, K, 2) float64 and scores (N, K, 1)."""
+        heatmaps = heatmaps.detach()
+        coords, maxvals = get_max_preds(heatmaps)
+        if self.post_process:
+            coords = quarter_offset(heatmaps, coords)
+        dtype = torch.float32 if heatmaps.device.type == "mps" else torch.float64
+        size = (int(heatmaps.shape[3]), int(heatmaps.shape[2]))
+        preds = crop_to_image(coords.to(dtype), center.to(heatmaps.device), scale.to(heatmaps.device), size)
+        return preds, maxvals
+
+    def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Biased flip (x -> W-1-x on the crop), optionally undone by a one-pixel shift."""
+        return flip_back(output_flipped, flip_pairs, shift=self.shift_heatmap)
+
+
+def get_codec(cfg) -> GaussianHeatmapCodec:
+    return GaussianHeatmapCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
+                                post_process=cfg.TEST.POST_PROCESS, shift_heatmap=cfg.TEST.SHIFT_HEATMAP)

@@ -1,0 +1,139 @@
+"""Default configuration: HRNet's key names and defaults, plus the keys that the
+official SimpleBaseline, DarkPose, LPN and UDP-Pose YAMLs add.
+
+Every key a YAML may set is listed here; a key that is not is a config error.
+`MODEL.EXTRA` is the one free-form node: each model validates its own fields.
+
+Keys the official code reads nowhere, and what posezoo does with them:
+
+- ``LOSS.USE_OHKM`` / ``LOSS.TOPK``: HRNet's train.py always builds the plain
+  JointsMSELoss; here ``USE_OHKM: true`` selects ``JointsOHKMMSELoss`` with TOPK.
+  Every official YAML sets it false, so official results are unchanged.
+- ``TRAIN.WD`` under ``OPTIMIZER: adam``: the official code builds Adam without
+  weight decay although every YAML sets WD 1e-4. The published numbers were
+  trained that way, so WD stays ignored under Adam unless
+  ``TRAIN.ADAM_WEIGHT_DECAY: true`` (a posezoo key) asks for it.
+- ``TEST.BBOX_THRE``: here the IoU threshold of a box NMS over detected boxes
+  before pose estimation; the official value 1.0 disables it.
+- ``TEST.NMS_THRE``, ``TRAIN.GAMMA1``, ``TRAIN.GAMMA2``, ``MODEL.TAG_PER_JOINT``,
+  ``DATASET.DATA_FORMAT`` (images are decoded by content), ``RANK``: accepted
+  for compatibility and unused, as in the official code. NMS_THRE in particular is
+  not applied because HRNet's default 0.6 would change every detected-box result.
+"""
+from easydict import EasyDict
+
+_C = EasyDict()
+
+_C.OUTPUT_DIR = "output"
+_C.LOG_DIR = ""
+_C.DATA_DIR = ""
+_C.GPUS = [0]
+_C.WORKERS = 4
+_C.PRINT_FREQ = 20
+_C.AUTO_RESUME = False
+_C.PIN_MEMORY = True
+_C.RANK = 0
+_C.SEED = 0
+_C.CONTINUE_FROM_BEST = False
+_C.MODEL_BEST = ""
+
+_C.CUDNN = EasyDict()
+_C.CUDNN.BENCHMARK = True
+_C.CUDNN.DETERMINISTIC = False
+_C.CUDNN.ENABLED = True
+
+_C.MODEL = EasyDict()
+_C.MODEL.NAME = "pose_hrnet"
+_C.MODEL.INIT_WEIGHTS = True
+_C.MODEL.PRETRAINED = ""
+_C.MODEL.NUM_JOINTS = 17
+_C.MODEL.TAG_PER_JOINT = True
+_C.MODEL.TARGET_TYPE = "gaussian"
+_C.MODEL.IMAGE_SIZE = [256, 256]  # width, height
+_C.MODEL.HEATMAP_SIZE = [64, 64]  # width, height
+_C.MODEL.SIGMA = 2.0
+_C.MODEL.STYLE = "pytorch"  # SimpleBaseline: 'pytorch' or 'caffe' ResNet
+_C.MODEL.EXTRA = EasyDict()
+
+_C.LOSS = EasyDict()
+_C.LOSS.NAME = ""  # '' = JointsMSELoss, or JointsOHKMMSELoss when USE_OHKM
+_C.LOSS.USE_OHKM = False
+_C.LOSS.TOPK = 8
+_C.LOSS.USE_TARGET_WEIGHT = True
+_C.LOSS.USE_DIFFERENT_JOINTS_WEIGHT = False
+_C.LOSS.REDUCTION = "mean"
+_C.LOSS.KPD = 4.0
+
+_C.DATASET = EasyDict()
+_C.DATASET.ROOT = ""
+_C.DATASET.DATASET = "mpii"
+_C.DATASET.TRAIN_SET = "train"
+_C.DATASET.TEST_SET = "valid"
+_C.DATASET.DATA_FORMAT = "jpg"
+_C.DATASET.HYBRID_JOINTS_TYPE = ""
+_C.DATASET.SELECT_DATA = False
+_C.DATASET.FLIP = True
+_C.DATASET.SCALE_FACTOR = 0.25
+_C.DATASET.ROT_FACTOR = 30.0
+_C.DATASET.PROB_HALF_BODY = 0.0
+_C.DATASET.NUM_JOINTS_HALF_BODY = 8
+_C.DATASET.COLOR_RGB = False
+# posezoo: keypoint-set definition for custom COCO-format datasets (empty = the
+# dataset's built-in definition, e.g. COCO person).
+_C.DATASET.FLIP_PAIRS = []
+_C.DATASET.OKS_SIGMAS = []
+_C.DATASET.JOINTS_WEIGHT = []
+_C.DATASET.UPPER_BODY_IDS = []
+# posezoo: skip (and count) unreadable images instead of stopping.
+_C.DATASET.SKIP_CORRUPT_IMAGES = False
+
+_C.TRAIN = EasyDict()
+_C.TRAIN.LR_FACTOR = 0.1
+_C.TRAIN.LR_STEP = [90, 110]
+_C.TRAIN.LR = 0.001
+_C.TRAIN.OPTIMIZER = "adam"
+_C.TRAIN.MOMENTUM = 0.9
+_C.TRAIN.WD = 0.0001
+_C.TRAIN.ADAM_WEIGHT_DECAY = False
+_C.TRAIN.NESTEROV = False
+_C.TRAIN.GAMMA1 = 0.99
+_C.TRAIN.GAMMA2 = 0.0
+_C.TRAIN.BEGIN_EPOCH = 0
+_C.TRAIN.END_EPOCH = 140
+_C.TRAIN.RESUME = False
+_C.TRAIN.CHECKPOINT = ""
+_C.TRAIN.BATCH_SIZE_PER_GPU = 32
+_C.TRAIN.SHUFFLE = True
+
+_C.TEST = EasyDict()
+_C.TEST.BATCH_SIZE_PER_GPU = 32
+_C.TEST.FLIP_TEST = False
+_C.TEST.POST_PROCESS = False
+_C.TEST.SHIFT_HEATMAP = False
+_C.TEST.USE_GT_BBOX = False
+_C.TEST.IMAGE_THRE = 0.1
+_C.TEST.NMS_THRE = 0.6
+_C.TEST.SOFT_NMS = False
+_C.TEST.OKS_THRE = 0.5
+_C.TEST.IN_VIS_THRE = 0.0
+_C.TEST.COCO_BBOX_FILE = ""
+_C.TEST.BBOX_THRE = 1.0
+_C.TEST.MODEL_FILE = ""
+_C.TEST.BLUR_KERNEL = 11  # DarkPose
+_C.TEST.SOFT_ARGMAX = False  # LPN
+_C.TEST.BIAS = 0.0  # LPN
+
+_C.DEBUG = EasyDict()
+_C.DEBUG.DEBUG = False
+_C.DEBUG.SAVE_BATCH_IMAGES_GT = False
+_C.DEBUG.SAVE_BATCH_IMAGES_PRED = False
+_C.DEBUG.SAVE_HEATMAPS_GT = False
+_C.DEBUG.SAVE_HEATMAPS_PRED = False
+
+# SimpleBaseline spellings -> HRNet spellings (same meaning).
+ALIASES = {
+    "TRAIN.BATCH_SIZE": "TRAIN.BATCH_SIZE_PER_GPU",
+    "TEST.BATCH_SIZE": "TEST.BATCH_SIZE_PER_GPU",
+}
+# SimpleBaseline keeps these under MODEL.EXTRA; they are hoisted to MODEL.
+HOISTED_FROM_EXTRA = ("TARGET_TYPE", "HEATMAP_SIZE", "SIGMA")

@@ -1,0 +1,68 @@
+"""Heatmap losses. ``LOSS.NAME`` picks one by name (a key of ``LOSSES``) or by a
+dotted module path exposing ``get_loss(cfg)``; empty means JointsMSELoss, or
+JointsOHKMMSELoss when ``LOSS.USE_OHKM`` (a key the official train.py ignores)."""
+from __future__ import annotations
+
+import importlib
+
+import torch
+from torch import nn
+
+from ..utils.registry import UnknownComponentError
+
+
+def _weighted_sq_error(output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None
+                       ) -> torch.Tensor:
+    """Per-pixel 0.5 * ((pred - gt) * w)^2, (N, K, H*W)."""
+    n, k = output.shape[:2]
+    diff = output.reshape(n, k, -1) - target.reshape(n, k, -1)
+    if target_weight is not None:
+        diff = diff * target_weight.reshape(n, k, 1)
+    return 0.5 * diff.pow(2)
+
+
+class JointsMSELoss(nn.Module):
+    """0.5 * MSE between predicted and target heatmaps, each joint's map scaled by
+    its target weight, averaged over joints. Equals the official per-joint loop
+    (mean over batch and pixels per joint, summed, divided by K) in one reduction."""
+
+    def __init__(self, use_target_weight: bool = True):
+        super().__init__()
+        self.use_target_weight = use_target_weight
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        return _weighted_sq_error(output, target, target_weight if self.use_target_weight else None).mean()
+
+
+class JointsOHKMMSELoss(nn.Module):
+    """Online hard keypoint mining (Chen et al., CPN, CVPR 2018): per sample, the
+    mean of the `topk` largest per-joint losses; averaged over the batch."""
+
+    def __init__(self, use_target_weight: bool = True, topk: int = 8):
+        super().__init__()
+        self.use_target_weight = use_target_weight
+        self.topk = topk
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        per_joint = _weighted_sq_error(output, target, target_weight if self.use_target_weight else None).mean(2)
+        if self.topk > per_joint.shape[1]:
+            raise ValueError(f"LOSS.TOPK = {self.topk} exceeds the number of joints ({per_joint.shape[1]})")
+        return per_joint.topk(self.topk, dim=1).values.mean()
+
+
+LOSSES = {
+    "JointsMSELoss": lambda cfg: JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT),
+    "JointsOHKMMSELoss": lambda cfg: JointsOHKMMSELoss(cfg.LOSS.USE_TARGET_WEIGHT, cfg.LOSS.TOPK),
+}
+
+
+def build_loss(cfg) -> nn.Module:
+    name = cfg.LOSS.NAME or ("JointsOHKMMSELoss" if cfg.LOSS.USE_OHKM else "JointsMSELoss")
+    if name in LOSSES:
+        return LOSSES[name](cfg)
+    if "." in name:
+        module = importlib.import_module(name)
+        if not hasattr(module, "get_loss"):
+            raise UnknownComponentError(f"LOSS.NAME = {name}: module has no get_loss(cfg)")
+        return module.get_loss(cfg)
+    raise UnknownComponentError(f"LOSS.NAME = {name} is not a posezoo loss; available: {', '.join(LOSSES)}")

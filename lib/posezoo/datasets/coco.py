@@ -1,0 +1,285 @@
+"""COCO keypoints, top-down (``DATASET.DATASET: coco``).
+
+Layout (HRNet's)::
+
+    ROOT/annotations/person_keypoints_<set>.json
+    ROOT/images/<set>/<file_name>
+    TEST.COCO_BBOX_FILE  (detections in COCO results format)
+
+Persons come from the GT boxes (training, or ``TEST.USE_GT_BBOX``) or from the
+detection file. The keypoint set (joints, flip pairs, OKS sigmas, joint weights)
+is COCO person by default; a COCO-format animal or hand set sets ``DATASET.*``.
+Evaluation: rescoring, OKS-NMS, results JSON, COCOeval, as in the official code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import OrderedDict, defaultdict
+from typing import Sequence
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from ..nms import oks_nms, soft_oks_nms
+from ..utils.transforms import box_to_center_scale
+from .joints_dataset import JointsDataset, make_record
+
+logger = logging.getLogger(__name__)
+
+COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
+COCO_UPPER_BODY_IDS = list(range(11))
+COCO_JOINTS_WEIGHT = [1., 1., 1., 1., 1., 1., 1., 1.2, 1.2, 1.5, 1.5, 1., 1., 1.2, 1.2, 1.5, 1.5]
+COCO_SIGMAS = [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]
+STATS_NAMES = ["AP", "Ap .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)"]
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation or detection file, named with the offending entry."""
+
+
+def load_coco_json(path: str) -> COCO:
+    """pycocotools COCO from `path`, with one-line errors for missing/malformed files."""
+    if not os.path.isfile(path):
+        raise AnnotationError(f"annotation file not found: {path}")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or any(k not in data for k in ("images", "annotations", "categories")):
+        raise AnnotationError(f"annotation file {path} lacks the COCO keys images/annotations/categories")
+    coco = COCO()
+    coco.dataset = data
+    coco.createIndex()
+    return coco
+
+
+def load_detections(path: str, image_ids: set, image_thre: float) -> list[dict]:
+    """Person detections (COCO results format) scoring at least `image_thre`."""
+    if not path:
+        raise AnnotationError("TEST.USE_GT_BBOX is False but TEST.COCO_BBOX_FILE is empty")
+    if not os.path.isfile(path):
+        raise AnnotationError(f"detection file not found: {path} (TEST.COCO_BBOX_FILE)")
+    try:
+        with open(path) as f:
+            dets = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"detection file {path} is not valid JSON: {err}") from None
+    if not isinstance(dets, list):
+        raise AnnotationError(f"detection file {path} must be a list of {{image_id, category_id, bbox, score}}")
+    kept = []
+    for i, det in enumerate(dets):
+        if not isinstance(det, dict) or any(k not in det for k in ("image_id", "bbox", "score")):
+            raise AnnotationError(f"detection #{i} in {path} lacks image_id, bbox or score: {det!r}"[:300])
+        bbox = det["bbox"]
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            raise AnnotationError(f"detection #{i} in {path}: bbox {bbox!r} is not [x, y, w, h]")
+        if det.get("category_id", 1) != 1 or det["score"] < image_thre:
+            continue
+        if det["image_id"] not in image_ids:
+            raise AnnotationError(f"detection #{i} in {path}: image_id {det['image_id']} is not in the annotations")
+        kept.append(det)
+    if not kept:
+        raise AnnotationError(f"detection file {path} has no person box with score >= TEST.IMAGE_THRE "
+                              f"({image_thre})")
+    return kept
+
+
+def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> list[int]:
+    """Greedy IoU NMS over [x, y, w, h] boxes; kept indices in descending score."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    areas = boxes[:, 2] * boxes[:, 3]
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        iw = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        ih = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = iw * ih
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-12)
+        order = rest[iou <= iou_thresh]
+    return keep
+
+
+class COCODataset(JointsDataset):
+    def __init__(self, cfg, image_set: str, is_train: bool, codec,
+                 flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS,
+                 upper_body_ids: Sequence[int] = COCO_UPPER_BODY_IDS,
+                 joints_weight: Sequence[float] | None = None, sigmas: Sequence[float] | None = None):
+        root = cfg.DATASET.ROOT
+        ann_file = os.path.join(root, "annotations", f"person_keypoints_{image_set}.json")
+        self.coco = load_coco_json(ann_file)
+        cats = [c for c in self.coco.dataset["categories"] if c.get("id") == 1] or self.coco.dataset["categories"]
+        if not cats:
+            raise AnnotationError(f"annotation file {ann_file} has no category")
+        num_joints = len(cats[0].get("keypoints", [])) or cfg.MODEL.NUM_JOINTS
+        self.category_id = cats[0]["id"]
+        self.skeleton = [(a - 1, b - 1) for a, b in cats[0].get("skeleton", [])]
+        sigmas = cfg.DATASET.OKS_SIGMAS or sigmas or (COCO_SIGMAS if num_joints == 17 else None)
+        if sigmas is None or len(sigmas) != num_joints:
+            raise ValueError(f"DATASET.OKS_SIGMAS needs {num_joints} values for this keypoint set")
+        self.sigmas = np.asarray(sigmas, dtype=np.float64) / (10.0 if max(sigmas) > 0.5 else 1.0)
+        joints_weight = joints_weight or (COCO_JOINTS_WEIGHT if num_joints == 17 else [1.0] * num_joints)
+        if num_joints != 17 and not cfg.DATASET.FLIP_PAIRS:
+            flip_pairs = []
+        super().__init__(cfg, image_set, is_train, codec, num_joints, flip_pairs,
+                         upper_body_ids if num_joints == 17 else [], joints_weight)
+
+        self.image_dir = os.path.join(root, "images", image_set)
+        self.image_ids = sorted(self.coco.getImgIds())
+        self.use_gt_bbox = is_train or cfg.TEST.USE_GT_BBOX
+        self.skipped_boxes = 0
+        self.db = self._gt_db() if self.use_gt_bbox else self._detection_db()
+        if is_train and cfg.DATASET.SELECT_DATA:
+            self.db = self.select_data(self.db)
+        logger.info("=> %s %s: %d person boxes from %s (%d boxes with w or h <= 0 skipped)",
+                    cfg.DATASET.DATASET, image_set, len(self.db),
+                    "GT boxes" if self.use_gt_bbox else cfg.TEST.COCO_BBOX_FILE, self.skipped_boxes)
+
+    def image_path(self, image_id: int) -> str:
+        return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
+
+    def _gt_db(self) -> list[dict]:
+        """Persons with at least one labelled keypoint; boxes clipped to the image
+        as in the official loader, empty ones skipped and counted."""
+        db = []
+        k = self.num_joints
+        for image_id in self.image_ids:
+            info = self.coco.imgs[image_id]
+            width, height = info["width"], info["height"]
+            for ann in self.coco.imgToAnns.get(image_id, []):
+                if ann.get("category_id") != self.category_id:
+                    continue
+                kpts = ann.get("keypoints")
+                if not isinstance(kpts, list) or len(kpts) != 3 * k:
+                    raise AnnotationError(f"annotation id {ann.get('id')} (image {image_id}): keypoints must be "
+                                          f"{3 * k} numbers, got {len(kpts) if isinstance(kpts, list) else kpts!r}")
+                bbox = ann.get("bbox")
+                if not isinstance(bbox, list) or len(bbox) != 4:
+                    raise AnnotationError(f"annotation id {ann.get('id')} (image {image_id}): bbox {bbox!r} "
+                                          f"is not [x, y, w, h]")
+                x, y, w, h = bbox
+                x1, y1 = max(0, x), max(0, y)
+                x2 = min(width - 1, x1 + max(0, w - 1))
+                y2 = min(height - 1, y1 + max(0, h - 1))
+                if not (ann.get("area", 0) > 0 and x2 >= x1 and y2 >= y1) or w <= 0 or h <= 0:
+                    self.skipped_boxes += 1
+                    continue
+                kp = np.asarray(kpts, dtype=np.float32).reshape(k, 3)
+                if kp.max() == 0:  # no labelled keypoint: nothing to learn or score
+                    continue
+                joints = np.zeros((k, 3), np.float32)
+                joints[:, :2] = kp[:, :2]
+                joints_vis = np.zeros((k, 3), np.float32)
+                joints_vis[:, :2] = np.minimum(kp[:, 2:3], 1)
+                center, scale = box_to_center_scale([x1, y1, x2 - x1, y2 - y1], self.aspect_ratio)
+                db.append(make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis))
+        return db
+
+    def _detection_db(self) -> list[dict]:
+        cfg = self.cfg
+        dets = load_detections(cfg.TEST.COCO_BBOX_FILE, set(self.image_ids), cfg.TEST.IMAGE_THRE)
+        if cfg.TEST.BBOX_THRE < 1.0:
+            dets = self._box_nms_per_image(dets, cfg.TEST.BBOX_THRE)
+        db = []
+        k = self.num_joints
+        for det in dets:
+            if det["bbox"][2] <= 0 or det["bbox"][3] <= 0:
+                self.skipped_boxes += 1
+                continue
+            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio)
+            db.append(make_record(self.image_path(det["image_id"]), det["image_id"], center, scale,
+                                  np.zeros((k, 3), np.float32), np.ones((k, 3), np.float32), det["score"]))
+        return db
+
+    @staticmethod
+    def _box_nms_per_image(dets: list[dict], iou_thresh: float) -> list[dict]:
+        by_image = defaultdict(list)
+        for det in dets:
+            by_image[det["image_id"]].append(det)
+        kept = []
+        for image_dets in by_image.values():
+            boxes = np.array([d["bbox"] for d in image_dets], dtype=np.float64)
+            scores = np.array([d["score"] for d in image_dets], dtype=np.float64)
+            kept += [image_dets[i] for i in box_nms(boxes, scores, iou_thresh)]
+        return kept
+
+    def select_data(self, db: list[dict]) -> list[dict]:
+        """Official ``SELECT_DATA``: drop boxes whose visible keypoints' centre is
+        far from the box centre relative to the box size."""
+        selected = []
+        for rec in db:
+            visible = rec["joints_vis"][:, 0] > 0
+            num_vis = int(visible.sum())
+            if num_vis == 0:
+                continue
+            area = rec["scale"][0] * rec["scale"][1] * 200.0 ** 2
+            joints_center = rec["joints"][visible, :2].mean(axis=0)
+            ks_param = 0.2 ** 2 * (2 * area)
+            diff = np.sum((joints_center - rec["center"]) ** 2)
+            ks = np.exp(-1.0 * diff / ks_param)
+            metric = (0.2 / 16) * num_vis + 0.45 - 0.2 / 16
+            if ks > metric:
+                selected.append(rec)
+        logger.info("=> SELECT_DATA kept %d of %d boxes", len(selected), len(db))
+        return selected
+
+    def evaluate(self, preds: np.ndarray, boxes: np.ndarray, image_ids: Sequence[int], output_dir: str,
+                 rank: int = 0) -> tuple[OrderedDict, float]:
+        """preds (N, K, 3) image x, y, score; boxes (N, 6) center, scale, area,
+        box score. Rescoring (box score x mean keypoint score above IN_VIS_THRE),
+        OKS-NMS per image, results JSON, COCOeval. Returns (stats by name, AP)."""
+        cfg = self.cfg
+        res_folder = os.path.join(output_dir, "results")
+        os.makedirs(res_folder, exist_ok=True)
+        res_file = os.path.join(res_folder, f"keypoints_{self.image_set}_results_{rank}.json")
+
+        scores = preds[:, :, 2]
+        above = scores > cfg.TEST.IN_VIS_THRE
+        num_above = above.sum(axis=1)
+        kpt_score = np.where(num_above > 0, (scores * above).sum(axis=1) / np.maximum(num_above, 1), 0.0)
+        rescored = kpt_score * boxes[:, 5]
+
+        results = []
+        image_ids = np.asarray(image_ids)
+        nms = soft_oks_nms if cfg.TEST.SOFT_NMS else oks_nms
+        for image_id in np.unique(image_ids):
+            idx = np.flatnonzero(image_ids == image_id)
+            keep = nms(preds[idx], rescored[idx], boxes[idx, 4], cfg.TEST.OKS_THRE, self.sigmas)
+            for i in (idx[keep] if len(keep) else idx):
+                results.append({"image_id": int(image_id), "category_id": self.category_id,
+                                "keypoints": preds[i].reshape(-1).round(4).tolist(),
+                                "score": float(rescored[i]), "center": boxes[i, 0:2].tolist(),
+                                "scale": boxes[i, 2:4].tolist()})
+        tmp = res_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(results, f)
+        os.replace(tmp, res_file)
+        if "test" in self.image_set:
+            return OrderedDict([("Null", 0.0)]), 0.0
+        return self.coco_eval(res_file)
+
+    def coco_eval(self, res_file: str) -> tuple[OrderedDict, float]:
+        with open(res_file) as f:
+            results = json.load(f)
+        if not results:
+            logger.warning("no predictions to evaluate in %s: AP = 0", res_file)
+            return OrderedDict((name, 0.0) for name in STATS_NAMES), 0.0
+        coco_dt = self.coco.loadRes(results)
+        coco_eval = COCOeval(self.coco, coco_dt, "keypoints")
+        coco_eval.params.useSegm = None
+        coco_eval.params.kpt_oks_sigmas = self.sigmas
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+        stats = OrderedDict(zip(STATS_NAMES, (float(v) for v in coco_eval.stats)))
+        return stats, stats["AP"]
+
+
+def get_dataset(cfg, image_set: str, is_train: bool, codec) -> COCODataset:
+    return COCODataset(cfg, image_set, is_train, codec)

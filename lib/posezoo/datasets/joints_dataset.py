@@ -1,0 +1,166 @@
+"""Top-down crops: one sample per person box, cut out by an affine warp, with
+the official training augmentation, then encoded by the codec.
+
+Subclasses fill ``self.db`` with records (see ``make_record``) and implement
+``evaluate``; everything between the file on disk and the network input is here.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, get_affine_transform
+
+logger = logging.getLogger(__name__)
+
+# ImageNet statistics (RGB order), applied to every input as the official
+# ToTensor + Normalize does, whatever DATASET.COLOR_RGB says.
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+class ImageReadError(OSError):
+    """An image that is missing or cannot be decoded."""
+
+
+def make_record(image: str, image_id: int, center: np.ndarray, scale: np.ndarray, joints: np.ndarray,
+                joints_vis: np.ndarray, score: float = 1.0) -> dict:
+    """One person box. joints/joints_vis are (K, 3) float32 (x, y, 0) / (v, v, 0)."""
+    return {"image": image, "image_id": int(image_id), "center": np.asarray(center, np.float32),
+            "scale": np.asarray(scale, np.float32), "joints": np.asarray(joints, np.float32),
+            "joints_vis": np.asarray(joints_vis, np.float32), "score": float(score)}
+
+
+def read_image(path: str, color_rgb: bool) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise ImageReadError(f"cannot read image {path} (missing or corrupt); "
+                             f"set DATASET.SKIP_CORRUPT_IMAGES True to skip and count such images")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
+
+
+def to_input_tensor(crop: np.ndarray) -> torch.Tensor:
+    """HWC uint8 -> CHW float32 normalised with the ImageNet mean/std."""
+    return torch.from_numpy(((crop.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1).copy())
+
+
+class JointsDataset(Dataset):
+    """Keypoint metadata (flip pairs, upper body, joint weights, OKS sigmas) is set
+    by the subclass and may be overridden from ``DATASET.*`` for custom sets."""
+
+    def __init__(self, cfg, image_set: str, is_train: bool, codec, num_joints: int,
+                 flip_pairs: Sequence[Sequence[int]], upper_body_ids: Sequence[int],
+                 joints_weight: Sequence[float]):
+        self.cfg = cfg
+        self.root = cfg.DATASET.ROOT
+        self.image_set = image_set
+        self.is_train = is_train
+        self.codec = codec
+        self.num_joints = num_joints
+        self.flip_pairs = [tuple(p) for p in (cfg.DATASET.FLIP_PAIRS or flip_pairs)]
+        self.upper_body_ids = set(cfg.DATASET.UPPER_BODY_IDS or upper_body_ids)
+        weights = cfg.DATASET.JOINTS_WEIGHT or joints_weight
+        self.joints_weight = np.asarray(weights, dtype=np.float32).reshape(-1, 1)
+        self._check_metadata()
+
+        self.image_size = np.asarray(cfg.MODEL.IMAGE_SIZE)
+        self.aspect_ratio = self.image_size[0] / self.image_size[1]
+        self.scale_factor = cfg.DATASET.SCALE_FACTOR
+        self.rotation_factor = cfg.DATASET.ROT_FACTOR
+        self.flip = cfg.DATASET.FLIP
+        self.prob_half_body = cfg.DATASET.PROB_HALF_BODY
+        self.num_joints_half_body = cfg.DATASET.NUM_JOINTS_HALF_BODY
+        self.color_rgb = cfg.DATASET.COLOR_RGB
+        self.use_joints_weight = cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT
+        self.skip_corrupt = cfg.DATASET.SKIP_CORRUPT_IMAGES
+        self.db: list[dict] = []
+
+    def _check_metadata(self) -> None:
+        k = self.num_joints
+        if any(not (0 <= a < k and 0 <= b < k) for a, b in self.flip_pairs):
+            raise ValueError(f"DATASET.FLIP_PAIRS {self.flip_pairs} refer to joints outside 0..{k - 1}")
+        if len(self.joints_weight) != k:
+            raise ValueError(f"DATASET.JOINTS_WEIGHT has {len(self.joints_weight)} values for {k} joints")
+        if self.cfg.MODEL.NUM_JOINTS != k:
+            raise ValueError(f"MODEL.NUM_JOINTS = {self.cfg.MODEL.NUM_JOINTS} but dataset "
+                             f"{self.cfg.DATASET.DATASET} has {k} joints")
+
+    def __len__(self) -> int:
+        return len(self.db)
+
+    def half_body_box(self, joints: np.ndarray, joints_vis: np.ndarray, rng: np.random.Generator
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Box around the visible upper or lower body joints (Wang et al. 2019, half-body augmentation)."""
+        visible = joints_vis[:, 0] > 0
+        is_upper = np.array([j in self.upper_body_ids for j in range(self.num_joints)])
+        upper, lower = joints[visible & is_upper], joints[visible & ~is_upper]
+        # The official code draws randn (not rand) here; kept for identical statistics.
+        if rng.standard_normal() < 0.5 and len(upper) > 2:
+            selected = upper
+        else:
+            selected = lower if len(lower) > 2 else upper
+        if len(selected) < 2:
+            return None, None
+        center = selected[:, :2].mean(axis=0)
+        w, h = selected[:, :2].max(axis=0) - selected[:, :2].min(axis=0)
+        if w > self.aspect_ratio * h:
+            h = w * 1.0 / self.aspect_ratio
+        elif w < self.aspect_ratio * h:
+            w = h * self.aspect_ratio
+        return center.astype(np.float32), np.array([w, h], dtype=np.float32) / PIXEL_STD * 1.5
+
+    def augment(self, image: np.ndarray, joints: np.ndarray, joints_vis: np.ndarray, center: np.ndarray,
+                scale: np.ndarray, rng: np.random.Generator):
+        """Official training augmentation: half body, scale, rotation, flip."""
+        if np.sum(joints_vis[:, 0]) > self.num_joints_half_body and rng.random() < self.prob_half_body:
+            c_half, s_half = self.half_body_box(joints, joints_vis, rng)
+            if c_half is not None:
+                center, scale = c_half, s_half
+        sf, rf = self.scale_factor, self.rotation_factor
+        scale = scale * np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf)
+        rotation = np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2) if rng.random() <= 0.6 else 0.0
+        if self.flip and rng.random() <= 0.5:
+            image = image[:, ::-1, :]
+            joints, joints_vis = fliplr_joints(joints, joints_vis, image.shape[1], self.flip_pairs)
+            center = np.array([image.shape[1] - center[0] - 1, center[1]], dtype=np.float32)
+        return image, joints, joints_vis, center, scale, float(rotation)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        rec = self.db[idx]
+        joints, joints_vis = rec["joints"].copy(), rec["joints_vis"].copy()
+        center, scale, rotation = rec["center"].copy(), rec["scale"].copy(), 0.0
+        width, height = int(self.image_size[0]), int(self.image_size[1])
+        valid = 1
+        try:
+            image = read_image(rec["image"], self.color_rgb)
+        except ImageReadError:
+            if not self.skip_corrupt:
+                raise
+            logger.warning("skipping unreadable image %s", rec["image"])
+            image, valid = np.zeros((height, width, 3), np.uint8), 0
+
+        if self.is_train and valid:
+            # torch's RNG is seeded per worker and per epoch by the DataLoader, so
+            # drawing the sample's seed from it keeps runs reproducible.
+            rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
+            image, joints, joints_vis, center, scale, rotation = self.augment(
+                image, joints, joints_vis, center, scale, rng)
+
+        trans = get_affine_transform(center, scale, rotation, (width, height))
+        crop = cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)
+        visible = joints_vis[:, 0] > 0
+        joints[visible, :2] = affine_transform(joints[visible, :2], trans)
+
+        target, target_weight = self.codec.encode(joints, joints_vis)
+        target_weight = target_weight * valid
+        if self.use_joints_weight:
+            target_weight = target_weight * self.joints_weight
+        meta = {"image": rec["image"], "image_id": rec["image_id"], "index": idx, "joints": joints,
+                "joints_vis": joints_vis, "center": center, "scale": scale, "rotation": rotation,
+                "score": rec["score"], "valid": valid}
+        return to_input_tensor(crop), torch.from_numpy(target), torch.from_numpy(target_weight), meta

@@ -1,0 +1,113 @@
+"""Loading weights: official checkpoints unchanged, with loud failures.
+
+The official tools load with ``strict=False``, which silently loads nothing from a
+``module.``-prefixed file and silently keeps a random head when NUM_JOINTS differs.
+Here every mismatch is an error that lists what did not match.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Iterable, Mapping, Union
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+StateDict = Mapping[str, torch.Tensor]
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+def read_checkpoint(path: str) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU, with a one-line error."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+
+
+def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
+    """The bare state dict inside `obj`: accepts a bare dict, ``{'state_dict': ...}``,
+    ``{'model': ...}`` and DataParallel/DDP ``module.`` prefixes."""
+    for key in WRAPPER_KEYS:
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{source} holds no state dict (expected tensors by name, "
+                              f"or one under {', '.join(WRAPPER_KEYS)})")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return OrderedDict(obj)
+
+
+def _mismatch_report(model: nn.Module, state: StateDict, ignore: Iterable[str] = ()) -> tuple[list, list, list]:
+    own = model.state_dict()
+    ignore = tuple(ignore)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own and not k.startswith(ignore)]
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    return missing, unexpected, shapes
+
+
+def _summary(names: list, limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def load_checkpoint(model: nn.Module, path: Union[str, Mapping], strict: bool = True) -> nn.Module:
+    """Load a checkpoint file (or an in-memory state dict) into `model`.
+
+    With ``strict=True`` every key and shape must match; otherwise the error lists
+    the missing and unexpected keys and the shape differences. With ``strict=False``
+    missing/unexpected keys are logged, but shape differences are still an error.
+    """
+    source = path if isinstance(path, str) else "state dict"
+    obj = read_checkpoint(path) if isinstance(path, str) else path
+    state = unwrap_state_dict(obj, source)
+    missing, unexpected, shapes = _mismatch_report(model, state)
+    # Files saved before PyTorch 0.4.1 lack BatchNorm's step counter; it is unused.
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    name = type(model).__name__
+    if shapes:
+        raise CheckpointError(f"{source} does not fit {name}: shape differs for {_summary(shapes, 3)}")
+    if strict and (missing or unexpected):
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys: {_summary(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys: {_summary(unexpected)}")
+        raise CheckpointError(f"{source} does not fit {name} ({'; '.join(parts)}); "
+                              f"is it a checkpoint for another architecture or config?")
+    if missing or unexpected:
+        logger.warning("%s: %d keys missing, %d unexpected (strict=False)", source, len(missing), len(unexpected))
+    model.load_state_dict(state, strict=False)  # everything was checked above
+    return model
+
+
+def load_pretrained_backbone(model: nn.Module, path: str, ignore_prefixes: Iterable[str] = ("fc.",)) -> list[str]:
+    """ImageNet initialisation: load the matching keys of a classification
+    checkpoint, ignoring `ignore_prefixes` (the classifier). Returns the loaded keys.
+    Fails if the file matches nothing or a matching key has another shape."""
+    state = unwrap_state_dict(read_checkpoint(path), path)
+    missing, unexpected, shapes = _mismatch_report(model, state, ignore_prefixes)
+    if shapes:
+        raise CheckpointError(f"pretrained file {path} does not fit {type(model).__name__}: {_summary(shapes, 3)}")
+    if unexpected:
+        raise CheckpointError(f"pretrained file {path} has keys the model lacks: {_summary(unexpected)}")
+    loaded = [k for k in state if k in model.state_dict()]
+    if not loaded:
+        raise CheckpointError(f"pretrained file {path} shares no key with {type(model).__name__}")
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    logger.info("=> loaded %d tensors from %s (%d model keys left at their init)", len(loaded), path, len(missing))
+    return loaded

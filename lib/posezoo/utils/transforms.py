@@ -1,0 +1,123 @@
+"""Geometry shared by datasets and codecs: box -> (center, scale), the crop
+affine transform and its inverse, and horizontal flips.
+
+Conventions are HRNet's: ``scale`` is the box size in units of ``PIXEL_STD``
+(200 px), ``center`` is in image pixels, sizes are (width, height).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+PIXEL_STD = 200.0
+BOX_PADDING = 1.25  # official top-down crops enlarge every person box by 25 %
+
+
+def box_to_center_scale(box: Sequence[float], aspect_ratio: float, padding: float = BOX_PADDING
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """COCO box [x, y, w, h] -> center, scale: the box is widened or heightened to
+    the crop's aspect ratio (w/h), divided by 200 px and enlarged by `padding`
+    (HRNet/SimpleBaseline ``_xywh2cs``)."""
+    x, y, w, h = (float(v) for v in box[:4])
+    center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
+    if w > aspect_ratio * h:
+        h = w * 1.0 / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    scale = np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float32)
+    if center[0] != -1:
+        scale = scale * padding
+    return center, scale
+
+
+def _rotate(point: np.ndarray, rot_rad: float) -> np.ndarray:
+    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
+    return np.array([point[0] * cs - point[1] * sn, point[0] * sn + point[1] * cs], dtype=np.float32)
+
+
+def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The point making a right angle at `b` with the segment a-b."""
+    direction = a - b
+    return b + np.array([-direction[1], direction[0]], dtype=np.float32)
+
+
+def get_affine_transform(center: np.ndarray, scale: np.ndarray, rot: float, output_size: Sequence[int],
+                         shift: Sequence[float] = (0.0, 0.0), inv: bool = False) -> np.ndarray:
+    """2x3 matrix mapping the box (center, scale*200, rotated by `rot` degrees)
+    onto an image of `output_size` (w, h); `inv` gives the way back.
+
+    Built from three point correspondences exactly as the official code does, so
+    crops match it to the last bit."""
+    scale = np.asarray(scale, dtype=np.float32)
+    if scale.ndim == 0:
+        scale = np.array([scale, scale], dtype=np.float32)
+    scale_px = scale * PIXEL_STD
+    shift = np.asarray(shift, dtype=np.float32)
+    src_w = scale_px[0]
+    dst_w, dst_h = output_size[0], output_size[1]
+    rot_rad = np.pi * rot / 180
+    src_dir = _rotate(np.array([0, src_w * -0.5], np.float32), rot_rad)
+    dst_dir = np.array([0, dst_w * -0.5], np.float32)
+
+    src = np.zeros((3, 2), dtype=np.float32)
+    dst = np.zeros((3, 2), dtype=np.float32)
+    src[0] = np.asarray(center, dtype=np.float32) + scale_px * shift
+    src[1] = src[0] + src_dir
+    dst[0] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1] = dst[0] + dst_dir
+    src[2] = _third_point(src[0], src[1])
+    dst[2] = _third_point(dst[0], dst[1])
+    if inv:
+        return cv2.getAffineTransform(np.float32(dst), np.float32(src))
+    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+
+
+def affine_transform(points: np.ndarray, trans: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine matrix to points (..., 2)."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ trans[:, :2].T + trans[:, 2]
+
+
+def crop_to_image(coords: torch.Tensor, center: torch.Tensor, scale: torch.Tensor,
+                  output_size: Sequence[int]) -> torch.Tensor:
+    """Map (N, K, 2) coordinates in an `output_size` (w, h) grid of an unrotated
+    crop back to image pixels, batched on the tensors' device.
+
+    Equals the official ``transform_preds`` (the inverse of
+    ``get_affine_transform(c, s, 0, output_size)``). Like it, only the box width
+    sets the zoom, ``k = s_w*200 / w``, for both axes: p = k * (q - size/2) + c."""
+    size = torch.as_tensor(output_size, dtype=coords.dtype, device=coords.device)
+    zoom = scale[:, :1].to(coords.dtype) * PIXEL_STD / size[0]
+    return (coords - size * 0.5) * zoom[:, None, :] + center.to(coords.dtype)[:, None, :]
+
+
+def flip_permutation(num_joints: int, flip_pairs: Sequence[Sequence[int]]) -> list[int]:
+    """Index list that swaps each left/right pair of joints."""
+    perm = list(range(num_joints))
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+def flip_back(output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]], shift: bool = False
+              ) -> torch.Tensor:
+    """Heatmaps of a mirrored input, (N, K, H, W), mirrored back with left/right
+    channels swapped. ``shift`` moves them one pixel right, as HRNet's
+    ``TEST.SHIFT_HEATMAP`` does to undo the biased flip of the crop."""
+    out = output_flipped.flip(3)[:, flip_permutation(output_flipped.shape[1], flip_pairs)]
+    if shift:
+        out = torch.cat([out[..., :1], out[..., :-1]], dim=3)
+    return out
+
+
+def fliplr_joints(joints: np.ndarray, joints_vis: np.ndarray, width: int, flip_pairs: Sequence[Sequence[int]]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Joints of an image mirrored horizontally: x -> width - 1 - x, pairs swapped."""
+    perm = flip_permutation(len(joints), flip_pairs)
+    joints = joints[perm].copy()
+    joints_vis = joints_vis[perm].copy()
+    joints[:, 0] = width - joints[:, 0] - 1
+    return joints * joints_vis, joints_vis

@@ -1,0 +1,123 @@
+"""Run plumbing: output folders and logs, optimizer and schedule, atomic
+checkpoints, device choice, model summary."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger("posezoo")
+
+
+def output_dirs(cfg, cfg_path: str | None, phase: str) -> tuple[str, str]:
+    """``OUTPUT_DIR/<dataset>/<model>/<cfg stem>/`` (created) and the TensorBoard
+    folder (``LOG_DIR/<dataset>/<model>/<stem>_<time>`` or ``<output>/tensorboard``)."""
+    dataset = cfg.DATASET.DATASET + ("_" + cfg.DATASET.HYBRID_JOINTS_TYPE if cfg.DATASET.HYBRID_JOINTS_TYPE else "")
+    dataset = dataset.replace(":", "_").replace("/", "_")
+    model = cfg.MODEL.NAME.replace("/", "_")
+    stem = os.path.splitext(os.path.basename(cfg_path))[0] if cfg_path else "default"
+    final_dir = os.path.join(cfg.OUTPUT_DIR, dataset, model, stem)
+    os.makedirs(final_dir, exist_ok=True)
+    if cfg.LOG_DIR:
+        tb_dir = os.path.join(cfg.LOG_DIR, dataset, model, f"{stem}_{time.strftime('%Y-%m-%d-%H-%M')}")
+    else:
+        tb_dir = os.path.join(final_dir, "tensorboard", phase)
+    return final_dir, tb_dir
+
+
+def setup_logging(final_dir: str, cfg_path: str | None, phase: str) -> str:
+    """Log to the console and to ``<final_dir>/<stem>_<time>_<phase>.log``."""
+    stem = os.path.splitext(os.path.basename(cfg_path))[0] if cfg_path else "default"
+    log_file = os.path.join(final_dir, f"{stem}_{time.strftime('%Y-%m-%d-%H-%M')}_{phase}.log")
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)-15s %(message)s")
+    for handler in (logging.FileHandler(log_file), logging.StreamHandler()):
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return log_file
+
+
+def select_device(cfg) -> torch.device:
+    """The first of ``GPUS`` when CUDA is available, else the CPU."""
+    if torch.cuda.is_available() and len(cfg.GPUS) > 0:
+        return torch.device("cuda", cfg.GPUS[0])
+    return torch.device("cpu")
+
+
+def configure_backends(cfg) -> None:
+    torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
+    torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
+    torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+
+
+def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam or SGD as in the official code. Adam ignores TRAIN.WD there (and so in
+    every published number); ``TRAIN.ADAM_WEIGHT_DECAY: true`` applies it."""
+    name = cfg.TRAIN.OPTIMIZER.lower()
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
+                               weight_decay=cfg.TRAIN.WD, nesterov=cfg.TRAIN.NESTEROV)
+    if name == "adam":
+        if cfg.TRAIN.WD and not cfg.TRAIN.ADAM_WEIGHT_DECAY:
+            logger.info("TRAIN.WD = %g is not applied under Adam, as in the official code "
+                        "(set TRAIN.ADAM_WEIGHT_DECAY True to apply it)", cfg.TRAIN.WD)
+        wd = cfg.TRAIN.WD if cfg.TRAIN.ADAM_WEIGHT_DECAY else 0.0
+        return torch.optim.Adam(model.parameters(), lr=cfg.TRAIN.LR, weight_decay=wd)
+    raise ValueError(f"TRAIN.OPTIMIZER = {cfg.TRAIN.OPTIMIZER}: expected 'adam' or 'sgd'")
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves a
+    half-written checkpoint in place of the previous good one."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_size: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward (convolutions, deconvolutions and
+    linear layers; counted from each layer's output size via hooks)."""
+    macs = 0
+
+    def hook(module: nn.Module, inputs, output) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):  # per output value: in/groups x kh x kw
+            macs += output[0].numel() * (module.weight.numel() // module.out_channels)
+        elif isinstance(module, nn.ConvTranspose2d):  # per input value: out/groups x kh x kw
+            macs += inputs[0][0].numel() * (module.weight.numel() // module.in_channels)
+        elif isinstance(module, nn.Linear):
+            macs += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_size, device=device))
+    model.train(was_training)
+    for handle in handles:
+        handle.remove()
+    return macs
+
+
+def model_summary(model: nn.Module, cfg) -> str:
+    width, height = cfg.MODEL.IMAGE_SIZE
+    params = count_parameters(model)
+    macs = count_flops(model, (3, height, width))
+    return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e9:.2f} GMACs at {width}x{height}"

@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="posezoo",
+    version="0.1.0",
+    description="Top-down keypoint toolkit: PoseResNet, HRNet, LPN, hourglass, A2J, AWR",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=1.13",
+        "numpy",
+        "opencv-python-headless",
+        "easydict",
+        "pyyaml",
+        "pycocotools",
+        "tensorboard",
+        "scipy",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+)
