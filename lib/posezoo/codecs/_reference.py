@@ -65,3 +65,50 @@ def get_final_preds_loop(batch_heatmaps, center, scale, post_process=True):
         for p in range(k):
             preds[i, p] = affine_transform(coords[i, p], trans)
     return preds, maxvals
+
+
+def oks_iou_loop(g, d, area_g, area_d, sigmas, in_vis_thre=None):
+    """OKS of one pose `g` (K*3 or (K, 3): x, y, score) against each pose in `d`
+    ((M, K*3) or (M, K, 3)), one pose at a time. The kappa of joint k is
+    2 * sigmas[k]; with `in_vis_thre`, only the joints whose score in the
+    compared pose (`d`) is above it count, as in the official code (whose
+    ``list(vg > t) and list(vd > t)`` always yields the second list)."""
+    g = np.asarray(g, dtype=np.float64).reshape(-1)
+    d = np.asarray(d, dtype=np.float64)
+    d = d.reshape(d.shape[0], -1)
+    kappa_sq = (np.asarray(sigmas) * 2) ** 2
+    gx, gy = g[0::3], g[1::3]
+    out = np.zeros(d.shape[0])
+    for m in range(d.shape[0]):
+        dx = d[m, 0::3] - gx
+        dy = d[m, 1::3] - gy
+        scale = (area_g + area_d[m]) / 2 + np.spacing(1)
+        e = (dx ** 2 + dy ** 2) / kappa_sq / scale / 2
+        if in_vis_thre is not None:
+            e = e[d[m, 2::3] > in_vis_thre]
+        if e.shape[0] == 0:
+            out[m] = 0.0
+        else:
+            out[m] = np.sum(np.exp(-e)) / e.shape[0]
+    return out
+
+
+def oks_nms_loop(kpts, scores, areas, thresh, sigmas, in_vis_thre=None):
+    """Greedy OKS NMS: visit the poses by decreasing score (``argsort()[::-1]``),
+    keep the best remaining one and drop every remaining pose whose OKS with it
+    is above `thresh`. Returns the kept indices in the order they were kept."""
+    kpts = np.asarray(kpts, dtype=np.float64)
+    kpts = kpts.reshape(kpts.shape[0], -1)
+    areas = np.asarray(areas, dtype=np.float64)
+    remaining = np.argsort(np.asarray(scores))[::-1]
+    keep = []
+    while remaining.shape[0] > 0:
+        best, rest = remaining[0], remaining[1:]
+        keep.append(int(best))
+        oks = oks_iou_loop(kpts[best], kpts[rest], areas[best], areas[rest], sigmas, in_vis_thre)
+        survivors = []
+        for j in range(rest.shape[0]):
+            if oks[j] <= thresh:
+                survivors.append(rest[j])
+        remaining = np.asarray(survivors, dtype=np.int64)
+    return keep
