@@ -73,9 +73,9 @@ def oks_iou_loop(g, d, area_g, area_d, sigmas, in_vis_thre=None):
     2 * sigmas[k]; with `in_vis_thre`, only the joints whose score in the
     compared pose (`d`) is above it count, as in the official code (whose
     ``list(vg > t) and list(vd > t)`` always yields the second list)."""
-    g = np.asarray(g, dtype=np.float64).reshape(-1)
-    d = np.asarray(d, dtype=np.float64)
-    d = d.reshape(d.shape[0], -1)
+    g = np.asarray(g).reshape(-1)
+    d = np.asarray(d)
+    d = d.reshape(d.shape[0], g.shape[0])
     kappa_sq = (np.asarray(sigmas) * 2) ** 2
     gx, gy = g[0::3], g[1::3]
     out = np.zeros(d.shape[0])
@@ -97,9 +97,11 @@ def oks_nms_loop(kpts, scores, areas, thresh, sigmas, in_vis_thre=None):
     """Greedy OKS NMS: visit the poses by decreasing score (``argsort()[::-1]``),
     keep the best remaining one and drop every remaining pose whose OKS with it
     is above `thresh`. Returns the kept indices in the order they were kept."""
-    kpts = np.asarray(kpts, dtype=np.float64)
+    kpts = np.asarray(kpts)
+    if kpts.shape[0] == 0:
+        return []
     kpts = kpts.reshape(kpts.shape[0], -1)
-    areas = np.asarray(areas, dtype=np.float64)
+    areas = np.asarray(areas)
     remaining = np.argsort(np.asarray(scores))[::-1]
     keep = []
     while remaining.shape[0] > 0:
