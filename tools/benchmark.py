@@ -396,7 +396,7 @@ def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator) -> dict:
 
         start = time.perf_counter()
         with quiet():
-            stats, ap = dataset.evaluate(preds, boxes, image_ids, tmp)
+            _, ap = dataset.evaluate(preds, boxes, image_ids, tmp)
         seconds_eval = time.perf_counter() - start
         with open(os.path.join(tmp, "results", "keypoints_bench_results_0.json")) as f:
             written = [r["score"] for r in json.load(f)]
@@ -474,7 +474,7 @@ def summary_table(r: dict) -> str:
     header = ("stage", "rate", "loop reference", "speedup", "check / note")
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     fmt = "  ".join(f"{{:{'<' if i in (0, 4) else '>'}{w}}}" for i, w in enumerate(widths))
-    lines = [fmt.format(*header), "  ".join("-" * w for w in widths)] + [fmt.format(*row) for row in rows]
+    lines = [fmt.format(*row).rstrip() for row in [header, ["-" * w for w in widths]] + rows]
     lines.append(f"params {r['params'] / 1e6:.2f} M, {r['gmacs']:.3f} GMACs per crop; peak memory "
                  f"{r['peak_memory_mb']:.0f} MiB ({r['peak_memory_kind']})")
     return "\n".join(lines)

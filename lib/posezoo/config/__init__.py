@@ -27,12 +27,26 @@ class ConfigError(ValueError):
     """A config problem, stated in one line naming the key, value and file."""
 
 
+class FrozenList(list):
+    """A list value of a loaded config: compares like a list, cannot change."""
+
+    def _refuse(self, *args, **kwargs):
+        raise AttributeError("config is read-only; derive a new one with update_config(cfg, [KEY, VALUE])")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return FrozenList, (list(self),)
+
+
 class Config(EasyDict):
     """EasyDict that becomes read-only once loaded: config is data, not state."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if self.__dict__.get("_frozen"):
-            raise AttributeError(f"config is read-only; use update_config(cfg, ['{name}', value]) instead")
+            key = self.__dict__.get("_prefix", "") + name
+            raise AttributeError(f"config is read-only; use update_config(cfg, ['{key}', value]) instead")
         if isinstance(value, dict) and not isinstance(value, Config):
             value = Config(value)  # EasyDict would make a plain EasyDict here
         super().__setattr__(name, value)
@@ -44,6 +58,9 @@ class Config(EasyDict):
         if self.__dict__.get("_frozen"):
             raise AttributeError("config is read-only")
         super().__delattr__(name)
+
+    def __ior__(self, other):
+        raise AttributeError("config is read-only")
 
     def __deepcopy__(self, memo: dict) -> "Config":
         return _rebuild(copy.deepcopy(_to_plain(self), memo), self.__dict__.get("_frozen", False))
@@ -67,14 +84,16 @@ def _rebuild(plain: dict, frozen: bool) -> Config:
     return cfg
 
 
-def _freeze(node: Any) -> None:
-    if isinstance(node, Config):
-        for value in node.values():
-            _freeze(value)
-        node.__dict__["_frozen"] = True
-    elif isinstance(node, list):
-        for value in node:
-            _freeze(value)
+def _freeze(node: Config, prefix: str = "") -> None:
+    """Make `node` and everything below it read-only (lists become FrozenList)."""
+    for key, value in node.items():
+        if isinstance(value, Config):
+            _freeze(value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            dict.__setitem__(node, key, FrozenList(value))
+            node.__dict__[key] = node[key]
+    node.__dict__["_prefix"] = prefix
+    node.__dict__["_frozen"] = True
 
 
 def get_defaults() -> Config:

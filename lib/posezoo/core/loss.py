@@ -3,12 +3,10 @@ dotted module path exposing ``get_loss(cfg)``; empty means JointsMSELoss, or
 JointsOHKMMSELoss when ``LOSS.USE_OHKM`` (a key the official train.py ignores)."""
 from __future__ import annotations
 
-import importlib
-
 import torch
 from torch import nn
 
-from ..utils.registry import UnknownComponentError
+from ..utils.registry import UnknownComponentError, import_dotted
 
 
 def _weighted_sq_error(output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None
@@ -61,7 +59,7 @@ def build_loss(cfg) -> nn.Module:
     if name in LOSSES:
         return LOSSES[name](cfg)
     if "." in name:
-        module = importlib.import_module(name)
+        module = import_dotted(name, "LOSS.NAME")
         if not hasattr(module, "get_loss"):
             raise UnknownComponentError(f"LOSS.NAME = {name}: module has no get_loss(cfg)")
         return module.get_loss(cfg)

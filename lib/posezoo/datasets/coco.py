@@ -13,8 +13,11 @@ Evaluation: rescoring, OKS-NMS, results JSON, COCOeval, as in the official code.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import math
 import os
 from collections import OrderedDict, defaultdict
 from typing import Sequence
@@ -40,20 +43,39 @@ class AnnotationError(ValueError):
     """A malformed annotation or detection file, named with the offending entry."""
 
 
-def load_coco_json(path: str) -> COCO:
-    """pycocotools COCO from `path`, with one-line errors for missing/malformed files."""
+def _finite_numbers(values, count: int) -> bool:
+    return (isinstance(values, list) and len(values) == count and
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
+
+
+def _read_json(path: str, what: str, hint: str):
     if not os.path.isfile(path):
-        raise AnnotationError(f"annotation file not found: {path}")
+        raise AnnotationError(f"{what} not found: {path}{hint}")
     try:
         with open(path) as f:
-            data = json.load(f)
+            return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AnnotationError(f"annotation file {path} is not valid JSON: {err}") from None
+        raise AnnotationError(f"{what} {path} is not valid JSON: {err}") from None
+
+
+def load_coco_json(path: str) -> COCO:
+    """pycocotools COCO from `path`, with one-line errors for missing/malformed files."""
+    data = _read_json(path, "annotation file", "")
     if not isinstance(data, dict) or any(k not in data for k in ("images", "annotations", "categories")):
         raise AnnotationError(f"annotation file {path} lacks the COCO keys images/annotations/categories")
+    for i, image in enumerate(data["images"]):
+        missing = [k for k in ("id", "file_name", "width", "height") if not isinstance(image, dict) or k not in image]
+        if missing:
+            raise AnnotationError(f"annotation file {path}: images[{i}] lacks {', '.join(repr(k) for k in missing)}")
+    for i, ann in enumerate(data["annotations"]):
+        missing = [k for k in ("id", "image_id") if not isinstance(ann, dict) or k not in ann]
+        if missing:
+            raise AnnotationError(f"annotation file {path}: annotations[{i}] lacks "
+                                  f"{', '.join(repr(k) for k in missing)}")
     coco = COCO()
     coco.dataset = data
-    coco.createIndex()
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
+        coco.createIndex()
     return coco
 
 
@@ -61,26 +83,22 @@ def load_detections(path: str, image_ids: set, image_thre: float) -> list[dict]:
     """Person detections (COCO results format) scoring at least `image_thre`."""
     if not path:
         raise AnnotationError("TEST.USE_GT_BBOX is False but TEST.COCO_BBOX_FILE is empty")
-    if not os.path.isfile(path):
-        raise AnnotationError(f"detection file not found: {path} (TEST.COCO_BBOX_FILE)")
-    try:
-        with open(path) as f:
-            dets = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AnnotationError(f"detection file {path} is not valid JSON: {err}") from None
+    dets = _read_json(path, "detection file", " (TEST.COCO_BBOX_FILE)")
     if not isinstance(dets, list):
         raise AnnotationError(f"detection file {path} must be a list of {{image_id, category_id, bbox, score}}")
     kept = []
     for i, det in enumerate(dets):
-        if not isinstance(det, dict) or any(k not in det for k in ("image_id", "bbox", "score")):
-            raise AnnotationError(f"detection #{i} in {path} lacks image_id, bbox or score: {det!r}"[:300])
-        bbox = det["bbox"]
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-            raise AnnotationError(f"detection #{i} in {path}: bbox {bbox!r} is not [x, y, w, h]")
+        missing = [k for k in ("image_id", "bbox", "score") if not isinstance(det, dict) or k not in det]
+        if missing:
+            raise AnnotationError(f"detection #{i} in {path} lacks {', '.join(missing)}: {det!r}"[:300])
+        if not _finite_numbers(det["bbox"], 4):
+            raise AnnotationError(f"detection #{i} in {path}: bbox {det['bbox']!r} is not 4 finite numbers [x, y, w, h]")
+        if not _finite_numbers([det["score"]], 1):
+            raise AnnotationError(f"detection #{i} in {path}: score {det['score']!r} is not a finite number")
         if det.get("category_id", 1) != 1 or det["score"] < image_thre:
             continue
         if det["image_id"] not in image_ids:
-            raise AnnotationError(f"detection #{i} in {path}: image_id {det['image_id']} is not in the annotations")
+            raise AnnotationError(f"detection #{i} in {path}: image_id {det['image_id']!r} is not in the annotations")
         kept.append(det)
     if not kept:
         raise AnnotationError(f"detection file {path} has no person box with score >= TEST.IMAGE_THRE "
@@ -113,6 +131,7 @@ class COCODataset(JointsDataset):
                  joints_weight: Sequence[float] | None = None, sigmas: Sequence[float] | None = None):
         root = cfg.DATASET.ROOT
         ann_file = os.path.join(root, "annotations", f"person_keypoints_{image_set}.json")
+        self.ann_file = ann_file
         self.coco = load_coco_json(ann_file)
         cats = [c for c in self.coco.dataset["categories"] if c.get("id") == 1] or self.coco.dataset["categories"]
         if not cats:
@@ -155,14 +174,14 @@ class COCODataset(JointsDataset):
             for ann in self.coco.imgToAnns.get(image_id, []):
                 if ann.get("category_id") != self.category_id:
                     continue
-                kpts = ann.get("keypoints")
-                if not isinstance(kpts, list) or len(kpts) != 3 * k:
-                    raise AnnotationError(f"annotation id {ann.get('id')} (image {image_id}): keypoints must be "
-                                          f"{3 * k} numbers, got {len(kpts) if isinstance(kpts, list) else kpts!r}")
-                bbox = ann.get("bbox")
-                if not isinstance(bbox, list) or len(bbox) != 4:
-                    raise AnnotationError(f"annotation id {ann.get('id')} (image {image_id}): bbox {bbox!r} "
-                                          f"is not [x, y, w, h]")
+                kpts, bbox = ann.get("keypoints"), ann.get("bbox")
+                if not _finite_numbers(kpts, 3 * k):
+                    got = len(kpts) if isinstance(kpts, list) and len(kpts) != 3 * k else f"{str(kpts)[:60]}"
+                    raise AnnotationError(f"{self.ann_file}: annotation id {ann['id']} (image {image_id}): keypoints "
+                                          f"must be {3 * k} numbers, all finite; got {got}")
+                if not _finite_numbers(bbox, 4):
+                    raise AnnotationError(f"{self.ann_file}: annotation id {ann['id']} (image {image_id}): bbox "
+                                          f"{bbox!r} is not 4 finite numbers [x, y, w, h]")
                 x, y, w, h = bbox
                 x1, y1 = max(0, x), max(0, y)
                 x2 = min(width - 1, x1 + max(0, w - 1))
@@ -258,7 +277,7 @@ class COCODataset(JointsDataset):
                                 "scale": boxes[i, 2:4].tolist()})
         tmp = res_file + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(results, f)
+            f.write(json.dumps(results))  # the C encoder: json.dump streams through the slow Python one
         os.replace(tmp, res_file)
         if "test" in self.image_set:
             return OrderedDict([("Null", 0.0)]), 0.0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from collections import OrderedDict
 from typing import Iterable, Mapping, Union
 
@@ -30,9 +32,20 @@ def read_checkpoint(path: str) -> dict:
         raise CheckpointError(f"checkpoint file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+    except pickle.UnpicklingError as err:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        refused = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", text)
+        if refused:
+            raise CheckpointError(f"refusing {path}: it holds the Python object {refused.group(1)}, not only tensors "
+                                  f"(loaded with weights_only=True); load it with torch.load(..., "
+                                  f"weights_only=False) yourself only if you trust its source") from None
+        if "Weights only load failed" in text:
+            raise CheckpointError(f"refusing {path}: it holds Python objects besides tensors (loaded with "
+                                  f"weights_only=True)") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: not a PyTorch file or corrupt") from None
+    except Exception as err:  # truncated zip archives and I/O errors come in many types
+        raise CheckpointError(f"cannot read checkpoint {path}: truncated or not a PyTorch file "
+                              f"({type(err).__name__})") from None
 
 
 def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
@@ -79,14 +92,14 @@ def load_checkpoint(model: nn.Module, path: Union[str, Mapping], strict: bool = 
     # Files saved before PyTorch 0.4.1 lack BatchNorm's step counter; it is unused.
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     name = type(model).__name__
-    if shapes:
-        raise CheckpointError(f"{source} does not fit {name}: shape differs for {_summary(shapes, 3)}")
-    if strict and (missing or unexpected):
+    if shapes or (strict and (missing or unexpected)):
         parts = []
         if missing:
             parts.append(f"missing {len(missing)} keys: {_summary(missing)}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys: {_summary(unexpected)}")
+        if shapes:
+            parts.append(f"shape differs for {_summary(shapes, 3)}")
         raise CheckpointError(f"{source} does not fit {name} ({'; '.join(parts)}); "
                               f"is it a checkpoint for another architecture or config?")
     if missing or unexpected:

@@ -16,6 +16,17 @@ class UnknownComponentError(ValueError):
     """A component name that resolves to nothing, with the names that would."""
 
 
+def import_dotted(name: str, config_key: str) -> ModuleType:
+    """Import a user's module by its dotted path, with a one-line error."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and name.startswith(err.name):
+            raise UnknownComponentError(f"{config_key} = {name}: cannot import {err.name} "
+                                        f"(is it installed or on PYTHONPATH?)") from None
+        raise
+
+
 def available(kind: str, entry: str) -> list[str]:
     """Names of the posezoo modules of `kind` that expose `entry`."""
     package = importlib.import_module(f"posezoo.{kind}")
@@ -34,10 +45,7 @@ def resolve(kind: str, name: str, entry: str, config_key: str) -> ModuleType:
     if not isinstance(name, str) or not name:
         raise UnknownComponentError(f"{config_key} is empty; available: {', '.join(available(kind, entry))}")
     if "." in name:
-        if importlib.util.find_spec(name.split(".")[0]) is None:
-            raise UnknownComponentError(f"{config_key} = {name}: cannot import package '{name.split('.')[0]}' "
-                                        f"(is it installed or on PYTHONPATH?)")
-        module = importlib.import_module(name)
+        module = import_dotted(name, config_key)
     else:
         if not name.isidentifier() or importlib.util.find_spec(f"posezoo.{kind}.{name}") is None:
             raise UnknownComponentError(f"{config_key} = {name} is not a posezoo {kind[:-1]}; "

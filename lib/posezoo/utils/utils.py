@@ -77,8 +77,13 @@ def save_atomic(obj: Any, path: str) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a
     half-written checkpoint in place of the previous good one."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -1,0 +1,106 @@
+"""tools/benchmark.py on the tiny synthetic set, and the loop references it compares against."""
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import benchmark
+from conftest import synthetic_opts
+from posezoo.codecs import _reference
+from posezoo.codecs.gaussian import GaussianHeatmapCodec
+from posezoo.nms import COCO_PERSON_SIGMAS, oks_iou, oks_nms
+
+RATES = ["data_train_crops_s", "data_test_crops_s", "encode_items_s", "encode_ref_items_s", "forward_crops_s",
+         "forward_flip_crops_s", "decode_crops_s", "decode_ref_crops_s", "eval_rescore_nms_dets_s",
+         "eval_total_dets_s", "nms_dets_s", "nms_ref_dets_s", "encode_speedup", "decode_speedup", "nms_speedup"]
+
+
+def write_cfg(path, opts: list) -> str:
+    """The KEY VALUE pairs as a nested experiment YAML."""
+    tree: dict = {}
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    path.write_text(yaml.safe_dump(tree))
+    return str(path)
+
+
+@pytest.fixture
+def tiny_cfg_file(synthetic_root, tmp_path) -> str:
+    return write_cfg(tmp_path / "tiny.yaml", synthetic_opts(synthetic_root, str(tmp_path / "output")))
+
+
+def test_benchmark_tiny(tiny_cfg_file, capsys):
+    result = benchmark.main(["--cfg", tiny_cfg_file, "--device", "cpu", "--iters", "4", "--num-dets", "2000",
+                             "--decode-batch", "64", "TEST.BATCH_SIZE_PER_GPU", "4"])
+    for key in RATES:
+        assert result[key] > 0, key
+    assert result["encode_max_abs_diff"] == 0.0
+    assert result["decode_max_px_diff"] < 1e-3
+    assert result["nms_identical"] is True
+    assert result["eval_num_dets"] >= 2000 and 0 < result["eval_kept"] <= result["eval_num_dets"]
+    assert 0.0 <= result["eval_ap"] <= 1.0
+    assert result["params"] > 0 and result["gmacs"] > 0 and result["peak_memory_mb"] > 0
+    assert result["batch"] == 4  # the trailing override reached the config
+    assert result["input_size"] == [64, 64] and result["output_shape"] == (17, 16, 16)
+    printed = capsys.readouterr().out
+    assert "loop reference" in printed and "identical keeps" in printed and "creating index" not in printed
+
+
+def test_cuda_request_without_cuda(tiny_cfg_file):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(ValueError, match="CUDA"):
+        benchmark.main(["--cfg", tiny_cfg_file, "--device", "cuda"])
+
+
+class _OffByALittle(GaussianHeatmapCodec):
+    def encode(self, joints, joints_vis):
+        target, weight = super().encode(joints, joints_vis)
+        return target + np.float32(1e-6), weight
+
+    def decode(self, heatmaps, center, scale):
+        preds, maxvals = super().decode(heatmaps, center, scale)
+        return preds + 0.01, maxvals
+
+
+def test_reference_checks_catch_differences(synthetic_cfg):
+    """The identity checks are not vacuous: a 1e-6 target or 0.01 px decode error stops the tool."""
+    cfg = synthetic_cfg
+    codec = _OffByALittle(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA)
+    rng = np.random.default_rng(0)
+    with pytest.raises(benchmark.ReferenceMismatch):
+        benchmark.bench_encode(cfg, codec, 5, rng)
+    with pytest.raises(benchmark.ReferenceMismatch):
+        benchmark.bench_decode(cfg, codec, torch.device("cpu"), (17, 16, 16), 8, 1, rng)
+
+
+@pytest.mark.parametrize("in_vis_thre", [None, 0.5])
+def test_oks_loop_references_match_library(in_vis_thre):
+    rng = np.random.default_rng(1)
+    for trial in range(30):
+        n = int(rng.integers(0, 12))
+        base = rng.uniform(0, 200, (1, 17, 2))
+        kpts = np.concatenate([base + rng.normal(0, rng.uniform(0.5, 20), (n, 17, 2)), rng.random((n, 17, 1))], 2)
+        scores = rng.random(n).round(1)  # ties: both must break them as argsort()[::-1] does
+        areas = rng.uniform(500, 5000, n)
+        thre = float(rng.choice([0.3, 0.5, 0.9]))
+        expected = oks_nms(kpts, scores, areas, thre, COCO_PERSON_SIGMAS, in_vis_thre)
+        assert _reference.oks_nms_loop(kpts, scores, areas, thre, COCO_PERSON_SIGMAS, in_vis_thre) == expected
+        if n:
+            np.testing.assert_array_equal(
+                _reference.oks_iou_loop(kpts[0], kpts, areas[0], areas, COCO_PERSON_SIGMAS, in_vis_thre),
+                oks_iou(kpts[0], kpts, areas[0], areas, COCO_PERSON_SIGMAS, in_vis_thre))
+
+
+def test_eval_set_is_valid_coco():
+    sigmas = np.asarray(COCO_PERSON_SIGMAS)
+    gt, dets, kpts = benchmark.make_eval_set(np.random.default_rng(0), 500, sigmas)
+    assert len(dets) >= 500 and kpts.shape == (len(dets), 17, 3)
+    image_ids = {im["id"] for im in gt["images"]}
+    assert all(d["image_id"] in image_ids and d["bbox"][2] > 0 and d["bbox"][3] > 0 for d in dets)
+    assert all(len(a["keypoints"]) == 51 and a["num_keypoints"] == sum(v > 0 for v in a["keypoints"][2::3])
+               for a in gt["annotations"])
