@@ -1,7 +1,6 @@
 """A COCO-format set with its own keypoints (here 5 joints) needs config only:
 joints from the annotation file, flip pairs / sigmas / weights from DATASET.*."""
 import json
-import os
 import shutil
 
 import numpy as np

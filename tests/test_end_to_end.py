@@ -10,7 +10,7 @@ import test as test_tool
 import train as train_tool
 from conftest import synthetic_opts
 from posezoo.config import load_config
-from posezoo.models import build_model, load_checkpoint
+from posezoo.models import build_model
 
 
 def write_cfg(tmp_path, root):

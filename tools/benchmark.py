@@ -35,14 +35,13 @@ import argparse
 import contextlib
 import io
 import json
-import logging
 import os
 import resource
 import sys
 import tempfile
 import time
 
-import _setup  # noqa: F401  (puts lib/ on the path)
+import _setup  # puts lib/ on the path
 import numpy as np
 import torch
 
@@ -65,8 +64,7 @@ class ReferenceMismatch(RuntimeError):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="experiment YAML")
+    parser = _setup.config_parser(__doc__, "DATASET.ROOT /tmp/synthetic")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="where the model forward and decode run (default: cuda if available, else cpu)")
     parser.add_argument("--iters", type=int, default=100, help="scales the work of every stage (default 100)")
@@ -76,8 +74,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="heatmaps per decode call (default 1024)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op CPU threads (default: torch's choice); 1 is steadier on a busy machine")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, "
-                                                               "e.g. DATASET.ROOT /tmp/synthetic")
     args = parser.parse_args(argv)
     for name in ("iters", "num_dets", "decode_batch", "threads"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -527,8 +523,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError, RuntimeError) as err:
-        logging.getLogger("posezoo").error("error: %s", err)
-        sys.exit(1)
+    _setup.run(main)

@@ -10,9 +10,8 @@ and a PNG of predicted skeletons, and prints the metric table.
 import argparse
 import logging
 import os
-import sys
 
-import _setup  # noqa: F401  (puts lib/ on the path)
+import _setup  # puts lib/ on the path
 import torch
 from torch.utils.data import DataLoader
 
@@ -28,10 +27,7 @@ logger = logging.getLogger("posezoo.test")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="experiment YAML")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, "
-                                                               "e.g. TEST.MODEL_FILE m.pth TEST.FLIP_TEST True")
+    parser = _setup.config_parser(__doc__, "TEST.MODEL_FILE m.pth TEST.FLIP_TEST True")
     return parser.parse_args(argv)
 
 
@@ -64,8 +60,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError, RuntimeError) as err:
-        logging.getLogger("posezoo").error("error: %s", err)
-        sys.exit(1)
+    _setup.run(main)

@@ -11,9 +11,8 @@ results/ and a PNG of predicted skeletons.
 import argparse
 import logging
 import os
-import sys
 
-import _setup  # noqa: F401  (puts lib/ on the path)
+import _setup  # puts lib/ on the path
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
@@ -31,10 +30,7 @@ logger = logging.getLogger("posezoo.train")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="experiment YAML (official HRNet/SimpleBaseline ones load as is)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE pairs, "
-                                                               "e.g. TRAIN.END_EPOCH 10 GPUS '(0,1)'")
+    parser = _setup.config_parser(__doc__, "TRAIN.END_EPOCH 10 GPUS '(0,1)'")
     return parser.parse_args(argv)
 
 
@@ -108,8 +104,4 @@ def main(argv=None) -> float:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, OSError, RuntimeError) as err:
-        logging.getLogger("posezoo").error("error: %s", err)
-        sys.exit(1)
+    _setup.run(main)
