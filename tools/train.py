@@ -76,30 +76,32 @@ def main(argv=None) -> float:
         logger.info("=> resumed from %s at epoch %d (best %.4f)", checkpoint_file, begin_epoch, best_perf)
 
     writer = SummaryWriter(tb_dir)
-    last_good = checkpoint_file if os.path.exists(checkpoint_file) else ""
-    perf = best_perf
-    for epoch in range(begin_epoch, cfg.TRAIN.END_EPOCH):
-        global_step = train_one_epoch(cfg, train_loader, model, criterion, optimizer, epoch, device, final_dir,
-                                      writer, global_step, last_good, train_set)
-        scheduler.step()
-        writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)
-        _, perf = validate(cfg, valid_loader, valid_set, model, codec, device, final_dir, criterion, writer,
-                           global_step)
-        is_best = perf >= best_perf
-        best_perf = max(perf, best_perf)
-        state = unwrap_model(model).state_dict()
-        if is_best:
-            save_atomic(state, os.path.join(final_dir, "model_best.pth"))
-        save_atomic({"epoch": epoch + 1, "model": cfg.MODEL.NAME, "state_dict": state, "perf": best_perf,
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "global_step": global_step, "torch_rng": torch.get_rng_state()}, checkpoint_file)
-        last_good = checkpoint_file
-        logger.info("=> epoch %d: %.4f (best %.4f); saved %s", epoch, perf, best_perf, checkpoint_file)
+    try:
+        last_good = checkpoint_file if os.path.exists(checkpoint_file) else ""
+        perf = best_perf
+        for epoch in range(begin_epoch, cfg.TRAIN.END_EPOCH):
+            global_step = train_one_epoch(cfg, train_loader, model, criterion, optimizer, epoch, device, final_dir,
+                                          writer, global_step, last_good, train_set)
+            scheduler.step()
+            writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)
+            _, perf = validate(cfg, valid_loader, valid_set, model, codec, device, final_dir, criterion, writer,
+                               global_step)
+            is_best = perf >= best_perf
+            best_perf = max(perf, best_perf)
+            state = unwrap_model(model).state_dict()
+            if is_best:
+                save_atomic(state, os.path.join(final_dir, "model_best.pth"))
+            save_atomic({"epoch": epoch + 1, "model": cfg.MODEL.NAME, "state_dict": state, "perf": best_perf,
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "global_step": global_step, "torch_rng": torch.get_rng_state()}, checkpoint_file)
+            last_good = checkpoint_file
+            logger.info("=> epoch %d: %.4f (best %.4f); saved %s", epoch, perf, best_perf, checkpoint_file)
 
-    final_file = os.path.join(final_dir, "final_state.pth")
-    save_atomic(unwrap_model(model).state_dict(), final_file)
-    logger.info("=> final model saved to %s", final_file)
-    writer.close()
+        final_file = os.path.join(final_dir, "final_state.pth")
+        save_atomic(unwrap_model(model).state_dict(), final_file)
+        logger.info("=> final model saved to %s", final_file)
+    finally:
+        writer.close()
     return perf
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..utils.transforms import crop_to_image, flip_back
+from ..utils.transforms import crop_to_image, flip_back, get_affine_transform
 
 
 def get_max_preds(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,6 +53,11 @@ class GaussianHeatmapCodec:
         self.sigma = float(sigma)
         self.post_process = post_process
         self.shift_heatmap = shift_heatmap
+
+    def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
+                    ) -> np.ndarray:
+        """Image -> crop affine matrix the dataset warps with (the official, biased geometry)."""
+        return get_affine_transform(center, scale, rotation, output_size)
 
     def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Joints in crop pixels (K, >=2) and visibility (K, >=1) -> target

@@ -119,7 +119,7 @@ _C.TEST.IN_VIS_THRE = 0.0
 _C.TEST.COCO_BBOX_FILE = ""
 _C.TEST.BBOX_THRE = 1.0
 _C.TEST.MODEL_FILE = ""
-_C.TEST.BLUR_KERNEL = 11  # DarkPose
+_C.TEST.BLUR_KERNEL = 0  # DarkPose: > 0 selects DARK decoding with this blur kernel (their YAMLs use 11)
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN
 

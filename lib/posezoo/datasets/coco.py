@@ -92,7 +92,7 @@ def load_detections(path: str, image_ids: set, image_thre: float) -> list[dict]:
         if missing:
             raise AnnotationError(f"detection #{i} in {path} lacks {', '.join(missing)}: {det!r}"[:300])
         if not _finite_numbers(det["bbox"], 4):
-            raise AnnotationError(f"detection #{i} in {path}: bbox {det['bbox']!r} is not 4 finite numbers [x, y, w, h]")
+            raise AnnotationError(f"detection #{i} in {path}: bbox {det['bbox']!r} is not 4 finite numbers")
         if not _finite_numbers([det["score"]], 1):
             raise AnnotationError(f"detection #{i} in {path}: score {det['score']!r} is not a finite number")
         if det.get("category_id", 1) != 1 or det["score"] < image_thre:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, get_affine_transform
+from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class JointsDataset(Dataset):
             image, joints, joints_vis, center, scale, rotation = self.augment(
                 image, joints, joints_vis, center, scale, rng)
 
-        trans = get_affine_transform(center, scale, rotation, (width, height))
+        trans = self.codec.crop_matrix(center, scale, rotation, (width, height))
         crop = cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)
         visible = joints_vis[:, 0] > 0
         joints[visible, :2] = affine_transform(joints[visible, :2], trans)
