@@ -121,3 +121,54 @@ def fliplr_joints(joints: np.ndarray, joints_vis: np.ndarray, width: int, flip_p
     joints_vis = joints_vis[perm].copy()
     joints[:, 0] = width - joints[:, 0] - 1
     return joints * joints_vis, joints_vis
+
+
+# --- UDP geometry (Huang et al., "The Devil is in the Details", CVPR 2020) ---
+#
+# Unbiased data processing measures sizes in pixel *intervals*: the box of
+# width s_w*200 image pixels spans the crop from pixel 0 to pixel W-1 (not W),
+# the box centre lands on ((W-1)/2, (H-1)/2), and a heatmap of width w_hm
+# covers the same span with stride (W-1)/(w_hm-1). Flipping a crop is then
+# x -> W-1-x in every resolution, with no shift to undo.
+
+def get_udp_warp_matrix(center: np.ndarray, scale: np.ndarray, rot: float, output_size: Sequence[int],
+                        inv: bool = False) -> np.ndarray:
+    """UDP crop geometry as a 2x3 matrix, image -> crop (or crop -> image with
+    `inv`), for a box (center, scale*200) rotated by `rot` degrees and a crop of
+    `output_size` (w, h).
+
+    ``inv=True`` gives the official matrix numbers exactly (UDP-Pose's
+    ``get_warpmatrix(rot, 2*center, output_size-1, scale)``, float32, which the
+    official dataset warps with ``WARP_INVERSE_MAP``): crop pixel q goes to
+    image ``R(rot)^T (q * t/(size-1) - t/2) + center`` with t = scale*200.
+    The default, image -> crop, is that matrix inverted in float64, so
+    ``cv2.warpAffine`` (which inverts it back) samples the same image points as
+    the official crop, and points map as the official ``rotate_points``:
+    ``(R(rot) (p - center) + t/2) * (size-1)/t``."""
+    scale = np.asarray(scale, dtype=np.float64)
+    if scale.ndim == 0:
+        scale = np.array([scale, scale])
+    t = scale * PIXEL_STD
+    dst = np.asarray(output_size, dtype=np.float64) - 1.0
+    theta = float(rot) / 180.0 * np.pi
+    cs, sn = np.cos(theta), np.sin(theta)
+    kx, ky = t[0] / dst[0], t[1] / dst[1]
+    cx, cy = float(center[0]), float(center[1])
+    back = np.array([[cs * kx, sn * ky, -0.5 * t[0] * cs - 0.5 * t[1] * sn + cx],
+                     [-sn * kx, cs * ky, 0.5 * t[0] * sn - 0.5 * t[1] * cs + cy]]).astype(np.float32)
+    if inv:
+        return back
+    return cv2.invertAffineTransform(back.astype(np.float64))
+
+
+def udp_crop_to_image(coords: torch.Tensor, center: torch.Tensor, scale: torch.Tensor,
+                      output_size: Sequence[int]) -> torch.Tensor:
+    """Map (N, K, 2) coordinates on an `output_size` (w, h) grid of an
+    unrotated UDP crop back to image pixels, batched on the tensors' device.
+
+    Equals the official UDP ``transform_preds``: each axis has its own zoom,
+    ``p = q * s*200/(size-1) + c - s*200/2``; the exact inverse of
+    ``get_udp_warp_matrix`` at rot = 0."""
+    size = torch.as_tensor(output_size, dtype=coords.dtype, device=coords.device)
+    box = scale.to(coords.dtype) * PIXEL_STD
+    return coords * (box / (size - 1.0))[:, None, :] + (center.to(coords.dtype) - box * 0.5)[:, None, :]
