@@ -176,3 +176,25 @@ def test_drop_in_model_file_in_the_models_package(tmp_path, synthetic_root):
     finally:
         os.remove(path)
         sys.modules.pop("posezoo.models.zz_test_tiny_net", None)
+
+
+def test_count_flops_counts_true_macs():
+    from torch import nn
+
+    from posezoo.utils.utils import count_flops, count_parameters
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)  # 8*3*9 per output pixel x 100 = 21,600
+            self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)  # 8*2*9 x 100 = 14,400
+            self.deconv = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1)  # 4*16 per input value x 800 = 51,200
+            self.fc = nn.Linear(10, 5)  # 50
+
+        def forward(self, x):
+            y = self.deconv(self.grouped(self.conv(x)))
+            return self.fc(y[:, 0, 0, :10])
+
+    net = Net()
+    assert count_flops(net, (3, 10, 10)) == 21_600 + 14_400 + 51_200 + 50
+    assert count_parameters(net) == sum(p.numel() for p in net.parameters())
