@@ -12,6 +12,23 @@ from torch import nn
 
 BN_MOMENTUM = 0.1
 
+# deconv kernel -> (padding, output_padding) that exactly doubles the resolution
+DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
+
+
+def check_deconv_head(extra, owner: str) -> None:
+    """Validate the deconvolution-head fields of MODEL.EXTRA shared by the
+    SimpleBaseline-style heads (NUM_DECONV_*, FINAL_CONV_KERNEL)."""
+    n_deconv = extra.NUM_DECONV_LAYERS
+    if n_deconv < 1 or len(extra.NUM_DECONV_FILTERS) != n_deconv or len(extra.NUM_DECONV_KERNELS) != n_deconv:
+        raise ValueError(f"{owner}: MODEL.EXTRA.NUM_DECONV_FILTERS and NUM_DECONV_KERNELS need "
+                         f"NUM_DECONV_LAYERS (>= 1) entries")
+    bad = [k for k in extra.NUM_DECONV_KERNELS if k not in DECONV_PADDING]
+    if bad:
+        raise ValueError(f"{owner}: MODEL.EXTRA.NUM_DECONV_KERNELS: kernel {bad[0]} unsupported; use 2, 3 or 4")
+    if extra.FINAL_CONV_KERNEL not in (1, 3):
+        raise ValueError(f"{owner}: MODEL.EXTRA.FINAL_CONV_KERNEL = {extra.FINAL_CONV_KERNEL}: expected 1 or 3")
+
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)

@@ -14,7 +14,8 @@ from torch import nn
 
 from ..config import read_extra
 from .checkpoint import CheckpointError, load_pretrained_backbone
-from .common import BN_MOMENTUM, BasicBlock, Bottleneck, CaffeBottleneck, make_res_layer
+from .common import (BN_MOMENTUM, DECONV_PADDING, BasicBlock, Bottleneck, CaffeBottleneck, check_deconv_head,
+                     make_res_layer)
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,6 @@ EXTRA_DEFAULTS = {
     "NUM_DECONV_KERNELS": [4, 4, 4],
     "FINAL_CONV_KERNEL": 1,
 }
-
-# deconv kernel -> (padding, output_padding) that exactly doubles the resolution
-DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
 
 
 class PoseResNet(nn.Module):
@@ -116,15 +114,7 @@ def get_pose_net(cfg, is_train: bool) -> PoseResNet:
         raise ValueError(f"MODEL.EXTRA.NUM_LAYERS = {extra.NUM_LAYERS}: pose_resnet supports {sorted(RESNET_SPEC)}")
     if cfg.MODEL.STYLE not in ("pytorch", "caffe"):
         raise ValueError(f"MODEL.STYLE = {cfg.MODEL.STYLE}: expected 'pytorch' or 'caffe'")
-    n_deconv = extra.NUM_DECONV_LAYERS
-    if len(extra.NUM_DECONV_FILTERS) != n_deconv or len(extra.NUM_DECONV_KERNELS) != n_deconv:
-        raise ValueError("MODEL.EXTRA.NUM_DECONV_FILTERS and NUM_DECONV_KERNELS need NUM_DECONV_LAYERS entries")
-    bad = [k for k in extra.NUM_DECONV_KERNELS if k not in DECONV_PADDING]
-    if bad:
-        raise ValueError(f"MODEL.EXTRA.NUM_DECONV_KERNELS: kernel {bad[0]} unsupported; use 2, 3 or 4")
-    if extra.FINAL_CONV_KERNEL not in (1, 3):
-        raise ValueError(f"MODEL.EXTRA.FINAL_CONV_KERNEL = {extra.FINAL_CONV_KERNEL}: expected 1 or 3")
-
+    check_deconv_head(extra, "pose_resnet")
     block, layers = RESNET_SPEC[extra.NUM_LAYERS]
     if cfg.MODEL.STYLE == "caffe" and block is Bottleneck:
         block = CaffeBottleneck
