@@ -81,7 +81,7 @@ def main(argv=None) -> float:
         perf = best_perf
         for epoch in range(begin_epoch, cfg.TRAIN.END_EPOCH):
             global_step = train_one_epoch(cfg, train_loader, model, criterion, optimizer, epoch, device, final_dir,
-                                          writer, global_step, last_good, train_set)
+                                          writer, global_step, last_good, train_set, codec)
             scheduler.step()
             writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)
             _, perf = validate(cfg, valid_loader, valid_set, model, codec, device, final_dir, criterion, writer,

@@ -48,9 +48,12 @@ def _last(outputs) -> torch.Tensor:
 
 def train_one_epoch(cfg, loader: DataLoader, model: nn.Module, criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, epoch: int, device: torch.device, output_dir: str,
-                    writer=None, global_step: int = 0, last_checkpoint: str = "", dataset=None) -> int:
+                    writer=None, global_step: int = 0, last_checkpoint: str = "", dataset=None, codec=None) -> int:
     """One pass over `loader`. Returns the updated global step. Raises
-    NonFiniteLossError (naming the last good checkpoint) on a NaN/inf loss."""
+    NonFiniteLossError (naming the last good checkpoint) on a NaN/inf loss.
+    Accuracy and debug images use the heatmap channels only (every
+    ``codec.channels_per_joint``-th one: UDP's offset target interleaves offsets)."""
+    step = getattr(codec, "channels_per_joint", 1)
     model.train()
     losses, accs = AverageMeter(), AverageMeter()
     skipped = 0
@@ -71,7 +74,7 @@ def train_one_epoch(cfg, loader: DataLoader, model: nn.Module, criterion: nn.Mod
         loss.backward()
         optimizer.step()
 
-        output = _last(outputs)
+        output, target = _last(outputs)[:, ::step], target[:, ::step]
         _, avg_acc, cnt = heatmap_accuracy(output, target)
         losses.update(loss.item(), inputs.size(0))
         accs.update(avg_acc, cnt)

@@ -1,0 +1,367 @@
+"""UDP, Unbiased Data Processing (Huang et al., "The Devil is in the Details:
+Delving into Unbiased Data Processing for Human Pose Estimation", CVPR 2020;
+official code: HuangJunJie2017/UDP-Pose, ``deep-high-resolution-net.pytorch``).
+
+Two target types share UDP's geometry (``utils.transforms.get_udp_warp_matrix``
+and ``udp_crop_to_image``): sizes count pixel intervals, so the box maps onto
+crop pixels 0 .. W-1, the heatmap stride is (W_in - 1) / (W_hm - 1), and a
+mirrored crop is x -> W-1-x at every resolution (flip test without a shift).
+
+- ``MODEL.TARGET_TYPE: udp`` (UDP-Pose's ``gaussian``): a Gaussian of std SIGMA
+  centred on the exact sub-pixel joint, drawn in the window around its rounded
+  position. Decode: argmax, then with ``TEST.POST_PROCESS`` UDP's Taylor step
+  (DARK-style): each map is blurred (7x7), rescaled to [0, its raw maximum],
+  clipped to [0.001, 50] and log-taken; one Newton step from the argmax with
+  central differences on the edge-padded map.
+- ``MODEL.TARGET_TYPE: offset`` (UDP-Pose's ``offset``): per joint three maps,
+  interleaved [classification, x offset, y offset] (channel 3k, 3k+1, 3k+2).
+  Classification is 1 on the disk of radius ``LOSS.KPD`` heatmap pixels around
+  the joint, the offsets are (joint - pixel) / KPD on that disk, 0 elsewhere.
+  Decode: blur classification maps (15x15) and KPD-scaled offset maps (7x7),
+  argmax of the blurred classification, add the blurred offsets read there.
+  The score is the blurred classification maximum. Loss:
+  ``core.loss.JointsOffsetMSELoss``.
+
+Gaussian blurs are OpenCV's ``GaussianBlur(ksize, sigma=0)`` (kernel from
+``cv2.getGaussianKernel``, BORDER_REFLECT_101), done in torch as two matrix
+products per map, a slice of maps at a time; the few blurred values that the
+result hangs on (the Taylor step's 3x3 neighbourhood, the offsets at the peak,
+near-tied peaks) are recomputed in float64. Everything in decode is batched
+over crops and joints on the output's device, and the output is not modified.
+
+One deliberate difference: where the official Taylor step divides by zero (a
+map constant after blurring) it returns NaN; here the step is skipped.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+import cv2
+import numpy as np
+import torch
+
+from ..utils.transforms import flip_back, flip_permutation, get_udp_warp_matrix, udp_crop_to_image
+from .gaussian import get_max_preds
+
+__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_argmax", "blurred_at", "gaussian_blur", "get_codec",
+           "udp_taylor_refine"]
+
+
+# --- blurs as OpenCV does them --------------------------------------------
+
+@cache
+def _cv2_kernel(ksize: int) -> tuple[float, ...]:
+    """1-D kernel of ``cv2.GaussianBlur(ksize, sigma=0)``."""
+    return tuple(float(v) for v in cv2.getGaussianKernel(ksize, 0, cv2.CV_64F).ravel())
+
+
+def reflect101_index(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Source index in 0 .. n-1 of any integer position `i` under OpenCV's
+    BORDER_REFLECT_101 (``gfedcb|abcdefgh|gfedcba``), repeated for far positions."""
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = i.abs() % period
+    return torch.where(i >= n, period - i, i)
+
+
+def _blur_matrix(n: int, ksize: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """(n, n) matrix B with ``B @ v`` = v blurred along its length: the kernel as
+    a band, the reflected border folded in."""
+    return _blur_matrix64(n, ksize).to(dtype=dtype, device=device)
+
+
+@cache
+def _blur_matrix64(n: int, ksize: int) -> torch.Tensor:
+    pad = ksize // 2
+    kernel = torch.tensor(_cv2_kernel(ksize), dtype=torch.float64)
+    rows = torch.arange(n).unsqueeze(1).expand(n, ksize)
+    cols = reflect101_index(rows + torch.arange(-pad, pad + 1), n)
+    matrix = torch.zeros(n, n, dtype=torch.float64)
+    matrix.index_put_((rows.reshape(-1), cols.reshape(-1)), kernel.repeat(n), accumulate=True)
+    return matrix
+
+
+def gaussian_blur(maps: torch.Tensor, ksize: int) -> torch.Tensor:
+    """``cv2.GaussianBlur(map, (ksize, ksize), 0)`` on every (H, W) map of an
+    (..., H, W) tensor (reflect-101 border, any map size), as two matrix
+    products: B_h @ map @ B_w^T; a new tensor."""
+    h, w = maps.shape[-2:]
+    rows = _blur_matrix(h, ksize, maps.dtype, maps.device)
+    cols = _blur_matrix(w, ksize, maps.dtype, maps.device)
+    return torch.matmul(rows, torch.matmul(maps, cols.T))
+
+
+def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor]:
+    """``reduce`` applied to the blurred (N, K, H, W) maps, flattened to
+    (maps, H*W), a slice of maps at a time so that the blurred copy stays small
+    (in cache on a CPU); returns reduce's outputs, reshaped to (N, K, ...)."""
+    n, k, h, w = maps.shape
+    flat = maps.reshape(n * k, h, w)
+    rows = _blur_matrix(h, ksize, maps.dtype, maps.device)
+    cols_t = _blur_matrix(w, ksize, maps.dtype, maps.device).T
+    step = max(1, (1 << (20 if maps.device.type == "cpu" else 26)) // (h * w))
+    parts = []
+    for start in range(0, n * k, step):
+        blurred = torch.matmul(rows, torch.matmul(flat[start:start + step], cols_t))
+        parts.append(reduce(blurred.reshape(blurred.shape[0], h * w)))
+    return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
+
+
+def _max_and_first_near(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row: index and value of the maximum, and the index of the first
+    value within float32 rounding (relative 2.5e-7) of it."""
+    top, idx = blurred.max(dim=1)
+    near = blurred >= (top - 2.5e-7 * blurred.abs().amax(dim=1)).unsqueeze(1)
+    return idx, top, near.to(torch.uint8).argmax(dim=1)
+
+
+def blurred_argmax(maps: torch.Tensor, ksize: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat index (N, K) and value of the maximum of each blurred map, as
+    ``np.argmax(cv2.GaussianBlur(map))``: the first one where the exact blur
+    ties (a symmetric map, e.g. a decoded target), not the one rounding
+    favours. Where an earlier pixel comes within rounding of the maximum of
+    the blur in the maps' dtype, both are blurred again in `dtype` (float64
+    but on MPS) to choose."""
+    w = maps.shape[3]
+    idx, top, first = _blurred_reduce(maps, ksize, _max_and_first_near)
+    close = (first != idx).nonzero(as_tuple=True)
+    if close[0].numel():
+        sub = maps[close[0], close[1]].unsqueeze(0)  # (1, M, H, W)
+        candidates = torch.stack([first[close], idx[close]], dim=1).unsqueeze(0)  # (1, M, 2)
+        values = blurred_at(sub, candidates % w, torch.div(candidates, w, rounding_mode="floor"), ksize, dtype)[0]
+        rtol = 1e-12 if dtype == torch.float64 else 2.5e-7
+        take_first = values[:, 0] >= values[:, 1] - rtol * values[:, 1].abs()
+        idx = idx.index_put(close, torch.where(take_first, candidates[0, :, 0], candidates[0, :, 1]))
+        top = top.index_put(close, values.amax(dim=1).to(top.dtype))
+    return idx, top
+
+
+def _min_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return blurred.amin(dim=1), blurred.amax(dim=1)
+
+
+def blurred_at(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, ksize: int,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Values of ``gaussian_blur(maps, ksize)`` at a few pixels per map without
+    blurring the rest: (N, K, H, W) maps, integer (N, K, P) positions inside the
+    map -> (N, K, P), computed in `dtype` (default: the maps')."""
+    n, k, h, w = maps.shape
+    p = xs.shape[2]
+    pad = ksize // 2
+    dtype = dtype or maps.dtype
+    kernel = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=maps.device)
+    steps = torch.arange(-pad, pad + 1, device=maps.device)
+    tx = reflect101_index(xs.unsqueeze(-1) + steps, w)  # (N, K, P, ksize)
+    ty = reflect101_index(ys.unsqueeze(-1) + steps, h)
+    idx = (ty.unsqueeze(-1) * w + tx.unsqueeze(-2)).reshape(n, k, -1)
+    patch = maps.reshape(n, k, h * w).gather(2, idx).to(dtype).reshape(n, k, p, ksize, ksize)
+    return torch.einsum("nkpyx,y,x->nkp", patch, kernel, kernel)
+
+
+# --- the Taylor step of UDP-Pose's gaussian post-processing ----------------
+
+def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: torch.Tensor) -> torch.Tensor:
+    """One Newton step on the log of the blurred, rescaled heatmaps from the
+    integer argmax `coords` (N, K, 2); returns refined (N, K, 2) in float64
+    (float32 on MPS). `maxvals` (N, K, 1) are the raw maxima.
+
+    Per map: blur 7x7, rescale (b - min b) / (max b - min b) * max(raw),
+    clip to [0.001, 50], log; derivatives by central differences with the map's
+    edge pixels repeated outside it; shift = -H^-1 grad, zero where H is
+    singular (or the map was constant)."""
+    n, k, h, w = heatmaps.shape
+    fdt = torch.float32 if heatmaps.device.type == "mps" else torch.float64
+    # min and max of each blurred map from a full blur; the nine values the
+    # step uses are blurred again in float64, where the log amplifies rounding
+    bmin, bmax = (v.to(fdt).unsqueeze(2) for v in _blurred_reduce(heatmaps, 7, _min_max))
+    px, py = coords[..., 0].long(), coords[..., 1].long()
+    steps = torch.tensor([-1, 0, 1], device=heatmaps.device)
+    xs = (px.unsqueeze(-1) + steps).clamp(0, w - 1)  # (N, K, 3): x-1, x, x+1; edge pixels repeat
+    ys = (py.unsqueeze(-1) + steps).clamp(0, h - 1)
+    xs, ys = xs.unsqueeze(-2).expand(n, k, 3, 3), ys.unsqueeze(-1).expand(n, k, 3, 3)
+    vals = blurred_at(heatmaps, xs.reshape(n, k, 9), ys.reshape(n, k, 9), 7, fdt)
+    vals = (vals - bmin) / (bmax - bmin) * maxvals.to(fdt)
+    p = vals.clamp(0.001, 50).log().reshape(n, k, 3, 3)  # p[..., y, x]
+    i0 = p[..., 1, 1]
+    dx = 0.5 * (p[..., 1, 2] - p[..., 1, 0])
+    dy = 0.5 * (p[..., 2, 1] - p[..., 0, 1])
+    dxx = p[..., 1, 2] - 2 * i0 + p[..., 1, 0]
+    dyy = p[..., 2, 1] - 2 * i0 + p[..., 0, 1]
+    dxy = 0.5 * (p[..., 2, 2] - p[..., 1, 2] - p[..., 2, 1] + 2 * i0 - p[..., 1, 0] - p[..., 0, 1] + p[..., 0, 0])
+    det = dxx * dyy - dxy * dxy
+    ok = det != 0
+    safe = torch.where(ok, det, torch.ones_like(det))
+    shift_x = (dyy * dx - dxy * dy) / safe
+    shift_y = (dxx * dy - dxy * dx) / safe
+    shift = torch.stack([shift_x, shift_y], dim=2)
+    shift = torch.where((ok.unsqueeze(2) & torch.isfinite(shift)), shift, torch.zeros_like(shift))
+    return coords.to(fdt) - shift
+
+
+def _float(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision outputs (AMP) are decoded in float32."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+# --- codecs ------------------------------------------------------------------
+
+class _UDPGeometry:
+    """Crop matrix and back-mapping shared by both UDP target types.
+    ``image_size`` and ``heatmap_size`` are (width, height)."""
+
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int]):
+        self.image_size = np.asarray(image_size, dtype=np.float64)
+        self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
+        if (self.heatmap_size < 2).any() or (self.image_size < 2).any():
+            raise ValueError(f"UDP needs image and heatmap sizes of at least 2 px, got {list(image_size)} "
+                             f"and {list(heatmap_size)}")
+        # UDP-Pose's feat_stride: pixel intervals, not pixels
+        self.stride = (self.image_size - 1.0) / (self.heatmap_size - 1.0)
+
+    def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
+                    ) -> np.ndarray:
+        """Image -> crop 2x3 matrix with UDP's (size - 1) geometry, rotation included."""
+        return get_udp_warp_matrix(center, scale, rotation, output_size)
+
+    @staticmethod
+    def _empty(maps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        dtype = torch.float32 if maps.device.type == "mps" else torch.float64
+        return maps.new_zeros((0, k, 2), dtype=dtype), maps.new_zeros((0, k, 1))
+
+    @staticmethod
+    def _to_image(coords: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, maps: torch.Tensor
+                  ) -> torch.Tensor:
+        """Heatmap coordinates -> image, with the size of the maps decoded."""
+        dtype = torch.float32 if maps.device.type == "mps" else torch.float64
+        size = (int(maps.shape[3]), int(maps.shape[2]))
+        return udp_crop_to_image(coords.to(dtype), center.to(maps.device), scale.to(maps.device), size)
+
+
+class UDPHeatmapCodec(_UDPGeometry):
+    """UDP Gaussian heatmaps (``MODEL.TARGET_TYPE: udp``)."""
+
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
+                 post_process: bool = True):
+        super().__init__(image_size, heatmap_size)
+        self.sigma = float(sigma)
+        self.post_process = post_process
+
+    def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Crop-pixel joints (K, >=2) and visibility (K, >=1) -> target (K, H, W)
+        float32 and target weight (K, 1) float32, as the official UDP
+        ``generate_target``: window around ``int(x / stride + 0.5)`` of
+        half-width 3 sigma (``int`` truncates towards zero), Gaussian centred at
+        the exact ``x / stride``; a joint whose window misses the map gets
+        weight 0, an invisible joint an all-zero map."""
+        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
+        tmp_size = self.sigma * 3
+        size = 2 * tmp_size + 1
+        g_len = len(np.arange(0, size, 1))
+        weight = np.asarray(joints_vis, dtype=np.float32)[:, :1].copy()
+        mu_ac_x = np.asarray(joints[:, 0], np.float64) / self.stride[0]
+        mu_ac_y = np.asarray(joints[:, 1], np.float64) / self.stride[1]
+        mu_x, mu_y = (mu_ac_x + 0.5).astype(np.int64), (mu_ac_y + 0.5).astype(np.int64)
+        ul_x, ul_y = np.trunc(mu_x - tmp_size).astype(np.int64), np.trunc(mu_y - tmp_size).astype(np.int64)
+        br_x, br_y = np.trunc(mu_x + tmp_size + 1).astype(np.int64), np.trunc(mu_y + tmp_size + 1).astype(np.int64)
+        weight[(ul_x >= w) | (ul_y >= h) | (br_x < 0) | (br_y < 0)] = 0
+
+        # g[i] = exp(-((i - x0)^2 + ...)) sits at pixel ul + i, x0 = size//2 + (mu_ac - mu)
+        x0 = (size // 2) + (mu_ac_x - mu_x)
+        y0 = (size // 2) + (mu_ac_y - mu_y)
+        xs = np.arange(w)[None, :] - ul_x[:, None]  # (K, W) index into g
+        ys = np.arange(h)[None, :] - ul_y[:, None]
+        in_x = (xs >= 0) & (xs < np.minimum(br_x - ul_x, g_len)[:, None])
+        in_y = (ys >= 0) & (ys < np.minimum(br_y - ul_y, g_len)[:, None])
+        gx = (xs - x0[:, None]) ** 2
+        gy = (ys - y0[:, None]) ** 2
+        target = np.exp(-(gy[:, :, None] + gx[:, None, :]) / (2 * self.sigma ** 2))
+        mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
+        return np.where(mask, target, 0).astype(np.float32), weight
+
+    def decode(self, heatmaps: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + center/scale (N, 2) -> image coordinates
+        (N, K, 2) float64 and raw maxima (N, K, 1)."""
+        heatmaps = _float(heatmaps.detach())
+        if heatmaps.shape[0] == 0:
+            return self._empty(heatmaps, heatmaps.shape[1])
+        coords, maxvals = get_max_preds(heatmaps)
+        if self.post_process:
+            coords = udp_taylor_refine(heatmaps, coords, maxvals)
+        return self._to_image(coords, center, scale, heatmaps), maxvals
+
+    def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Unbiased flip: mirror and swap left/right; never shifted (UDP-Pose
+        ignores ``TEST.SHIFT_HEATMAP``)."""
+        return flip_back(output_flipped, flip_pairs, shift=False)
+
+
+class UDPOffsetCodec(_UDPGeometry):
+    """UDP classification + offset maps (``MODEL.TARGET_TYPE: offset``); the
+    network has 3 * NUM_JOINTS output channels, [cls, dx, dy] per joint."""
+
+    channels_per_joint = 3
+
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], kpd: float = 4.0):
+        super().__init__(image_size, heatmap_size)
+        if kpd <= 0:
+            raise ValueError(f"LOSS.KPD must be positive, got {kpd}")
+        self.kpd = float(kpd)
+
+    def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Crop-pixel joints (K, >=2), visibility (K, >=1) -> target (3K, H, W)
+        float32 and target weight (K, 1) = visibility (no bounds check, as
+        officially). For a visible joint at heatmap position mu = x / stride,
+        pixels g with |mu - g| <= KPD get cls 1 and offsets (mu - g) / KPD."""
+        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
+        k = len(joints)
+        weight = np.asarray(joints_vis, dtype=np.float32)[:, :1].copy()
+        mu_x = np.asarray(joints[:, 0], np.float64) / self.stride[0]
+        mu_y = np.asarray(joints[:, 1], np.float64) / self.stride[1]
+        off_x = np.broadcast_to((mu_x[:, None] - np.arange(w)[None, :]) / self.kpd, (h, k, w)).transpose(1, 0, 2)
+        off_y = np.broadcast_to((mu_y[:, None] - np.arange(h)[None, :]) / self.kpd, (w, k, h)).transpose(1, 2, 0)
+        keep = ((off_x ** 2 + off_y ** 2) <= 1) & (weight[:, 0] > 0.5)[:, None, None]
+        target = np.zeros((k, 3, h, w), dtype=np.float32)
+        target[:, 0] = keep
+        target[:, 1] = np.where(keep, off_x, 0)
+        target[:, 2] = np.where(keep, off_y, 0)
+        return target.reshape(3 * k, h, w), weight
+
+    def decode(self, output: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3K, H, W) output + center/scale (N, 2) -> image coordinates
+        (N, K, 2) float64 and scores (N, K, 1): the blurred classification maxima."""
+        output = _float(output.detach())
+        if output.shape[1] % 3:
+            raise ValueError(f"offset output needs 3 channels per joint, got {output.shape[1]} channels")
+        if output.shape[0] == 0:
+            return self._empty(output, output.shape[1] // 3)
+        fdt = torch.float32 if output.device.type == "mps" else torch.float64
+        idx, maxvals = blurred_argmax(output[:, 0::3], 15, fdt)
+        maxvals = maxvals.to(output.dtype)
+        w = output.shape[3]
+        coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
+        coords = coords * (maxvals > 0).unsqueeze(2)  # (0, 0) where no positive maximum, as officially
+        maxvals = maxvals.unsqueeze(2)
+        at = (coords[..., 0].long().unsqueeze(2), coords[..., 1].long().unsqueeze(2))
+        dx = blurred_at(output[:, 1::3], *at, 7, fdt).squeeze(2) * self.kpd
+        dy = blurred_at(output[:, 2::3], *at, 7, fdt).squeeze(2) * self.kpd
+        coords = coords.to(fdt) + torch.stack([dx, dy], dim=2)
+        return self._to_image(coords, center, scale, output), maxvals
+
+    def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Mirror every map, negate the x offsets, swap left/right joints
+        (their three channels together); no shift."""
+        n, c, h, w = output_flipped.shape
+        sign = torch.tensor([1.0, -1.0, 1.0], dtype=output_flipped.dtype, device=output_flipped.device)
+        out = output_flipped.flip(3).reshape(n, c // 3, 3, h, w) * sign.view(1, 1, 3, 1, 1)
+        return out[:, flip_permutation(c // 3, flip_pairs)].reshape(n, c, h, w)
+
+
+def get_codec(cfg) -> UDPHeatmapCodec | UDPOffsetCodec:
+    if cfg.MODEL.TARGET_TYPE == "offset":
+        return UDPOffsetCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.LOSS.KPD)
+    return UDPHeatmapCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
+                           post_process=cfg.TEST.POST_PROCESS)
