@@ -1,0 +1,234 @@
+"""DARK: distribution-aware coordinate representation (Zhang et al., CVPR 2020;
+the official code is DarkPose). Chosen by ``MODEL.TARGET_TYPE: gaussian`` with
+``TEST.BLUR_KERNEL`` > 0, as in DarkPose's YAMLs, or by ``MODEL.TARGET_TYPE: dark``
+(then a ``BLUR_KERNEL`` of 0 means DarkPose's default, 11).
+
+It has four parts, each equal to DarkPose:
+
+- **Geometry.** DarkPose's affine transform puts the crop centre at
+  ``(size - 1) / 2`` and zooms by ``(size_w - 1) / (box_w - 1)``, where
+  ``box_w = scale_w * 200`` (HRNet uses ``size / 2`` and ``size_w / box_w``). That
+  is HRNet's transform with one pixel taken off both the box and the output, so
+  ``crop_matrix`` and the inverse in ``decode`` call the shared
+  ``get_affine_transform`` / ``crop_to_image`` with ``scale - 1/200`` and
+  ``size - 1``. The official checkpoints were trained on these crops. DarkPose's
+  COCO reader also puts box centres at ``x + (w - 1) / 2``. That is the
+  dataset's business, not the codec's.
+- **Encode.** An unbiased Gaussian target. DarkPose maps each joint into heatmap
+  pixels with its own affine transform, keeps the sub-pixel centre ``mu``
+  without rounding, and draws ``exp(-|p - mu|^2 / 2 sigma^2)`` over the whole
+  map, with no 3-sigma window. A joint gets weight 0 when the window
+  ``[int(mu - 3 sigma), int(mu + 3 sigma + 1)]`` lies entirely off the map. ``int`` is
+  truncation towards zero. Here the crop-pixel joints are mapped into heatmap
+  pixels by the same geometry, ``q = (p - (img - 1)/2) * (hm_w - 1)/(img_w - 1)
+  + (hm - 1)/2``, which equals DarkPose's heatmap transform of the image joint.
+- **Decode.** The argmax and its score come from the raw map. Then:
+  1. Blur each map with OpenCV's Gaussian of size ``TEST.BLUR_KERNEL`` (sigma 0
+     means OpenCV derives it from the size; 11 gives sigma 2). The map is
+     zero-padded by ``(kernel - 1) // 2`` pixels first, then rescaled so that its
+     maximum equals the raw map's maximum.
+  2. Clamp at 1e-10 and take the log.
+  3. Where ``1 < x < W - 2`` and ``1 < y < H - 2`` and the Hessian's determinant is
+     not 0, take one Newton step ``-H^-1 g``. The gradient uses central
+     differences, the Hessian uses two-pixel central differences.
+  4. Map back to the image with the inverse transform.
+
+  This is batched in torch on the heatmaps' device, without per-joint loops and
+  without touching the input. The official ``gaussian_blur`` blurs its
+  argument in place.
+- **Flip test.** DarkPose's ``validate`` never shifts the flipped heatmaps, and
+  its config has no ``SHIFT_HEATMAP`` key. With the ``size - 1`` geometry no shift
+  is needed: crop column ``x`` mirrors to ``W_img - 1 - x``, which is heatmap
+  column ``W_hm - 1 - q``, exactly what ``flip`` does to the heatmap. So the
+  codec shifts only when ``TEST.SHIFT_HEATMAP`` is True. posezoo's default is
+  False, which is DarkPose's rule. An HRNet-style YAML that sets it True gets
+  HRNet's one-pixel shift, which is a bias under this geometry.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from ..utils.transforms import PIXEL_STD, crop_to_image, flip_back, get_affine_transform
+from .gaussian import get_max_preds
+
+LOG_FLOOR = 1e-10  # DarkPose clamps the modulated map here before the log
+
+# the 13 points the derivatives read, as (dy, dx) around the argmax
+_STENCIL = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (0, 2), (0, -2), (2, 0), (-2, 0),
+            (1, 1), (-1, 1), (1, -1), (-1, -1))
+
+
+def _float64_or_32(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _band(size: int, taps: torch.Tensor) -> torch.Tensor:
+    """(size, size) matrix of a zero-padded 1-D filter: row i reads input j with
+    weight taps[j - i + radius]; taps that fall off the map multiply zeros."""
+    radius = (len(taps) - 1) // 2
+    offset = torch.arange(size)[None, :] - torch.arange(size)[:, None] + radius
+    inside = (offset >= 0) & (offset < len(taps))
+    return torch.where(inside, taps[offset.clamp(0, len(taps) - 1)], 0.0)
+
+
+def _blurred_chunks(heatmaps: torch.Tensor, kernel: int, maps_per_chunk: int = 1024):
+    """Yield (first map, blurred maps (m, H, W) in the heatmaps' dtype) over the
+    N*K maps. Each map is blurred with ``cv2.getGaussianKernel(kernel, 0)`` along
+    both axes, with zeros outside the map, in double precision where the device
+    allows, then rounded to the heatmaps' dtype. This is what DarkPose's
+    ``gaussian_blur`` computes with ``cv2.GaussianBlur`` on a zero-padded double
+    copy, to the last bit in float32. Chunks keep the double copy small."""
+    h, w = heatmaps.shape[2:]
+    work = _float64_or_32(heatmaps.device)
+    taps = torch.from_numpy(cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_64F)[:, 0])
+    band_h, band_w_t = _band(h, taps).to(heatmaps.device, work), _band(w, taps).T.to(heatmaps.device, work)
+    maps = heatmaps.reshape(-1, h, w)
+    for start in range(0, maps.shape[0], maps_per_chunk):
+        chunk = maps[start:start + maps_per_chunk].to(work)
+        yield start, (band_h @ (chunk @ band_w_t)).to(heatmaps.dtype)
+
+
+def blur_keep_max(heatmaps: torch.Tensor, kernel: int) -> torch.Tensor:
+    """DarkPose's ``gaussian_blur`` without the side effect: each (N, K, H, W)
+    map blurred (see ``_blurred_chunks``) and rescaled to its own maximum.
+    The decode itself never builds this whole tensor (``modulated_at``)."""
+    out = torch.cat([blurred for _, blurred in _blurred_chunks(heatmaps, kernel)]).reshape(heatmaps.shape)
+    return out * (heatmaps.amax(dim=(2, 3), keepdim=True) / out.amax(dim=(2, 3), keepdim=True))
+
+
+def modulated_at(heatmaps: torch.Tensor, kernel: int, idx: torch.Tensor) -> torch.Tensor:
+    """``blur_keep_max(heatmaps, kernel)`` read at flat pixel indices ``idx``
+    (N, K, M), chunk by chunk, without the full blurred tensor."""
+    n, k = heatmaps.shape[:2]
+    origin_max = heatmaps.reshape(n * k, -1).amax(dim=1, keepdim=True)
+    idx = idx.reshape(n * k, -1)
+    out = torch.empty(idx.shape, dtype=heatmaps.dtype, device=heatmaps.device)
+    for start, blurred in _blurred_chunks(heatmaps, kernel):
+        stop = start + blurred.shape[0]
+        flat = blurred.reshape(blurred.shape[0], -1)
+        ratio = origin_max[start:stop] / flat.amax(dim=1, keepdim=True)
+        out[start:stop] = flat.gather(1, idx[start:stop]) * ratio
+    return out.reshape(n, k, -1)
+
+
+def taylor_step(read, shape: Sequence[int], coords: torch.Tensor) -> torch.Tensor:
+    """One second-order Taylor (Newton) step ``-H^-1 g`` at the integer argmax
+    ``coords`` (N, K, 2) of maps of ``shape`` (N, K, H, W). DarkPose's ``taylor``
+    rule is followed: central-difference derivatives in the maps' precision, a
+    step only two pixels inside the border and where ``det H != 0``. ``read(idx)``
+    returns the log map values at flat indices ``idx`` (N, K, 13). Returns float64
+    coords (float32 on MPS); the solve is in that precision."""
+    h, w = shape[2], shape[3]
+    out_dtype = _float64_or_32(coords.device)
+    coords = coords.to(out_dtype)
+    if h < 5 or w < 5:  # no pixel has the two-pixel margin the stencil needs
+        return coords
+    px, py = coords[..., 0].long(), coords[..., 1].long()
+    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+    pxc, pyc = px.clamp(2, w - 3), py.clamp(2, h - 3)
+    idx = torch.stack([(pyc + dy) * w + (pxc + dx) for dy, dx in _STENCIL], dim=2)
+    (c, xp, xm, yp, ym, xpp, xmm, ypp, ymm, pp, mp, pm, mm) = read(idx).unbind(2)
+    dx = 0.5 * (xp - xm)
+    dy = 0.5 * (yp - ym)
+    dxx = 0.25 * (xpp - 2 * c + xmm)
+    dxy = 0.25 * (pp - mp - pm + mm)
+    dyy = 0.25 * (ypp - 2 * c + ymm)
+    apply = inside & (dxx * dyy - dxy ** 2 != 0)
+    dx, dy, dxx, dxy, dyy = (t.to(out_dtype) for t in (dx, dy, dxx, dxy, dyy))
+    det = torch.where(apply, dxx * dyy - dxy * dxy, torch.ones_like(dxx))
+    step = torch.stack([dxy * dy - dyy * dx, dxy * dx - dxx * dy], dim=2) / det.unsqueeze(2)
+    return torch.where(apply.unsqueeze(2), coords + step, coords)
+
+
+def dark_refine(heatmaps: torch.Tensor, coords: torch.Tensor, kernel: int) -> torch.Tensor:
+    """Blur ``heatmaps`` keeping each maximum, then take one Taylor step at ``coords``
+    on the log. The log is only evaluated at the 13 stencil points, which gives
+    the same values as taking it over the whole map. It is computed in double
+    precision and rounded to the maps' precision. DarkPose uses numpy's float32
+    log, which is off by one ulp for about 40 % of the inputs here. That only
+    shows where the Hessian is nearly singular, and at those points DarkPose's
+    own result moves just as much when its log is rounded correctly."""
+    wide = _float64_or_32(heatmaps.device)
+
+    def read(idx: torch.Tensor) -> torch.Tensor:
+        values = modulated_at(heatmaps, kernel, idx).clamp_min(LOG_FLOOR)
+        return values.to(wide).log().to(values.dtype)  # log rounded correctly to the maps' precision
+
+    return taylor_step(read, heatmaps.shape, coords)
+
+
+def dark_scale(scale: np.ndarray | torch.Tensor):
+    """``scale`` with one pixel taken off the box (see the module docstring)."""
+    return scale - 1.0 / PIXEL_STD
+
+
+class DarkCodec:
+    """``image_size`` and ``heatmap_size`` are (width, height). ``blur_kernel`` is
+    DarkPose's ``TEST.BLUR_KERNEL``. It must be odd, and 1 means no blur."""
+
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
+                 blur_kernel: int = 11, shift_heatmap: bool = False):
+        if int(blur_kernel) != blur_kernel or blur_kernel < 1 or blur_kernel % 2 == 0:
+            raise ValueError(f"TEST.BLUR_KERNEL = {blur_kernel}: DARK needs an odd positive Gaussian kernel size "
+                             f"(DarkPose uses 11)")
+        self.image_size = np.asarray(image_size, dtype=np.float64)
+        self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
+        self.sigma = float(sigma)
+        self.blur_kernel = int(blur_kernel)
+        self.shift_heatmap = shift_heatmap
+
+    def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
+                    ) -> np.ndarray:
+        """DarkPose's image -> crop affine: HRNet's with one pixel off the box and the output."""
+        scale = np.asarray(scale, dtype=np.float64)
+        return get_affine_transform(center, dark_scale(scale), rotation, (output_size[0] - 1, output_size[1] - 1))
+
+    def to_heatmap(self, joints: np.ndarray) -> np.ndarray:
+        """Crop pixels (K, >=2) -> heatmap pixels (K, 2) float32, under DarkPose's geometry."""
+        img, hm = self.image_size, self.heatmap_size.astype(np.float64)
+        zoom = (hm[0] - 1) / (img[0] - 1)
+        return ((np.asarray(joints, np.float64)[:, :2] - (img - 1) / 2) * zoom + (hm - 1) / 2).astype(np.float32)
+
+    def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Joints in crop pixels (K, >=2) and visibility (K, >=1) -> target
+        (K, H, W) float32 and weight (K, 1) float32 (DarkPose's ``generate_target``)."""
+        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
+        mu = self.to_heatmap(joints)
+        tmp_size = self.sigma * 3
+        weight = np.asarray(joints_vis, dtype=np.float32)[:, :1].copy()
+        ul = np.trunc(mu - np.float32(tmp_size))
+        br = np.trunc(mu + np.float32(tmp_size) + np.float32(1))
+        outside = (ul[:, 0] >= w) | (ul[:, 1] >= h) | (br[:, 0] < 0) | (br[:, 1] < 0)
+        weight[outside] = 0
+        gx = (np.arange(w, dtype=np.float32)[None, :] - mu[:, :1]) ** 2  # (K, W)
+        gy = (np.arange(h, dtype=np.float32)[None, :] - mu[:, 1:]) ** 2  # (K, H)
+        target = np.exp(-(gx[:, None, :] + gy[:, :, None]) / np.float32(2 * self.sigma ** 2))
+        return np.where((weight[:, 0] > 0.5)[:, None, None], target, 0).astype(np.float32), weight
+
+    def decode(self, heatmaps: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + per-crop center/scale (N, 2) -> image
+        coordinates (N, K, 2) float64 (float32 on MPS) and scores (N, K, 1) from
+        the unblurred maps."""
+        heatmaps = heatmaps.detach()
+        if heatmaps.dtype not in (torch.float32, torch.float64):
+            heatmaps = heatmaps.float()
+        coords, maxvals = get_max_preds(heatmaps)
+        coords = dark_refine(heatmaps, coords, self.blur_kernel)
+        h, w = heatmaps.shape[2:]
+        scale = dark_scale(scale.to(heatmaps.device, coords.dtype))
+        preds = crop_to_image(coords, center.to(heatmaps.device), scale, (w - 1, h - 1))
+        return preds, maxvals
+
+    def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Mirror back and swap pairs; no shift unless TEST.SHIFT_HEATMAP (module docstring)."""
+        return flip_back(output_flipped, flip_pairs, shift=self.shift_heatmap)
+
+
+def get_codec(cfg) -> DarkCodec:
+    return DarkCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
+                     blur_kernel=cfg.TEST.BLUR_KERNEL or 11, shift_heatmap=cfg.TEST.SHIFT_HEATMAP)
