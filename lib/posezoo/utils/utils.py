@@ -100,9 +100,10 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...]) -> int:
 
     A transposed convolution is counted per input pixel (its true MACs). HRNet's
     ``get_model_summary`` counts it like a convolution over the output grid,
-    stride^2 times more: that is why its table lists 8.9 G for pose_resnet_50 at
-    256x192 where this gives 5.4 G. Convolutions are counted the same way by
-    both, so HRNet-W32 comes out at its published 7.1 G."""
+    stride^2 times more, and prints totals divided by 2^30: that is why its table
+    lists 8.9 G for pose_resnet_50 at 256x192 where this gives 5.43e9. Networks
+    without deconvolutions differ only by the unit: HRNet-W32 gives 7.645e9 MACs
+    here, the 7.1 "GFLOPs" (7.645e9 / 2^30) of the paper."""
     macs = 0
 
     def hook(module: nn.Module, inputs, output) -> None:
