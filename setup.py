@@ -19,5 +19,5 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "h5py"], "h5": ["h5py"]},
 )

@@ -80,7 +80,7 @@ _C.DATASET.NUM_JOINTS_HALF_BODY = 8
 _C.DATASET.COLOR_RGB = False
 # posezoo: keypoint-set definition for custom COCO-format datasets (empty = the
 # dataset's built-in definition, e.g. COCO person).
-_C.DATASET.FLIP_PAIRS = []
+_C.DATASET.FLIP_PAIRS = []  # [[left, right], ...]; drawings colour the first as the left side
 _C.DATASET.OKS_SIGMAS = []
 _C.DATASET.JOINTS_WEIGHT = []
 _C.DATASET.UPPER_BODY_IDS = []
