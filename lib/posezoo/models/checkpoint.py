@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 StateDict = Mapping[str, torch.Tensor]
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+# DataParallel/DDP, and princeton's hourglass Trainer around DataParallel
+WRAPPER_PREFIXES = ("model.module.", "module.")
 
 
 class CheckpointError(RuntimeError):
@@ -50,7 +52,8 @@ def read_checkpoint(path: str) -> dict:
 
 def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> "OrderedDict[str, torch.Tensor]":
     """The bare state dict inside `obj`: accepts a bare dict, ``{'state_dict': ...}``,
-    ``{'model': ...}`` and DataParallel/DDP ``module.`` prefixes."""
+    ``{'model': ...}``, DataParallel/DDP ``module.`` prefixes and the
+    ``model.module.`` prefix of princeton's hourglass checkpoints."""
     for key in WRAPPER_KEYS:
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -58,8 +61,10 @@ def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> "OrderedDict[
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{source} holds no state dict (expected tensors by name, "
                               f"or one under {', '.join(WRAPPER_KEYS)})")
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+    for prefix in WRAPPER_PREFIXES:
+        if obj and all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix):]: v for k, v in obj.items()}
+            break
     return OrderedDict(obj)
 
 
