@@ -1,11 +1,13 @@
 """tools/benchmark.py on the tiny synthetic set, and the loop references it compares against."""
+import os
+
 import numpy as np
 import pytest
 import torch
 import yaml
 
 import benchmark
-from conftest import synthetic_opts
+from conftest import ROOT, synthetic_opts
 from posezoo.codecs import _reference
 from posezoo.codecs.gaussian import GaussianHeatmapCodec
 from posezoo.nms import COCO_PERSON_SIGMAS, oks_iou, oks_nms
@@ -76,6 +78,89 @@ def test_reference_checks_catch_differences(synthetic_cfg):
         benchmark.bench_encode(cfg, codec, 5, rng)
     with pytest.raises(benchmark.ReferenceMismatch):
         benchmark.bench_decode(cfg, codec, torch.device("cpu"), (17, 16, 16), 8, 1, rng)
+
+
+DECODERS = {"gaussian": "_reference.get_final_preds_loop", "dark": "_reference_dark.get_final_preds_dark_loop",
+            "soft_argmax": "_reference_soft_argmax.get_final_preds_soft_argmax_loop",
+            "udp": "_reference_udp.get_final_preds_udp_loop", "udp_offset": "_reference_udp.get_final_preds_offset_loop"}
+
+
+@pytest.fixture
+def restore_threads():
+    """--threads 1 keeps the small runs below steady when another process shares the cores (two OpenMP
+    threads on a busy 2-core machine made the HRNet forward 40x slower); main() sets it process-wide."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_decoders_stage(tiny_cfg_file, capsys, restore_threads):
+    """Every codec against its loop reference; 64 crops in chunks of 16 cycle through a pool of 32, the
+    references decode the first 24."""
+    result = benchmark.main(["--cfg", tiny_cfg_file, "--device", "cpu", "--threads", "1", "--stages", "none",
+                             "--decoders", "64", "--decode-batch", "16", "--decoders-ref", "24"])
+    assert result["stages"] == ["decoders"] and "forward_crops_s" not in result
+    assert list(result["decoders"]) == list(DECODERS)
+    for name, d in result["decoders"].items():
+        assert d["reference"] == DECODERS[name]
+        assert d["crops"] == 64 and d["ref_crops"] == 24
+        assert d["crops_s"] > 0 and d["ref_crops_s"] > 0 and d["speedup"] > 0, name
+        assert d["max_px_diff"] < 1e-3, name
+        assert d["shape"] == ((51 if name == "udp_offset" else 17), 64, 48)
+    printed = capsys.readouterr().out
+    assert "loop crops/s (numpy, first 24)" in printed and all(f"\n{name} " in printed for name in DECODERS)
+
+
+def test_forward_stage_needs_no_data(tmp_path, restore_threads):
+    """--stages forward on an official HRNet YAML (shrunk) with no COCO on disk."""
+    cfg_file = os.path.join(ROOT, "experiments", "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")
+    absent = tmp_path / "no_coco"
+    result = benchmark.main(["--cfg", cfg_file, "--device", "cpu", "--threads", "1", "--stages", "forward",
+                             "--iters", "1",
+                             "MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.HEATMAP_SIZE", "[16, 16]",
+                             "TEST.BATCH_SIZE_PER_GPU", "2", "DATASET.ROOT", str(absent)])
+    assert result["stages"] == ["forward"] and result["model"] == "pose_hrnet"
+    assert result["forward_crops_s"] > 0 and result["forward_flip_crops_s"] > 0
+    assert result["output_shape"] == (17, 16, 16)
+    assert not any(key.startswith(("data_", "encode_", "decode_", "eval_")) for key in result)
+    assert not absent.exists()
+
+
+def test_stage_selection_errors(tiny_cfg_file):
+    for bad in (["--stages", "forward,tarin"], ["--stages", "none"], ["--stages", ""], ["--decoders", "-1"]):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(["--cfg", tiny_cfg_file] + bad)
+    assert benchmark.parse_args(["--cfg", tiny_cfg_file, "--stages", "memory,forward"]).stages == ["forward", "memory"]
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_every_codec_matches_its_references(synthetic_cfg, name):
+    """encode_reference / decode_reference pick the right loop for each codec, and both checks pass."""
+    codec = benchmark.decoder_codecs()[name]
+    assert benchmark.decode_reference(codec).name == DECODERS[name]
+    rng = np.random.default_rng(0)
+    out = benchmark.bench_encode(synthetic_cfg, codec, 20, rng)
+    assert out["encode_max_abs_diff"] == 0.0
+    assert out["encode_ref_items"] == (1 if name == "udp_offset" else 20)  # the offset loop runs per pixel
+    shape = (51 if name == "udp_offset" else 17, 64, 48)
+    out = benchmark.bench_decode(synthetic_cfg, codec, torch.device("cpu"), shape, 8, 1, rng)
+    assert out["decode_max_px_diff"] < 1e-3 and out["decode_speedup"] > 0
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_decode_checks_catch_differences(synthetic_cfg, name):
+    """0.01 px off stops the decode stage for every codec, not only the Gaussian one."""
+    codec = benchmark.decoder_codecs()[name]
+
+    class OffByALittle(type(codec)):
+        def decode(self, heatmaps, center, scale):
+            preds, maxvals = super().decode(heatmaps, center, scale)
+            return preds + 0.01, maxvals
+
+    codec.__class__ = OffByALittle
+    shape = (51 if name == "udp_offset" else 17, 16, 16)
+    with pytest.raises(benchmark.ReferenceMismatch, match="px"):
+        benchmark.bench_decode(synthetic_cfg, codec, torch.device("cpu"), shape, 4, 1, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("in_vis_thre", [None, 0.5])
