@@ -1,10 +1,12 @@
 """Shared fixtures: a tiny synthetic COCO-format dataset and configs pointing at it."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
@@ -44,3 +46,25 @@ def synthetic_opts(root: str, out_dir: str) -> list:
 def synthetic_cfg(synthetic_root, tmp_path):
     """Read-only config for a tiny PoseResNet-18 on the tiny synthetic set."""
     return load_config(None, synthetic_opts(synthetic_root, str(tmp_path / "output")))
+
+
+def deterministic_state(model, seed=0):
+    """A state dict drawn from a seeded torch.Generator in state-dict order,
+    independent of any init code (the golden values of the official models were
+    computed from it): conv weights N(0, 1/fan_in), BN weights 0.5 + N(0, 0.01),
+    biases N(0, 0.01), running means N(0, 0.01), running vars U(0.5, 1.5)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros((), dtype=torch.long)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(value.shape, generator=g) + 0.5
+        elif key.endswith("running_mean"):
+            state[key] = torch.randn(value.shape, generator=g) * 0.1
+        elif value.dim() == 1:
+            base = 0.5 if key.endswith("weight") else 0.0
+            state[key] = base + 0.1 * torch.randn(value.shape, generator=g)
+        else:
+            state[key] = torch.randn(value.shape, generator=g) / math.sqrt(value[0].numel())
+    return state

@@ -4,14 +4,13 @@ outputs equal the official implementations', one heatmap set per stack, the
 multi-stage loss, DarkPose's COCO hourglass YAMLs, config errors."""
 import glob
 import json
-import math
 import os
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT, SPECS, needs_shared
+from conftest import deterministic_state, ROOT, SPECS, needs_shared
 from posezoo.config import ConfigError, load_config
 from posezoo.core.function import _compute_loss
 from posezoo.core.loss import JointsMSELoss
@@ -45,27 +44,6 @@ def meta_outputs(model, input_shape):
                 setattr(module, name, nn.Identity())
     with torch.no_grad():
         return [list(o.shape) for o in model(torch.empty(input_shape, device="meta"))]
-
-
-def deterministic_state(model, seed=0):
-    """A state dict drawn from a seeded torch.Generator in state-dict order,
-    independent of any init code: conv weights N(0, 1/fan_in), BN weights 0.5 +
-    N(0, 0.01), biases N(0, 0.01), running means N(0, 0.01), running vars U(0.5, 1.5)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros((), dtype=torch.long)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(value.shape, generator=g) + 0.5
-        elif key.endswith("running_mean"):
-            state[key] = torch.randn(value.shape, generator=g) * 0.1
-        elif value.dim() == 1:
-            base = 0.5 if key.endswith("weight") else 0.0
-            state[key] = base + 0.1 * torch.randn(value.shape, generator=g)
-        else:
-            state[key] = torch.randn(value.shape, generator=g) / math.sqrt(value[0].numel())
-    return state
 
 
 # ---------------------------------------------------------------- released layouts

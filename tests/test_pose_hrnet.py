@@ -3,14 +3,13 @@ official checkpoint layout, official outputs, init, config validation, YAMLs."""
 import functools
 import glob
 import json
-import math
 import os
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT, SPECS, needs_shared
+from conftest import deterministic_state, ROOT, SPECS, needs_shared
 from posezoo.config import ConfigError, load_config
 from posezoo.models import CheckpointError, build_model, load_checkpoint
 from posezoo.utils.utils import count_flops
@@ -71,27 +70,6 @@ def meta_output(model, input_shape):
 
 def num_params(model):
     return sum(p.numel() for p in model.parameters())
-
-
-def deterministic_state(model, seed=0):
-    """A state dict drawn from a seeded generator in state-dict order, so it does
-    not depend on any init code: conv ~ N(0, 1/fan_in), BN weight 0.5 + N(0, 0.01),
-    biases N(0, 0.01), running mean N(0, 0.01), running var U(0.5, 1.5)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in model.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros((), dtype=torch.long)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(value.shape, generator=g) + 0.5
-        elif key.endswith("running_mean"):
-            state[key] = torch.randn(value.shape, generator=g) * 0.1
-        elif value.dim() == 1:
-            base = 0.5 if key.endswith("weight") else 0.0
-            state[key] = base + 0.1 * torch.randn(value.shape, generator=g)
-        else:
-            state[key] = torch.randn(value.shape, generator=g) / math.sqrt(value[0].numel())
-    return state
 
 
 def spec_cfg(spec):
