@@ -52,8 +52,13 @@ def test_train_then_test_with_gt_and_detected_boxes(tmp_path, synthetic_root):
         assert list(stats)[:3] == ["AP", "Ap .5", "AP .75"] and all(0 <= v <= 1 for v in stats.values())
 
     # resuming continues at the saved epoch and trains only the remaining one
-    train_tool.main(["--cfg", cfg_path, "AUTO_RESUME", "True", "TRAIN.END_EPOCH", "2"])
+    # (with the official DEBUG switches on: batch images and heatmaps written as files)
+    debug = ["DEBUG.DEBUG", "True", "DEBUG.SAVE_BATCH_IMAGES_GT", "True", "DEBUG.SAVE_BATCH_IMAGES_PRED", "True",
+             "DEBUG.SAVE_HEATMAPS_GT", "True", "DEBUG.SAVE_HEATMAPS_PRED", "True"]
+    train_tool.main(["--cfg", cfg_path, "AUTO_RESUME", "True", "TRAIN.END_EPOCH", "2", *debug])
     assert torch.load(out_dir / "checkpoint.pth", weights_only=True)["epoch"] == 2
+    for suffix in ("gt.jpg", "pred.jpg", "hm_gt.jpg", "hm_pred.jpg"):
+        assert (out_dir / "debug" / f"train_1_0_{suffix}").stat().st_size > 0
     logs = sorted(glob.glob(str(out_dir / "tiny_*_train.log")), key=os.path.getmtime)
     assert "resumed from" in open(logs[-1]).read()
 

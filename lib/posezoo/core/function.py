@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..codecs.gaussian import get_max_preds
 from ..utils.transforms import PIXEL_STD
 from ..utils.vis import save_batch_heatmaps, save_batch_images_with_joints, save_gallery
 from .evaluate import heatmap_accuracy
@@ -104,7 +105,6 @@ def _save_debug_images(cfg, dataset, inputs, meta, target, output, prefix: str) 
         save_batch_images_with_joints(inputs, gt, prefix + "_gt.jpg", skeleton, dataset.flip_pairs,
                                       rgb=cfg.DATASET.COLOR_RGB)
     if cfg.DEBUG.SAVE_BATCH_IMAGES_PRED:
-        from ..codecs.gaussian import get_max_preds
         coords, maxvals = get_max_preds(output.detach().float().cpu())
         stride = inputs.shape[3] / output.shape[3]
         pred = torch.cat([coords * stride, maxvals], dim=2).numpy()
