@@ -73,3 +73,20 @@ def test_heatmap_accuracy_counts_hits():
     # joint 2 unlabelled (all-zero target) -> -1, excluded
     per_joint, avg, cnt = heatmap_accuracy(output, target)
     assert per_joint.tolist() == [1.0, 0.0, -1.0] and avg == pytest.approx(0.5) and cnt == 2
+
+
+def test_optimizers_follow_the_config():
+    from posezoo.utils.utils import build_optimizer
+
+    model = nn.Linear(3, 2)
+    adam = build_optimizer(load_config(None, ["TRAIN.OPTIMIZER", "adam", "TRAIN.WD", "0.1"]), model)
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["weight_decay"] == 0.0  # ignored, as officially
+    adam_wd = build_optimizer(load_config(None, ["TRAIN.WD", "0.1", "TRAIN.ADAM_WEIGHT_DECAY", "True"]), model)
+    assert adam_wd.defaults["weight_decay"] == pytest.approx(0.1)
+    sgd = build_optimizer(load_config(None, ["TRAIN.OPTIMIZER", "sgd", "TRAIN.MOMENTUM", "0.8"]), model)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == pytest.approx(0.8)
+    rms = build_optimizer(load_config(None, ["TRAIN.OPTIMIZER", "rmsprop", "TRAIN.MOMENTUM", "0.0",
+                                             "TRAIN.WD", "0.0", "TRAIN.LR", "2.5e-4"]), model)
+    assert isinstance(rms, torch.optim.RMSprop) and rms.defaults["lr"] == pytest.approx(2.5e-4)
+    with pytest.raises(ValueError, match="rmsprop"):
+        build_optimizer(load_config(None, ["TRAIN.OPTIMIZER", "lamb"]), model)

@@ -58,8 +58,10 @@ def configure_backends(cfg) -> None:
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam or SGD as in the official code. Adam ignores TRAIN.WD there (and so in
-    every published number); ``TRAIN.ADAM_WEIGHT_DECAY: true`` applies it."""
+    """Adam or SGD as in the official code (Adam ignores TRAIN.WD there, and so in
+    every published number; ``TRAIN.ADAM_WEIGHT_DECAY: true`` applies it), or
+    RMSprop with TRAIN.MOMENTUM and TRAIN.WD, the stacked hourglass's optimizer
+    (Newell et al. 2016; bearpaw's default, with momentum and weight decay 0)."""
     name = cfg.TRAIN.OPTIMIZER.lower()
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
@@ -70,7 +72,10 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
                         "(set TRAIN.ADAM_WEIGHT_DECAY True to apply it)", cfg.TRAIN.WD)
         wd = cfg.TRAIN.WD if cfg.TRAIN.ADAM_WEIGHT_DECAY else 0.0
         return torch.optim.Adam(model.parameters(), lr=cfg.TRAIN.LR, weight_decay=wd)
-    raise ValueError(f"TRAIN.OPTIMIZER = {cfg.TRAIN.OPTIMIZER}: expected 'adam' or 'sgd'")
+    if name == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
+                                   weight_decay=cfg.TRAIN.WD)
+    raise ValueError(f"TRAIN.OPTIMIZER = {cfg.TRAIN.OPTIMIZER}: expected 'adam', 'sgd' or 'rmsprop'")
 
 
 def save_atomic(obj: Any, path: str) -> None:
