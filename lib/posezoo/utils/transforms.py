@@ -172,3 +172,25 @@ def udp_crop_to_image(coords: torch.Tensor, center: torch.Tensor, scale: torch.T
     size = torch.as_tensor(output_size, dtype=coords.dtype, device=coords.device)
     box = scale.to(coords.dtype) * PIXEL_STD
     return coords * (box / (size - 1.0))[:, None, :] + (center.to(coords.dtype) - box * 0.5)[:, None, :]
+
+
+def uvd_to_xyz(uvd: np.ndarray, fx: float, fy: float, u0: float, v0: float) -> np.ndarray:
+    """Pixel coordinates + depth (..., 3) -> camera coordinates in the depth's unit
+    (pinhole back-projection). A negative ``fy`` flips the y axis, as NYU's
+    convention (y up) needs: x = (u - u0) d / fx, y = (v - v0) d / fy, z = d."""
+    uvd = np.asarray(uvd, dtype=np.float64)
+    xyz = np.empty_like(uvd)
+    xyz[..., 0] = (uvd[..., 0] - u0) * uvd[..., 2] / fx
+    xyz[..., 1] = (uvd[..., 1] - v0) * uvd[..., 2] / fy
+    xyz[..., 2] = uvd[..., 2]
+    return xyz
+
+
+def xyz_to_uvd(xyz: np.ndarray, fx: float, fy: float, u0: float, v0: float) -> np.ndarray:
+    """The inverse of :func:`uvd_to_xyz`."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    uvd = np.empty_like(xyz)
+    uvd[..., 0] = xyz[..., 0] * fx / xyz[..., 2] + u0
+    uvd[..., 1] = xyz[..., 1] * fy / xyz[..., 2] + v0
+    uvd[..., 2] = xyz[..., 2]
+    return uvd
