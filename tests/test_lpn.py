@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import SPECS, needs_shared
+from conftest import assert_loads_spec_strictly, SPECS, needs_shared
 from posezoo.config import ConfigError, load_config
 from posezoo.models import CheckpointError, build_model, load_checkpoint
 from posezoo.models.lpn import GCBlock, LWBottleneck
@@ -114,13 +114,7 @@ def test_official_checkpoint_layout_loads_strictly(spec_file):
     cfg = load_config(None, ["MODEL.NAME", c["NAME"], "MODEL.NUM_JOINTS", str(c["NUM_JOINTS"]),
                              "MODEL.EXTRA", json.dumps(c["EXTRA"])])
     model = build_model(cfg)
-    assert list(model.state_dict()) == [k for k, _, _ in spec["state_dict"]]
-    state = {k: torch.randn(s) if dtype == "float32" else torch.zeros(s, dtype=torch.int64)
-             for k, s, dtype in spec["state_dict"]}
-    load_checkpoint(model, state, strict=True)
-    assert torch.equal(model.state_dict()["final_layer.weight"], state["final_layer.weight"])
-    assert sum(p.numel() for p in model.parameters()) == spec["num_params"]
-    assert sum(b.numel() for b in model.buffers()) == spec["num_buffer_elements"]
+    assert_loads_spec_strictly(model, spec)
     with torch.no_grad():
         out = model.eval()(torch.zeros(1, *spec["input_shape"][1:]))
     assert list(out.shape[1:]) == spec["output_shape"][1:]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import deterministic_state, ROOT, SPECS, needs_shared
+from conftest import assert_loads_spec_strictly, deterministic_state, ROOT, SPECS, needs_shared
 from posezoo.config import ConfigError, load_config
 from posezoo.core.function import _compute_loss
 from posezoo.core.loss import JointsMSELoss
@@ -78,14 +78,7 @@ def test_all_four_hourglass_specs_are_present():
 def test_official_checkpoint_layout_loads_strictly(spec_file):
     spec, cfg = spec_cfg(spec_file)
     model = build_model(cfg)
-    # every tensor a distinct constant, so a key landing elsewhere is seen
-    state = {k: torch.full(s, float(i)) if dtype == "float32" else torch.zeros(s, dtype=torch.int64)
-             for i, (k, s, dtype) in enumerate(spec["state_dict"])}
-    load_checkpoint(model, state, strict=True)
-    own = model.state_dict()
-    assert list(own) == [k for k, _, _ in spec["state_dict"]]
-    assert all(torch.equal(own[k], v) for k, v in state.items())
-    assert num_params(model) == spec["num_params"]
+    assert_loads_spec_strictly(model, spec)
     # forward_returns: one [B, 16, 64, 64] tensor per stack for a 256x256 input
     stacks = cfg.MODEL.EXTRA.NUM_STACKS
     h, w = spec["config"]["input_hw"]

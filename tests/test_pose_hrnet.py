@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import deterministic_state, ROOT, SPECS, needs_shared
+from conftest import assert_loads_spec_strictly, deterministic_state, ROOT, SPECS, needs_shared
 from posezoo.config import ConfigError, load_config
-from posezoo.models import CheckpointError, build_model, load_checkpoint
+from posezoo.models import CheckpointError, build_model
 from posezoo.utils.utils import count_flops
 
 PRETRAINED_LAYERS = ["conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "stage2", "transition2", "stage3",
@@ -92,15 +92,7 @@ def test_official_checkpoint_layout_loads_strictly(spec_file):
     with open(os.path.join(SPECS, "checkpoints", spec_file)) as f:
         spec = json.load(f)
     model = cpu_model(json.dumps(spec["config"]))
-    # every tensor a distinct constant, so a key landing elsewhere is seen
-    state = {k: torch.full(s, float(i)) if dtype == "float32" else torch.zeros(s, dtype=torch.int64)
-             for i, (k, s, dtype) in enumerate(spec["state_dict"])}
-    load_checkpoint(model, state, strict=True)
-    own = model.state_dict()
-    assert list(own) == [k for k, _, _ in spec["state_dict"]]
-    assert all(torch.equal(own[k], v) for k, v in state.items())
-    assert num_params(model) == spec["num_params"]
-    assert sum(b.numel() for b in model.buffers()) == spec["num_buffer_elements"]
+    assert_loads_spec_strictly(model, spec)
     assert list(meta_output(build_on_meta(spec_cfg(spec)), spec["input_shape"]).shape) == spec["output_shape"]
 
 
