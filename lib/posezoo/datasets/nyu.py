@@ -24,6 +24,9 @@ FX, FY, U0, V0 = 588.03, -587.07, 320.0, 240.0
 EVAL_JOINTS = [0, 3, 6, 9, 12, 15, 18, 21, 24, 25, 27, 30, 31, 32]
 JOINT_NAMES = ("pinky_tip", "pinky_mid", "ring_tip", "ring_mid", "middle_tip", "middle_mid", "index_tip",
                "index_mid", "thumb_tip", "thumb_mid", "thumb_root", "wrist_back", "wrist", "palm")
+# Bones for drawing: each finger tip -> mid -> palm, thumb tip -> mid -> root -> palm, palm -> both wrist points.
+SKELETON = [[0, 1], [1, 13], [2, 3], [3, 13], [4, 5], [5, 13], [6, 7], [7, 13], [8, 9], [9, 10], [10, 13],
+            [11, 13], [12, 13]]
 
 
 def nyu_uvd_to_xyz(uvd: np.ndarray) -> np.ndarray:
