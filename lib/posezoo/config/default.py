@@ -86,6 +86,15 @@ _C.DATASET.JOINTS_WEIGHT = []
 _C.DATASET.UPPER_BODY_IDS = []
 # posezoo: skip (and count) unreadable images instead of stopping.
 _C.DATASET.SKIP_CORRUPT_IMAGES = False
+# posezoo, depth datasets (NYU): crop recipe 'a2j' | 'awr', cube [x, y, z] in mm
+# ([] = the recipe's own), box/centre shift for augmentation (a2j: pixels of the
+# box corners, awr: std in mm of the centre), Gaussian depth noise (mm, the
+# releases add none) and A2J's random-erasing probability.
+_C.DATASET.DEPTH_CROP = "a2j"
+_C.DATASET.CUBE_SIZE = []
+_C.DATASET.SHIFT_FACTOR = 0.0
+_C.DATASET.DEPTH_NOISE_STD = 0.0
+_C.DATASET.RANDOM_ERASE_PROB = 0.0
 
 _C.TRAIN = EasyDict()
 _C.TRAIN.LR_FACTOR = 0.1
