@@ -4,9 +4,14 @@ JointsOHKMMSELoss when ``LOSS.USE_OHKM`` (a key the official train.py ignores),
 or JointsOffsetMSELoss for UDP's ``MODEL.TARGET_TYPE: offset``."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..codecs.a2j import anchor_grid, anchor_vote, check_output
+from ..codecs.awr import adaptive_vote, awr_settings
 from ..utils.registry import UnknownComponentError, import_dotted
 
 
@@ -86,14 +91,121 @@ class JointsOffsetMSELoss(nn.Module):
         return loss_hm + loss_offset
 
 
+class A2JLoss(nn.Module):
+    """A2J's training objective (Xiong et al., ICCV 2019, Eqs. 4-6; the release's
+    ``A2J_loss`` in src_train/anchor.py, combined as in src_train/nyu.py):
+
+        loss = surround + reg_factor * (spatial_factor * joint_xy + joint_depth)
+
+    - surround ("informative anchor surrounding", Eq. 5): smooth L1 (beta 1)
+      between the joint and the softmax-weighted anchor position alone;
+    - joint_xy (Eq. 4, in-plane): smooth L1 (beta 1) between the joint and its
+      voted position (anchor + offset);
+    - joint_depth: |voted depth - joint depth| in mm. The release computes a
+      smooth L1 with beta 3 here but adds the plain L1 difference to the loss,
+      so that is what is trained on and reproduced;
+
+    each averaged over batch, joints (and x/y). The release's factors:
+    spatial_factor 0.5, reg_factor 3. ``target`` is (N, K, 3) crop joints
+    (u_c, v_c, dz); every term of joint k is scaled by target_weight[:, k],
+    all ones from the a2j codec, which gives the release's numbers."""
+
+    def __init__(self, image_size: Sequence[int], spatial_factor: float = 0.5, reg_factor: float = 3.0):
+        super().__init__()
+        width, height = (int(v) for v in image_size)
+        self.register_buffer("anchors", anchor_grid(width, height), persistent=False)
+        self.spatial_factor = float(spatial_factor)
+        self.reg_factor = float(reg_factor)
+
+    def components(self, output: Mapping[str, torch.Tensor], target: torch.Tensor, target_weight: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(surround, joint_xy, joint_depth), each weighted and averaged."""
+        check_output(output, len(self.anchors))
+        logits = output["logits"]
+        anchors = self.anchors.to(logits.device, logits.dtype)
+        joints, surround_xy, _ = anchor_vote(logits, output["offsets"], output["depth"], anchors)
+        weight = target_weight.reshape(target.shape[0], target.shape[1], 1)
+        gt_xy = target[..., :2]
+        surround = (F.smooth_l1_loss(surround_xy, gt_xy, reduction="none", beta=1.0) * weight).mean()
+        joint_xy = (F.smooth_l1_loss(joints[..., :2], gt_xy, reduction="none", beta=1.0) * weight).mean()
+        joint_depth = ((joints[..., 2:] - target[..., 2:]).abs() * weight).mean()
+        return surround, joint_xy, joint_depth
+
+    def forward(self, output: Mapping[str, torch.Tensor], target: torch.Tensor, target_weight: torch.Tensor
+                ) -> torch.Tensor:
+        surround, joint_xy, joint_depth = self.components(output, target, target_weight)
+        return surround + self.reg_factor * (self.spatial_factor * joint_xy + joint_depth)
+
+
+class AWRLoss(nn.Module):
+    """AWR's objective (Huang et al., AAAI 2020, Sec. 3.3; the release's train.py
+    with ``My_SmoothL1Loss`` of model/loss.py):
+
+        loss = dense_weight * L(dense output, dense target)
+             + coord_weight * L(adaptively voted joints, joints)
+
+    L is the release's smooth L1: 0.5 z^2 where |z| < 0.01, else
+    0.01 (|z| - 0.005), averaged over every element; that is the Huber loss with
+    delta 0.01. The joints are voted from the output with ``codecs.awr.
+    adaptive_vote`` (differentiable), in normalised crop units. Released config
+    (HEAD): dense_weight 1, coord_weight 0 (dense stage); earlier configs: 1 and
+    1000. ``target`` is the ``awr`` codec's dict (``joints``, ``dense``,
+    ``depth``); every element of joint k (its 3 offsets + heatmap, its 3
+    coordinates) is scaled by target_weight[:, k], all ones from the codec,
+    which gives the release's numbers."""
+
+    def __init__(self, kernel_size: float, dense_weight: float = 1.0, coord_weight: float = 0.0,
+                 delta: float = 0.01):
+        super().__init__()
+        self.kernel_size = float(kernel_size)
+        self.dense_weight = float(dense_weight)
+        self.coord_weight = float(coord_weight)
+        self.delta = float(delta)
+
+    def components(self, output: torch.Tensor, target: Mapping[str, torch.Tensor], target_weight: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dense, coord) losses before their weights; coord is 0 (not computed)
+        while coord_weight is 0."""
+        if not isinstance(target, Mapping) or any(k not in target for k in ("joints", "dense", "depth")):
+            raise TypeError("AWRLoss expects the awr codec's target dict (joints, dense, depth); "
+                            "set MODEL.TARGET_TYPE awr")
+        if output.shape != target["dense"].shape:
+            raise ValueError(f"AWRLoss: output {tuple(output.shape)} and dense target {tuple(target['dense'].shape)} "
+                             f"differ (MODEL.NUM_JOINTS, IMAGE_SIZE or EXTRA.DOWNSAMPLE)")
+        n, k = target["joints"].shape[:2]
+        weight = target_weight.reshape(n, k, 1).to(output.dtype)
+        channel_weight = torch.cat([weight.expand(n, k, 3).reshape(n, 3 * k), weight[..., 0]], dim=1)
+        dense = F.huber_loss(output, target["dense"], reduction="none", delta=self.delta)
+        dense = (dense * channel_weight[:, :, None, None]).mean()
+        if not self.coord_weight:
+            return dense, dense.new_zeros(())
+        joints = adaptive_vote(output, target["depth"], self.kernel_size)
+        coord = (F.huber_loss(joints, target["joints"], reduction="none", delta=self.delta) * weight).mean()
+        return dense, coord
+
+    def forward(self, output: torch.Tensor, target: Mapping[str, torch.Tensor], target_weight: torch.Tensor
+                ) -> torch.Tensor:
+        dense, coord = self.components(output, target, target_weight)
+        return self.dense_weight * dense + self.coord_weight * coord
+
+
+def _awr_loss(cfg) -> AWRLoss:
+    settings = awr_settings(cfg)
+    return AWRLoss(settings.kernel_size, settings.dense_weight, settings.coord_weight)
+
+
 LOSSES = {
     "JointsMSELoss": lambda cfg: JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT),
     "JointsOHKMMSELoss": lambda cfg: JointsOHKMMSELoss(cfg.LOSS.USE_TARGET_WEIGHT, cfg.LOSS.TOPK),
     "JointsOffsetMSELoss": lambda cfg: JointsOffsetMSELoss(cfg.LOSS.USE_TARGET_WEIGHT),
+    "A2JLoss": lambda cfg: A2JLoss(cfg.MODEL.IMAGE_SIZE),
+    "AWRLoss": _awr_loss,
 }
 
 
 def _default_loss_name(cfg) -> str:
+    if cfg.MODEL.TARGET_TYPE in ("a2j", "awr"):  # the model-specific objectives of the depth models
+        return {"a2j": "A2JLoss", "awr": "AWRLoss"}[cfg.MODEL.TARGET_TYPE]
     if cfg.MODEL.TARGET_TYPE == "offset":  # UDP's classification + offset target
         if cfg.LOSS.USE_OHKM:
             raise ValueError("LOSS.USE_OHKM is not available for MODEL.TARGET_TYPE offset (UDP); "

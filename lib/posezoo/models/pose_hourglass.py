@@ -87,7 +87,14 @@ from torch import nn
 
 from ..config import ConfigError, read_extra
 from .checkpoint import CheckpointError, load_checkpoint
-from .common import BN_MOMENTUM
+from .common import (
+    BN_MOMENTUM,
+    ConvUnit,
+    Merge,
+    PreActBottleneck,
+    PrincetonHourglass,
+    upsample_to,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,92 +111,6 @@ EXTRA_DEFAULTS = {
 # princeton's stem widths (fixed in its code; bearpaw/DarkPose use F/4 and F/2)
 PRINCETON_STEM = (64, 128)
 # princeton's Trainer(DataParallel(PoseNet)) prefix in its train.py checkpoints
-
-
-class ConvUnit(nn.Module):
-    """princeton's ``Conv``: a biased conv ('same' padding), then BN and ReLU where
-    asked. The wrapper exists only for its key names (``conv``, ``bn``)."""
-
-    def __init__(self, inplanes: int, outplanes: int, kernel_size: int = 1, stride: int = 1,
-                 bn: bool = False, relu: bool = False):
-        super().__init__()
-        self.conv = nn.Conv2d(inplanes, outplanes, kernel_size, stride, padding=(kernel_size - 1) // 2, bias=True)
-        self.bn = nn.BatchNorm2d(outplanes, momentum=BN_MOMENTUM) if bn else None
-        self.relu = nn.ReLU(inplace=True) if relu else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        if self.relu is not None:
-            x = self.relu(x)
-        return x
-
-
-class Merge(nn.Module):
-    """princeton's ``Merge``: one 1x1 ``ConvUnit`` without BN or ReLU (remapping)."""
-
-    def __init__(self, inplanes: int, outplanes: int):
-        super().__init__()
-        self.conv = ConvUnit(inplanes, outplanes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
-class PreActBottleneck(nn.Module):
-    """The hourglass residual module (paper, Fig. 4 left): BN-ReLU-conv1x1 to
-    out/2, BN-ReLU-conv3x3, BN-ReLU-conv1x1 to out, plus the shortcut; no
-    activation after the sum. All convs carry a bias.
-
-    It is not ``common.Bottleneck`` (post-activation, expansion 4, bias-free), and
-    the two layouts name its parts differently:
-
-    - bearpaw: plain ``conv1-3``; shortcut ``downsample.0`` (1x1 conv) only where
-      the width changes, identity elsewhere.
-    - princeton: ``conv1-3`` are ``ConvUnit`` wrappers; ``skip_layer`` always
-      exists and is applied only where the width changes.
-    """
-
-    def __init__(self, inplanes: int, outplanes: int, layout: str = "bearpaw"):
-        super().__init__()
-        mid = outplanes // 2
-        if layout == "princeton":
-            def conv(i, o, k):
-                return ConvUnit(i, o, k)
-        else:
-            def conv(i, o, k):
-                return nn.Conv2d(i, o, k, padding=(k - 1) // 2, bias=True)
-        self.bn1 = nn.BatchNorm2d(inplanes, momentum=BN_MOMENTUM)
-        self.conv1 = conv(inplanes, mid, 1)
-        self.bn2 = nn.BatchNorm2d(mid, momentum=BN_MOMENTUM)
-        self.conv2 = conv(mid, mid, 3)
-        self.bn3 = nn.BatchNorm2d(mid, momentum=BN_MOMENTUM)
-        self.conv3 = conv(mid, outplanes, 1)
-        self.relu = nn.ReLU(inplace=True)
-        self.project = inplanes != outplanes
-        self.wrapped = layout == "princeton"
-        if self.wrapped:
-            self.skip_layer = ConvUnit(inplanes, outplanes, 1)  # unused where not self.project
-        else:
-            self.downsample = nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, bias=True)) if self.project else None
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.project:
-            return x
-        return self.skip_layer(x) if self.wrapped else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(self.relu(self.bn1(x)))
-        out = self.conv2(self.relu(self.bn2(out)))
-        out = self.conv3(self.relu(self.bn3(out)))
-        return out + self.shortcut(x)
-
-
-def upsample_to(low: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Nearest upsampling of `low` to the spatial size of `like`: the official x2
-    where sizes are even, DarkPose's fixed 4x3 at its innermost 128x96 level."""
-    return F.interpolate(low, size=like.shape[-2:], mode="nearest")
 
 
 def residuals(channels: int, num_blocks: int) -> nn.Sequential:
@@ -219,26 +140,6 @@ class BearpawHourglass(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._level(self.depth, x)
-
-
-class PrincetonHourglass(nn.Module):
-    """One hourglass level in princeton's layout (recursive modules): ``up1``
-    (skip), ``low1`` (after the pool), ``low2`` (the next level, or a residual
-    innermost), ``low3``."""
-
-    def __init__(self, depth: int, channels: int):
-        super().__init__()
-        self.up1 = PreActBottleneck(channels, channels, "princeton")
-        self.pool1 = nn.MaxPool2d(2, 2)
-        self.low1 = PreActBottleneck(channels, channels, "princeton")
-        self.low2 = (PrincetonHourglass(depth - 1, channels) if depth > 1
-                     else PreActBottleneck(channels, channels, "princeton"))
-        self.low3 = PreActBottleneck(channels, channels, "princeton")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up1 = self.up1(x)
-        low3 = self.low3(self.low2(self.low1(self.pool1(x))))
-        return up1 + upsample_to(low3, up1)
 
 
 class StackedHourglass(nn.Module):
