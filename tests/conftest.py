@@ -42,6 +42,16 @@ def synthetic_opts(root: str, out_dir: str) -> list:
             os.path.join(root, "person_detection_results", DETECTIONS_FILE), "TEST.IMAGE_THRE", "0.0"] + TINY_MODEL
 
 
+@pytest.fixture(scope="session")
+def synthetic_nyu_root(tmp_path_factory) -> str:
+    """A tiny synthetic NYU-layout dataset (depth PNGs, joint_data.mat, centres)."""
+    from posezoo.datasets.synthetic_nyu import generate_synthetic_nyu
+
+    root = str(tmp_path_factory.mktemp("synthetic_nyu"))
+    generate_synthetic_nyu(root, seed=3, num_train=8, num_test=4)
+    return root
+
+
 @pytest.fixture
 def synthetic_cfg(synthetic_root, tmp_path):
     """Read-only config for a tiny PoseResNet-18 on the tiny synthetic set."""

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from conftest import ROOT, synthetic_opts
 from posezoo.codecs import build_codec, codec_name
 from posezoo.config import load_config, update_config
-from posezoo.core.function import predict
+from posezoo.core.function import predict, predict_3d
 from posezoo.core.loss import build_loss
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model
@@ -47,13 +47,25 @@ def signature(cfg) -> str:
                  cfg.TEST.POST_PROCESS, cfg.TEST.BLUR_KERNEL, cfg.TEST.BIAS))
 
 
+def tiny_depth_overrides(root, out, cfg):
+    """Depth YAMLs: the synthetic NYU data, 64x64 crops, the model's own heads."""
+    size = ["MODEL.IMAGE_SIZE", "[64, 64]"]
+    if cfg.MODEL.NAME == "awr":
+        size += ["MODEL.HEATMAP_SIZE", f"[{64 // cfg.MODEL.EXTRA.DOWNSAMPLE}, {64 // cfg.MODEL.EXTRA.DOWNSAMPLE}]"]
+    return ["DATASET.ROOT", root, "OUTPUT_DIR", out, "WORKERS", "0", "MODEL.INIT_WEIGHTS", "False",
+            "MODEL.PRETRAINED", "''", "TRAIN.BATCH_SIZE_PER_GPU", "2"] + size
+
+
 _DONE: dict = {}  # signature -> predictions of the first YAML that ran it
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS)
-def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, tmp_path):
+def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthetic_nyu_root, tmp_path):
     official = load_config(os.path.join(ROOT, path))
-    cfg = update_config(official, tiny_overrides(synthetic_root, str(tmp_path)))
+    depth = official.DATASET.DATASET in ("nyu", "synthetic_nyu")
+    overrides = (tiny_depth_overrides(synthetic_nyu_root, str(tmp_path), official) if depth
+                 else tiny_overrides(synthetic_root, str(tmp_path)))
+    cfg = update_config(official, overrides)
     key = signature(cfg)
     if key in _DONE:  # the same step already ran for an equivalent YAML
         assert build_codec(cfg) is not None
@@ -75,6 +87,10 @@ def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, tmp_pat
 
     val_set = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
     loader = DataLoader(torch.utils.data.Subset(val_set, range(min(4, len(val_set)))), batch_size=4)
-    out = predict(cfg, loader, model, codec, val_set.flip_pairs, torch.device("cpu"))
-    assert out["preds"].shape == (min(4, len(val_set)), 17, 3) and np.isfinite(out["preds"]).all()
+    if depth:
+        out = predict_3d(cfg, loader, model, codec, torch.device("cpu"), criterion)
+        assert out["preds"].shape == (4, 14, 3) and np.isfinite(out["preds"]).all() and np.isfinite(out["loss"])
+    else:
+        out = predict(cfg, loader, model, codec, val_set.flip_pairs, torch.device("cpu"))
+        assert out["preds"].shape == (min(4, len(val_set)), 17, 3) and np.isfinite(out["preds"]).all()
     _DONE[key] = path

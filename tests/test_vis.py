@@ -1,6 +1,7 @@
 """Tests for posezoo.utils.vis."""
 
 import math
+import os
 
 import cv2
 import numpy as np
@@ -18,6 +19,9 @@ from posezoo.utils.vis import (
     save_batch_images_with_joints,
     save_gallery,
 )
+from posezoo.datasets.nyu import SKELETON as NYU_SKELETON
+from posezoo.datasets.nyu import nyu_uvd_to_xyz
+from posezoo.utils.vis import BONE_COLOR, GT_COLOR, JOINT_COLOR, draw_hand_uvd, plot_hand_3d, save_instance_gallery
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -189,3 +193,94 @@ def test_save_gallery(tmp_path):
     with pytest.raises(FileNotFoundError):
         save_gallery([str(tmp_path / "missing.jpg")], [np.zeros((0, 17, 3))], str(f),
                      COCO_SKELETON, COCO_FLIP_PAIRS)
+
+
+def test_batch_drawings_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    crops = torch.zeros(2, 3, 32, 24)
+    grid = save_batch_images_with_joints(crops, np.zeros((2, 17, 3)), None, COCO_SKELETON, COCO_FLIP_PAIRS)
+    sheet = save_batch_heatmaps(crops, torch.rand(2, 17, 8, 6), None)
+    assert grid.shape == (36, 54, 3) and sheet.shape == (16, 18 * 6, 3)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_instance_gallery_maps_regions_onto_tiles(tmp_path):
+    image = np.full((200, 300, 3), 50, np.uint8)
+    pred = person(100, 60, score=0.9)
+    pred[:, 0] += 100  # a person in the region x 100..160, y 40..140 (after the shift below)
+    pred[:, 1] += 40
+    gt = pred.copy()
+    gt[:, 2] = 0  # COCO visibility: only the nose is labelled, away from the predicted joints
+    gt[0] = [105, 135, 2]
+    gal = save_instance_gallery([image, image], np.stack([pred, pred]), [[100, 40, 60, 100], [0, 0, 300, 200]],
+                                str(tmp_path / "g.png"), COCO_SKELETON, COCO_FLIP_PAIRS,
+                                gt_keypoints=np.stack([gt, gt]), captions=["OKS 0.91", "OKS 0.10"],
+                                tile_size=(200, 120), ncol=2, padding=4)
+    assert gal.shape == (18 + 200 + 8, 2 * (120 + 4) + 4, 3)  # 18 px caption band above each tile
+    assert cv2.imread(str(tmp_path / "g.png")).shape == gal.shape
+    # tile 0 shows the 60x100 region zoomed x2 (fits 120x200): image p -> 2 (p - (100, 40)) + offset
+    tile = gal[22:222, 4:124]
+    for left, right in COCO_FLIP_PAIRS:
+        assert pixel(tile, 2 * (pred[left, :2] - [100, 40])) == LEFT_COLOR
+        assert pixel(tile, 2 * (pred[right, :2] - [100, 40])) == RIGHT_COLOR
+    assert pixel(tile, 2 * (gt[0, :2] - [100, 40])) == GT_COLOR
+    assert pixel(tile, 2 * (gt[1, :2] - [100, 40])) != GT_COLOR  # unlabelled GT joints are not drawn
+    # tile 1 fits the whole 300x200 image into 120x200: zoom 0.4, centred vertically
+    tile = gal[22:222, 128:248]
+    assert pixel(tile, 0.4 * gt[0, :2] + [0, 60]) == GT_COLOR
+    assert tuple(tile[65, 5]) == (50, 50, 50) and tuple(tile[55, 5]) == (0, 0, 0)
+    # the caption: white text on the black band
+    band = gal[4:22, 4:124]
+    assert (band == 255).all(axis=2).any() and (band == 0).all(axis=2).mean() > 0.5
+    with pytest.raises(ValueError, match="same non-zero count"):
+        save_instance_gallery([image], np.stack([pred, pred]), [[0, 0, 1, 1]], None, COCO_SKELETON, None)
+
+
+def hand_uvd():
+    """14 NYU joints spread over a 160x120 frame at 480-560 mm."""
+    rng = np.random.default_rng(0)
+    uv = np.stack([np.linspace(20, 140, 14), 60 + 30 * np.sin(np.linspace(0, 3, 14))], axis=1)
+    return np.concatenate([uv, rng.uniform(480, 560, (14, 1))], axis=1)
+
+
+def test_draw_hand_uvd_colours_depth_and_draws_joints():
+    depth = np.full((120, 160), 900.0, np.float32)
+    depth[:, :40] = 450.0  # near
+    depth[100:, 100:] = 0.0  # no reading
+    uvd = hand_uvd()
+    before = depth.copy()
+    out = draw_hand_uvd(depth, uvd, NYU_SKELETON)
+    np.testing.assert_array_equal(depth, before)
+    assert out.shape == (120, 160, 3) and out.dtype == np.uint8
+    for u, v, _ in uvd:
+        assert pixel(out, (u, v)) == JOINT_COLOR
+    # a bone midpoint away from the joints is drawn in the bone colour (palm 13 - wrist 12)
+    a, b = uvd[13, :2], uvd[12, :2]
+    if np.linalg.norm(a - b) > 12:
+        assert pixel(out, (a + b) / 2) == BONE_COLOR
+    # colour map: near (450 mm) is red-ish, far (900 mm, beyond the hand range) blue-ish, no reading black
+    near, far = out[5, 5].astype(int), out[5, 150].astype(int)
+    assert near[2] > near[0] and far[0] > far[2]
+    assert tuple(out[115, 155]) == (0, 0, 0)
+    # an explicit range: 450 mm at its near end is the colour map's hottest colour
+    ranged = draw_hand_uvd(depth, uvd, NYU_SKELETON, depth_range=(450, 900))
+    hottest = cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_JET)[0, 0]
+    np.testing.assert_array_equal(ranged[5, 5], hottest)
+    with pytest.raises(ValueError, match=r"\(K, 3\)"):
+        draw_hand_uvd(depth, uvd[:, :2], NYU_SKELETON)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        draw_hand_uvd(depth[None], uvd, NYU_SKELETON)
+
+
+def test_plot_hand_3d_writes_a_png(tmp_path):
+    xyz = nyu_uvd_to_xyz(hand_uvd())
+    path = plot_hand_3d(xyz, NYU_SKELETON, str(tmp_path / "sub" / "hand.png"), title="frame 0")
+    image = cv2.imread(path)
+    assert image is not None and image.shape == (500, 500, 3)
+    assert (image < 128).any(axis=2).mean() > 0.005  # axes, joints and bones were drawn
+    moved = xyz.copy()
+    moved[0] += [40, 40, 0]
+    other = cv2.imread(plot_hand_3d(moved, NYU_SKELETON, str(tmp_path / "moved.png"), gt_xyz=xyz))
+    assert other.shape == image.shape and not np.array_equal(other, image)
+    with pytest.raises(ValueError, match=r"\(K, 3\)"):
+        plot_hand_3d(xyz[:, :2], NYU_SKELETON, str(tmp_path / "x.png"))

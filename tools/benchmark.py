@@ -82,7 +82,7 @@ from posezoo.datasets.synthetic import KEYPOINT_NAMES, SKELETON
 from posezoo.models import build_model
 from posezoo.nms import oks_nms, soft_oks_nms
 from posezoo.utils.transforms import PIXEL_STD
-from posezoo.utils.utils import configure_backends, count_flops, count_parameters, select_device
+from posezoo.utils.utils import configure_backends, count_flops, count_parameters, input_shape, select_device
 
 STAGES = ("data", "encode", "forward", "decode", "evaluate", "memory")
 MAX_DECODE_PX_DIFF = 1e-3
@@ -325,8 +325,8 @@ def bench_forward(cfg, codec, model, device, n_batches: int, flip_pairs, tag: st
     sync = make_sync(device)
     warmup = 3 if device.type == "cuda" else 1
     params = count_parameters(model)
-    macs = count_flops(model, (3, height, width))
-    x = torch.randn(batch, 3, height, width, device=device)
+    macs = count_flops(model, input_shape(model, cfg))
+    x = torch.randn(batch, *input_shape(model, cfg), device=device)
 
     def plain():
         return _last(model(x))
@@ -346,6 +346,27 @@ def bench_forward(cfg, codec, model, device, n_batches: int, flip_pairs, tag: st
     say(f"{tag} forward: batch {batch} x {n_batches}: {out['forward_crops_s']:.1f} crops/s, with flip "
         f"{out['forward_flip_crops_s']:.1f} crops/s; output {out['output_shape']}; "
         f"{params / 1e6:.2f} M params, {macs / 1e9:.3f} GMACs")
+    return out
+
+
+def bench_forward_3d(cfg, codec, model, device, n_batches: int, tag: str = "[1/2]") -> dict:
+    """Depth models (A2J, AWR): frames/s of forward + the codec's decode to crop
+    joints (no flip test in these models), on random depth crops."""
+    batch = cfg.TEST.BATCH_SIZE_PER_GPU
+    sync = make_sync(device)
+    x = torch.randn(batch, *input_shape(model, cfg), device=device)
+
+    def forward_decode():
+        return codec.decode(_last(model(x)), x)
+
+    with torch.no_grad():
+        for _ in range(3 if device.type == "cuda" else 1):
+            forward_decode()
+        seconds = timed(forward_decode, n_batches, sync)
+    out = {"params": count_parameters(model), "gmacs": count_flops(model, input_shape(model, cfg)) / 1e9,
+           "forward_crops_s": batch * n_batches / seconds}
+    say(f"{tag} forward + decode: batch {batch} x {n_batches}: {out['forward_crops_s']:.1f} frames/s; "
+        f"{out['params'] / 1e6:.2f} M params, {out['gmacs']:.3f} GMACs")
     return out
 
 
@@ -736,7 +757,9 @@ def summary_table(r: dict) -> str:
                 note += f"; loop on {r['encode_ref_items']} of {r['encode_items']} sets"
         rows.append(("encode (targets)", rate("encode_items_s", "crops/s"), rate("encode_ref_items_s", "crops/s"),
                      speed("encode_speedup"), note))
-    if "forward_crops_s" in r:
+    if "forward_crops_s" in r and "forward_flip_crops_s" not in r:
+        rows.append(("forward + decode", rate("forward_crops_s", "frames/s"), "-", "-", f"batch {r['batch']}"))
+    elif "forward_crops_s" in r:
         rows += [("forward", rate("forward_crops_s", "crops/s"), "-", "-", f"batch {r['batch']}"),
                  ("forward + flip", rate("forward_flip_crops_s", "crops/s"), "-", "-", "image+mirror in one forward")]
     if "decode_crops_s" in r:
@@ -780,6 +803,8 @@ def main(argv=None) -> dict:
     width, height = cfg.MODEL.IMAGE_SIZE
     stages = list(args.stages)
     codec = build_codec(cfg)
+    if getattr(codec, "is_3d", False):  # depth models: forward + decode and memory only
+        stages = [s for s in stages if s in ("forward", "memory")]
     model = build_model(cfg, is_train=False).to(device).eval() if "forward" in stages else None
     run = stages + (["decoders"] if args.decoders else [])
     tags = {name: f"[{i}/{len(run)}]" for i, name in enumerate(run, 1)}
@@ -810,7 +835,9 @@ def main(argv=None) -> dict:
         n = 20 * args.iters
         results.update(bench_encode(cfg, codec, n, rng, tags["encode"]), encode_items=n)
     shape = output_shape(cfg, codec)
-    if "forward" in stages:
+    if "forward" in stages and getattr(codec, "is_3d", False):
+        results.update(bench_forward_3d(cfg, codec, model, device, max(2, args.iters // 25), tags["forward"]))
+    elif "forward" in stages:
         forward = bench_forward(cfg, codec, model, device, max(2, args.iters // 25), flip_pairs, tags["forward"])
         results.update(forward)
         shape = forward["output_shape"]

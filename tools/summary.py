@@ -29,7 +29,7 @@ import _setup  # puts lib/ on the path
 import torch
 from posezoo.config import load_config
 from posezoo.models import build_model
-from posezoo.utils.utils import count_flops, count_parameters
+from posezoo.utils.utils import count_flops, count_parameters, input_shape
 from torch import nn
 
 
@@ -118,9 +118,9 @@ def main(argv=None) -> dict:
     cfg = load_config(args.cfg, args.opts)
     model = build_model(cfg, is_train=False)
     width, height = cfg.MODEL.IMAGE_SIZE
-    rows = stage_table(model, (3, height, width))
+    rows = stage_table(model, input_shape(model, cfg))
     params = count_parameters(model)
-    macs = count_flops(model, (3, height, width))
+    macs = count_flops(model, input_shape(model, cfg))
     print(f"{cfg.MODEL.NAME} ({type(model).__name__}), input 3x{height}x{width} (C x H x W), batch 1")
     print(format_table(rows))
     print(f"parameters: {params:,} ({params / 1e6:.2f} M)")

@@ -39,7 +39,7 @@ _C.MODEL_BEST = ""
 
 _C.CUDNN = EasyDict()
 _C.CUDNN.BENCHMARK = True
-_C.CUDNN.DETERMINISTIC = False
+_C.CUDNN.DETERMINISTIC = False  # posezoo: true also sets torch.use_deterministic_algorithms (warn-only)
 _C.CUDNN.ENABLED = True
 
 _C.MODEL = EasyDict()
@@ -53,6 +53,10 @@ _C.MODEL.IMAGE_SIZE = [256, 256]  # width, height
 _C.MODEL.HEATMAP_SIZE = [64, 64]  # width, height
 _C.MODEL.SIGMA = 2.0
 _C.MODEL.STYLE = "pytorch"  # SimpleBaseline: 'pytorch' or 'caffe' ResNet
+# posezoo speed/scale switches: NHWC memory layout for model and inputs (train and
+# test); BatchNorm statistics synchronised across the processes of a torchrun job.
+_C.MODEL.CHANNELS_LAST = False
+_C.MODEL.SYNC_BN = False
 _C.MODEL.EXTRA = EasyDict()
 
 _C.LOSS = EasyDict()
@@ -113,6 +117,10 @@ _C.TRAIN.RESUME = False
 _C.TRAIN.CHECKPOINT = ""
 _C.TRAIN.BATCH_SIZE_PER_GPU = 32
 _C.TRAIN.SHUFFLE = True
+# posezoo: mixed precision, false (off) | fp16 (with a GradScaler) | bf16. None
+# stands for false so that YAML's `false` and the strings both pass the type
+# check; posezoo.utils.utils.amp_dtype validates the value.
+_C.TRAIN.AMP = None
 
 _C.TEST = EasyDict()
 _C.TEST.BATCH_SIZE_PER_GPU = 32
@@ -131,6 +139,7 @@ _C.TEST.MODEL_FILE = ""
 _C.TEST.BLUR_KERNEL = 0  # DarkPose: > 0 selects DARK decoding with this blur kernel (their YAMLs use 11)
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN
+_C.TEST.AMP = None  # posezoo: false | fp16 | bf16 for the forward pass; decoding stays float32
 
 _C.DEBUG = EasyDict()
 _C.DEBUG.DEBUG = False

@@ -238,19 +238,19 @@ def crop_to_image(joints_crop: torch.Tensor, crop_to_image_matrix: torch.Tensor,
     return torch.cat([uv, d.unsqueeze(-1)], dim=-1)
 
 
-def _random_erase(image: np.ndarray, rng: random.Random, probability: float, area=(0.02, 0.4),
-                  min_aspect: float = 0.3) -> None:
+def _random_erase(image: np.ndarray, probability: float, area=(0.02, 0.4), min_aspect: float = 0.3) -> None:
     """A2J's random erasing (Zhong et al. 2020) as released: with ``probability``,
-    add N(0, 1) noise (not a constant) to one random rectangle, in place."""
-    if probability <= 0 or rng.uniform(0, 1) > probability:
+    add N(0, 1) noise (not a constant) to one random rectangle, in place. Python's
+    ``random`` as in the release (DataLoader workers seed it per worker)."""
+    if probability <= 0 or random.uniform(0, 1) > probability:
         return
     height, width = image.shape
     for _ in range(100):
-        target = rng.uniform(*area) * height * width
-        aspect = rng.uniform(min_aspect, 1 / min_aspect)
+        target = random.uniform(*area) * height * width
+        aspect = random.uniform(min_aspect, 1 / min_aspect)
         h, w = round(math.sqrt(target * aspect)), round(math.sqrt(target / aspect))
         if w < width and h < height:
-            top, left = rng.randint(0, height - h), rng.randint(0, width - w)
+            top, left = random.randint(0, height - h), random.randint(0, width - w)
             image[top:top + h, left:left + w] += np.random.randn(h, w).astype(np.float32)
             return
 
@@ -323,7 +323,6 @@ class NYUDataset(Dataset):
             raise ValueError(f"MODEL.NUM_JOINTS = {self.num_joints} but the NYU labels have {self.labels.shape[1]}")
         self.flip_pairs: list = []
         self.skeleton = SKELETON
-        self.rng = random.Random()
         logger.info("=> NYU %s: %d frames, %s crops of %d px", image_set, len(self), self.recipe, self.size)
 
     def __len__(self) -> int:
@@ -367,7 +366,7 @@ class NYUDataset(Dataset):
         rotation = _rotation_about((self.size / 2, self.size / 2), angle, scale)
         warped = cv2.warpAffine(((relative - A2J_MEAN) / A2J_STD).astype(np.float32), rotation[:2],
                                 (self.size, self.size))
-        _random_erase(warped, self.rng, self.cfg.DATASET.RANDOM_ERASE_PROB)
+        _random_erase(warped, self.cfg.DATASET.RANDOM_ERASE_PROB)
         return DepthCrop(warped, rotation @ crop.image_to_crop, crop.center, 1.0 / scale, crop.foreground)
 
     def _awr_crop(self, depth: np.ndarray, center: np.ndarray, cube: tuple) -> DepthCrop:
@@ -447,6 +446,48 @@ class NYUDataset(Dataset):
                        "Frames <= 20 mm (%)": 100 * float(fraction[thresholds == 20][0]),
                        "Frames <= 40 mm (%)": 100 * float(fraction[thresholds == 40][0])}
         return name_values, -mean
+
+    def write_gallery(self, preds: np.ndarray, image_ids: np.ndarray, out_dir: str, per_row: int = 4,
+                      tile: int = 192) -> dict[str, np.ndarray]:
+        """The best and worst frames by mean joint error, each a depth map cut
+        around the hand with the predicted skeleton, as ``best_<set>.png`` /
+        ``worst_<set>.png``, and a 3D plot of the worst frame against its labels.
+        Returns the two tiled BGR images by name."""
+        from ..utils.vis import draw_hand_uvd, plot_hand_3d
+
+        image_ids = np.asarray(image_ids, dtype=np.int64)
+        errors = joint_errors(preds[:, :, :3], self.labels[image_ids]).mean(axis=1)
+        order = np.argsort(errors, kind="stable")
+        os.makedirs(out_dir, exist_ok=True)
+        sheets = {}
+        for name, rows in (("best", order[:per_row]), ("worst", order[::-1][:per_row])):
+            tiles = []
+            for row in rows:
+                frame = self.image_path(image_ids[row])
+                try:
+                    depth = read_depth(frame)
+                except OSError:
+                    continue
+                drawn = draw_hand_uvd(depth, preds[row, :, :3], self.skeleton)
+                joints = self.labels[image_ids[row], :, :2]
+                (u0, v0), (u1, v1) = joints.min(axis=0) - 40, joints.max(axis=0) + 40
+                side = max(u1 - u0, v1 - v0) / 2
+                cu, cv_ = (u0 + u1) / 2, (v0 + v1) / 2
+                warp = np.array([[tile / (2 * side), 0, tile / 2 - cu * tile / (2 * side)],
+                                 [0, tile / (2 * side), tile / 2 - cv_ * tile / (2 * side)]])
+                piece = cv2.warpAffine(drawn, warp, (tile, tile))
+                cv2.putText(piece, f"{image_ids[row] + 1}: {errors[row]:.1f} mm", (4, 16), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.45, (255, 255, 255), 1, cv2.LINE_AA)
+                tiles.append(piece)
+            if tiles:
+                sheets[name] = cv2.hconcat(tiles)
+                cv2.imwrite(os.path.join(out_dir, f"{name}_{self.image_set}.png"), sheets[name])
+        worst = order[-1]
+        plot_hand_3d(nyu_uvd_to_xyz(preds[worst, :, :3]), self.skeleton,
+                     os.path.join(out_dir, f"worst_{self.image_set}_3d.png"),
+                     title=f"frame {image_ids[worst] + 1}: {errors[worst]:.1f} mm (labels dashed)",
+                     gt_xyz=nyu_uvd_to_xyz(self.labels[image_ids[worst]]))
+        return sheets
 
 
 def get_dataset(cfg, image_set: str, is_train: bool, codec) -> NYUDataset:

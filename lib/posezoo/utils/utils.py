@@ -52,9 +52,35 @@ def select_device(cfg) -> torch.device:
 
 
 def configure_backends(cfg) -> None:
+    """``CUDNN.*`` as in HRNet; ``DETERMINISTIC: true`` also turns on
+    torch.use_deterministic_algorithms (warn-only, so an op without a
+    deterministic kernel warns instead of stopping the run) and the cuBLAS
+    workspace setting it needs, making reruns and resumes bitwise repeatable."""
     torch.backends.cudnn.benchmark = cfg.CUDNN.BENCHMARK
     torch.backends.cudnn.deterministic = cfg.CUDNN.DETERMINISTIC
     torch.backends.cudnn.enabled = cfg.CUDNN.ENABLED
+    if cfg.CUDNN.DETERMINISTIC:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+AMP_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def amp_dtype(value: Any, key: str = "TRAIN.AMP") -> torch.dtype | None:
+    """The autocast dtype a ``TRAIN.AMP`` / ``TEST.AMP`` value asks for: None
+    (off) for false/null/''/'off', float16 for 'fp16', bfloat16 for 'bf16'."""
+    if value is None or value is False or (isinstance(value, str) and value.lower() in ("", "off", "false", "none")):
+        return None
+    if isinstance(value, str) and value.lower() in AMP_DTYPES:
+        return AMP_DTYPES[value.lower()]
+    raise ValueError(f"{key} = {value!r}: expected false, fp16 or bf16")
+
+
+def to_channels_last(tensor: torch.Tensor, enabled: bool) -> torch.Tensor:
+    """NHWC memory layout for a 4-D batch when ``MODEL.CHANNELS_LAST`` is set
+    (tensor cores and cuDNN prefer it, especially under AMP); a no-op otherwise."""
+    return tensor.contiguous(memory_format=torch.channels_last) if enabled and tensor.dim() == 4 else tensor
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
@@ -133,8 +159,16 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...]) -> int:
     return macs
 
 
+def input_shape(model: nn.Module, cfg) -> tuple[int, int, int]:
+    """(C, H, W) of one network input: MODEL.IMAGE_SIZE and the channels of the
+    first convolution (3 for RGB models, 1 for depth models such as AWR)."""
+    width, height = cfg.MODEL.IMAGE_SIZE
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return (first.in_channels if first is not None else 3, height, width)
+
+
 def model_summary(model: nn.Module, cfg) -> str:
     width, height = cfg.MODEL.IMAGE_SIZE
     params = count_parameters(model)
-    macs = count_flops(model, (3, height, width))
+    macs = count_flops(model, input_shape(model, cfg))
     return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e9:.2f} GMACs at {width}x{height}"

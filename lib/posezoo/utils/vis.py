@@ -27,6 +27,9 @@ __all__ = [
     "save_batch_images_with_joints",
     "save_batch_heatmaps",
     "save_gallery",
+    "save_instance_gallery",
+    "draw_hand_uvd",
+    "plot_hand_3d",
 ]
 
 Pairs = Sequence[Tuple[int, int]]
@@ -212,7 +215,7 @@ def _write(file_name: str, image: np.ndarray) -> None:
 def save_batch_images_with_joints(
     images: ArrayLike,
     joints: ArrayLike,
-    file_name: str,
+    file_name: str | None,
     skeleton: Pairs,
     flip_pairs: Optional[Pairs],
     nrow: int = 8,
@@ -228,7 +231,8 @@ def save_batch_images_with_joints(
     Args:
         images: (B, 3, H, W) network inputs normalised with ``mean``/``std``.
         joints: (B, K, 3) ``[x, y, score-or-visibility]`` in input-pixel coordinates.
-        file_name: output image path (parent folders are created).
+        file_name: output image path (parent folders are created); None
+            only returns the grid (e.g. for TensorBoard).
         skeleton, flip_pairs: see :func:`draw_skeletons`.
         nrow: crops per grid row (as torchvision's ``make_grid``).
         mean, std: normalisation to undo, per channel of the tensor.
@@ -248,14 +252,15 @@ def save_batch_images_with_joints(
     if not tiles:
         raise ValueError("empty batch")
     grid = _tile(tiles, nrow, padding)
-    _write(file_name, grid)
+    if file_name:
+        _write(file_name, grid)
     return grid
 
 
 def save_batch_heatmaps(
     images: ArrayLike,
     heatmaps: ArrayLike,
-    file_name: str,
+    file_name: str | None,
     mean: Sequence[float] = (0.485, 0.456, 0.406),
     std: Sequence[float] = (0.229, 0.224, 0.225),
     rgb: bool = True,
@@ -274,7 +279,7 @@ def save_batch_heatmaps(
     Args:
         images: (B, 3, H, W) normalised network inputs.
         heatmaps: (B, K, h, w) heatmaps, values expected in [0, 1] (clipped).
-        file_name: output image path.
+        file_name: output image path; None only returns the sheet.
         mean, std, rgb: see :func:`save_batch_images_with_joints`.
         normalize: rescale each heatmap to [0, 1] by its own maximum first.
         alpha: heatmap weight in the blend.
@@ -303,7 +308,8 @@ def save_batch_heatmaps(
                 y, x = np.unravel_index(int(np.argmax(maps[b, j])), (hm_h, hm_w))
                 cv2.circle(tile, (int(x), int(y)), 1, (0, 0, 255), -1)
             grid[rows, (j + 1) * hm_w:(j + 2) * hm_w] = tile
-    _write(file_name, grid)
+    if file_name:
+        _write(file_name, grid)
     return grid
 
 
@@ -369,3 +375,201 @@ def save_gallery(
     gallery = _tile(tiles, ncol, padding)
     _write(file_name, gallery)
     return gallery
+
+
+#: BGR colour of ground-truth skeletons under predicted ones in instance galleries.
+GT_COLOR: Color = (230, 230, 230)
+_CAPTION_HEIGHT = 18
+
+
+def _region_matrix(region: Sequence[float], tile_size: tuple[int, int]) -> np.ndarray:
+    """2x3 affine that fits the image region [x, y, w, h] (aspect kept) into a
+    (height, width) tile, centred."""
+    x, y, w, h = (float(v) for v in region)
+    th, tw = tile_size
+    zoom = min(tw / max(w, 1e-6), th / max(h, 1e-6))
+    return np.array([[zoom, 0.0, tw * 0.5 - zoom * (x + w * 0.5)],
+                     [0.0, zoom, th * 0.5 - zoom * (y + h * 0.5)]])
+
+
+def _moved(people: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """(N, K, 3) people with x, y mapped by a 2x3 affine, scores kept."""
+    moved = people.copy()
+    moved[..., :2] = people[..., :2] @ mat[:, :2].T + mat[:, 2]
+    return moved
+
+
+def save_instance_gallery(
+    images: Sequence[str | os.PathLike | np.ndarray],
+    keypoints: ArrayLike,
+    regions: ArrayLike,
+    file_name: str | None,
+    skeleton: Pairs,
+    flip_pairs: Pairs | None,
+    *,
+    gt_keypoints: ArrayLike | None = None,
+    captions: Sequence[str] | None = None,
+    tile_size: tuple[int, int] = (256, 192),
+    ncol: int = 4,
+    score_thresh: float = 0.2,
+    padding: int = 4,
+) -> np.ndarray:
+    """One tile per person instance: the image region it was cropped from,
+    its ground truth in light grey (when given) under the predicted skeleton,
+    and a caption; tiled into one image (written unless `file_name` is None).
+
+    Args:
+        images: per instance, the image path or BGR uint8 array it comes from.
+        keypoints: (N, K, 3) predictions in image pixels.
+        regions: (N, 4) [x, y, w, h] image region shown in each tile.
+        gt_keypoints: (N, K, 3) ground truth (x, y, visibility) or None;
+            joints with visibility 0 are not drawn.
+        captions: one text per tile (e.g. "OKS 0.93"), written on a black band
+            of 18 px above it.
+        tile_size: (height, width) of a tile's image part.
+    """
+    kpts = _as_people(keypoints)
+    boxes = _to_numpy(regions).astype(np.float64).reshape(-1, 4)
+    if not len(images) or len(kpts) != len(images) or len(boxes) != len(images):
+        raise ValueError(f"{len(images)} images, {len(kpts)} keypoint sets and {len(boxes)} regions: "
+                         f"expected the same non-zero count")
+    gts = None if gt_keypoints is None else _as_people(gt_keypoints)
+    th, tw = tile_size
+    cache: dict = {}
+    tiles = []
+    for i, item in enumerate(images):
+        if isinstance(item, np.ndarray):
+            image = item
+        else:
+            key = os.fspath(item)
+            if key not in cache:
+                cache[key] = cv2.imread(key, cv2.IMREAD_COLOR)
+                if cache[key] is None:
+                    raise FileNotFoundError(f"could not read image {key!r}")
+            image = cache[key]
+        mat = _region_matrix(boxes[i], tile_size)
+        tile = cv2.warpAffine(_as_bgr_uint8(image), mat, (tw, th), flags=cv2.INTER_LINEAR)
+        if gts is not None:
+            tile = draw_skeletons(tile, _moved(gts[i:i + 1], mat), skeleton, None, 0.0,
+                                  colors=(GT_COLOR, GT_COLOR, GT_COLOR))
+        tile = draw_skeletons(tile, _moved(kpts[i:i + 1], mat), skeleton, flip_pairs, score_thresh)
+        if captions is not None:
+            band = np.zeros((_CAPTION_HEIGHT, tw, 3), np.uint8)
+            cv2.putText(band, captions[i], (3, _CAPTION_HEIGHT - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+            tile = np.concatenate([band, tile], axis=0)
+        tiles.append(tile)
+    grid = _tile(tiles, ncol, padding)
+    if file_name:
+        _write(file_name, grid)
+    return grid
+
+
+#: Depth-hand drawing colours (BGR): bones, joints.
+BONE_COLOR: Color = (255, 255, 255)
+JOINT_COLOR: Color = (255, 0, 255)
+
+
+def draw_hand_uvd(
+    depth: np.ndarray,
+    uvd: ArrayLike,
+    skeleton: Pairs,
+    *,
+    depth_range: tuple[float, float] | None = None,
+    margin: float = 100.0,
+    thickness: int | None = None,
+) -> np.ndarray:
+    """A depth frame colour-mapped (near = red, far = blue, no reading = black)
+    with the hand's joints (u, v in pixels of `depth`) and bones drawn.
+
+    Args:
+        depth: (H, W) depth in mm; values <= 0 mean no reading.
+        uvd: (K, 3) joints as (u, v, d), d in mm.
+        skeleton: bones as 0-based joint pairs (NYU: ``posezoo.datasets.nyu.SKELETON``).
+        depth_range: (near, far) mm mapped onto the colour scale; by default the
+            joints' depths widened by `margin` mm, so the hand fills the scale.
+        thickness: bone thickness; default scales with the frame size.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    joints = _to_numpy(uvd).astype(np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be an (H, W) map in mm, got shape {depth.shape}")
+    if joints.ndim != 2 or joints.shape[1] != 3:
+        raise ValueError(f"uvd must be (K, 3) [u, v, d], got shape {joints.shape}")
+    valid = np.isfinite(depth) & (depth > 0)
+    if depth_range is None:
+        if np.isfinite(joints[:, 2]).any():
+            near, far = np.nanmin(joints[:, 2]) - margin, np.nanmax(joints[:, 2]) + margin
+        elif valid.any():
+            near, far = float(depth[valid].min()), float(depth[valid].max())
+        else:
+            near, far = 0.0, 1.0
+    else:
+        near, far = depth_range
+    scaled = np.clip((far - np.where(valid, depth, far)) / max(far - near, 1e-6), 0.0, 1.0)
+    canvas = cv2.applyColorMap((scaled * 255).round().astype(np.uint8), cv2.COLORMAP_JET)
+    canvas[~valid] = 0
+    line, radius = _thickness_for(*depth.shape)
+    line = thickness or line
+    ok = np.isfinite(joints[:, :2]).all(axis=1)
+    for a, b in skeleton:
+        if 0 <= a < len(joints) and 0 <= b < len(joints) and ok[a] and ok[b]:
+            cv2.line(canvas, _pt(*joints[a, :2]), _pt(*joints[b, :2]), BONE_COLOR, line, cv2.LINE_AA)
+    for j in np.flatnonzero(ok):
+        cv2.circle(canvas, _pt(*joints[j, :2]), max(radius, line + 1), JOINT_COLOR, -1, cv2.LINE_AA)
+    return canvas
+
+
+def plot_hand_3d(
+    xyz: ArrayLike,
+    skeleton: Pairs,
+    path: str,
+    *,
+    title: str = "",
+    gt_xyz: ArrayLike | None = None,
+    elev: float = 20.0,
+    azim: float = -70.0,
+) -> str:
+    """Save a 3D plot (PNG) of hand joints (K, 3) in mm as a scatter plus bones,
+    with the ground truth dashed when `gt_xyz` is given. Camera axes are kept
+    (x right, y up as in NYU, z = depth into the scene, drawn as the plot's
+    depth axis) with equal scales, so bone lengths are not distorted."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    joints = _to_numpy(xyz).astype(np.float64)
+    if joints.ndim != 2 or joints.shape[1] != 3:
+        raise ValueError(f"xyz must be (K, 3) joints in mm, got shape {joints.shape}")
+    sets = [(joints, "tab:red", "-", "prediction")]
+    if gt_xyz is not None:  # drawn first, under the prediction
+        sets.insert(0, (_to_numpy(gt_xyz).astype(np.float64).reshape(-1, 3), "tab:blue", "--", "ground truth"))
+    fig = Figure(figsize=(5, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(projection="3d")
+    for pts, color, style, label in sets:
+        x, y, z = pts[:, 0], pts[:, 2], pts[:, 1]  # plot axes: x, depth, up
+        ax.scatter(x, y, z, color=color, s=18, label=label, depthshade=False)
+        for a, b in skeleton:
+            if 0 <= a < len(pts) and 0 <= b < len(pts):
+                ax.plot([x[a], x[b]], [y[a], y[b]], [z[a], z[b]], color=color, linestyle=style, linewidth=1.5)
+    every = np.concatenate([pts for pts, *_ in sets])
+    every = every[np.isfinite(every).all(axis=1)]
+    if len(every):
+        mid = (every.max(axis=0) + every.min(axis=0)) / 2
+        half = max(float((every.max(axis=0) - every.min(axis=0)).max()) / 2, 1.0)
+        ax.set_xlim(mid[0] - half, mid[0] + half)
+        ax.set_ylim(mid[2] - half, mid[2] + half)
+        ax.set_zlim(mid[1] - half, mid[1] + half)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_xlabel("x (mm)")
+    ax.set_ylabel("z, depth (mm)")
+    ax.set_zlabel("y (mm)")
+    ax.view_init(elev=elev, azim=azim)
+    if title:
+        ax.set_title(title)
+    if gt_xyz is not None:
+        ax.legend(loc="upper right")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

@@ -1,0 +1,185 @@
+"""Keypoints for a numpy image in three lines of Python::
+
+    from posezoo.api import PoseEstimator
+    estimator = PoseEstimator.from_config("experiments/synthetic/pose_resnet_18_128x96.yaml", "final_state.pth")
+    keypoints = estimator.estimate(image_bgr, boxes)  # (M, K, 3): x, y, score in image pixels
+
+Every box goes through exactly what the test pipeline does with a person box:
+``box_to_center_scale`` (aspect ratio of the crop, 25 % padding), the codec's
+crop matrix and a bilinear warp, ImageNet normalisation (``to_input_tensor``),
+the flip test of ``core.function.forward_test`` when ``TEST.FLIP_TEST`` is set
+(under ``TEST.AMP`` and ``MODEL.CHANNELS_LAST`` as ``predict`` runs it), and
+``codec.decode`` on the model's device. For the same boxes in the same batches
+the result therefore equals ``core.function.predict``'s bit for bit.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .codecs import build_codec
+from .config import load_config
+from .core.function import _amp_forward, forward_test
+from .datasets.coco import COCO_FLIP_PAIRS
+from .datasets.joints_dataset import to_input_tensor
+from .datasets.mpii import MPII_FLIP_PAIRS, MPII_SKELETON
+from .models import build_model, load_checkpoint
+from .utils.transforms import box_to_center_scale
+from .utils.utils import amp_dtype, select_device, to_channels_last
+from .utils.vis import COCO_SKELETON
+
+__all__ = ["PoseEstimator", "instance_scores", "keypoint_metadata", "whole_image_box"]
+
+Pairs = list[tuple[int, int]]
+
+
+def keypoint_metadata(cfg) -> tuple[Pairs, Pairs]:
+    """(flip pairs, skeleton) of the config's keypoint set, chosen as the
+    datasets choose them: MPII's for ``DATASET.DATASET: mpii``, COCO person's for
+    any other 17-joint set, none otherwise; ``DATASET.FLIP_PAIRS`` overrides the
+    pairs (a custom set's skeleton is only known to its annotation file)."""
+    if cfg.DATASET.DATASET == "mpii":
+        pairs, skeleton = MPII_FLIP_PAIRS, MPII_SKELETON
+    elif cfg.MODEL.NUM_JOINTS == 17:
+        pairs, skeleton = COCO_FLIP_PAIRS, COCO_SKELETON
+    else:
+        pairs, skeleton = [], []
+    pairs = cfg.DATASET.FLIP_PAIRS or pairs
+    return [(int(a), int(b)) for a, b in pairs], [(int(a), int(b)) for a, b in skeleton]
+
+
+def whole_image_box(height: int, width: int) -> np.ndarray:
+    """The box [x, y, w, h, score] of a whole image, as the COCO reader clips a
+    full-image person box: from pixel 0 to pixel size-1."""
+    return np.array([[0.0, 0.0, width - 1.0, height - 1.0, 1.0]])
+
+
+def instance_scores(keypoints: np.ndarray, box_scores: np.ndarray, in_vis_thre: float) -> np.ndarray:
+    """Instance score of the official rescoring (box score x mean keypoint score
+    over the joints scoring above ``in_vis_thre``; 0 when none does), which
+    the COCO evaluation also ranks by."""
+    scores = np.asarray(keypoints)[..., 2]
+    above = scores > in_vis_thre
+    count = above.sum(axis=-1)
+    mean = np.where(count > 0, (scores * above).sum(axis=-1) / np.maximum(count, 1), 0.0)
+    return mean * np.asarray(box_scores, dtype=np.float64)
+
+
+def _as_boxes(boxes, image_shape: tuple[int, ...]) -> np.ndarray:
+    """(M, 5) float64 [x, y, w, h, score]; a whole-image box when `boxes` is None."""
+    if boxes is None:
+        return whole_image_box(*image_shape[:2])
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 5))
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise ValueError(f"boxes must be (M, 4) [x, y, w, h] or (M, 5) with a score, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("boxes contain NaN or infinite values")
+    if (arr[:, 2:4] <= 0).any():
+        bad = arr[np.flatnonzero((arr[:, 2:4] <= 0).any(axis=1))[0], :4].tolist()
+        raise ValueError(f"box {bad} has a width or height <= 0 (boxes are [x, y, w, h], not corners)")
+    if arr.shape[1] == 4:
+        arr = np.concatenate([arr, np.ones((len(arr), 1))], axis=1)
+    return arr
+
+
+class PoseEstimator:
+    """A model, its codec and its crop geometry, ready for images.
+
+    ``estimate(image, boxes)`` is for one image; ``estimate_batch`` crops the
+    boxes of several images and runs them through the model together, in
+    chunks of ``batch_size`` crops (``TEST.BATCH_SIZE_PER_GPU`` by default)."""
+
+    def __init__(self, cfg, model: nn.Module, device: str | torch.device | None = None,
+                 batch_size: int | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device) if device is not None else select_device(cfg)
+        self.channels_last = bool(cfg.MODEL.CHANNELS_LAST)
+        self.model = model.to(self.device).eval()
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._forward = _amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
+        self.codec = build_codec(cfg)
+        self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))
+        self.aspect_ratio = self.image_size[0] / self.image_size[1]
+        self.flip_pairs, self.skeleton = keypoint_metadata(cfg)
+        self.flip_test = bool(cfg.TEST.FLIP_TEST)
+        self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
+        self.batch_size = int(batch_size or cfg.TEST.BATCH_SIZE_PER_GPU)
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+
+    @classmethod
+    def from_config(cls, cfg_path: str | None, weights: str, opts: Sequence[str] = (),
+                    device: str | torch.device | None = None, batch_size: int | None = None
+                    ) -> PoseEstimator:
+        """Load the YAML (plus ``KEY VALUE`` overrides), build the model and load
+        `weights` strictly (``models.load_checkpoint``, weights_only)."""
+        cfg = load_config(cfg_path, list(opts))
+        model = build_model(cfg, is_train=False)
+        load_checkpoint(model, weights, strict=True)
+        return cls(cfg, model, device, batch_size)
+
+    def crop(self, image: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Network inputs (M, 3, h, w) and the crops' center/scale (M, 2) float32
+        for a BGR image and (M, 5) boxes, exactly as ``JointsDataset`` cuts a test box."""
+        if self.color_rgb:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        width, height = self.image_size
+        inputs, centers, scales = [], [], []
+        for box in boxes:
+            center, scale = box_to_center_scale(box[:4], self.aspect_ratio)
+            trans = self.codec.crop_matrix(center, scale, 0.0, (width, height))
+            inputs.append(to_input_tensor(cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)))
+            centers.append(center)
+            scales.append(scale)
+        if not inputs:
+            return torch.zeros((0, 3, height, width)), np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
+        return torch.stack(inputs), np.stack(centers), np.stack(scales)
+
+    @torch.no_grad()
+    def _run(self, inputs: torch.Tensor, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """(N, K, 3) float64 image coordinates + scores, chunked, decoded on the device."""
+        out = []
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = to_channels_last(inputs[start:start + self.batch_size].to(self.device), self.channels_last)
+            output = forward_test(self._forward, chunk, self.codec, self.flip_pairs, self.flip_test)
+            c = torch.from_numpy(center[start:start + self.batch_size]).to(self.device)
+            s = torch.from_numpy(scale[start:start + self.batch_size]).to(self.device)
+            coords, maxvals = self.codec.decode(output, c, s)
+            out.append(torch.cat([coords.to(maxvals.dtype), maxvals], dim=2).cpu().numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    def estimate_batch(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None]
+                       ) -> list[np.ndarray]:
+        """Per image, (M_i, K, 3) keypoints for its boxes (None: the whole image)."""
+        if len(images) != len(boxes):
+            raise ValueError(f"{len(images)} images but {len(boxes)} box sets")
+        inputs, centers, scales, counts = [], [], [], []
+        for image, image_boxes in zip(images, boxes):
+            image = np.asarray(image)
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+            x, c, s = self.crop(image, _as_boxes(image_boxes, image.shape))
+            inputs.append(x)
+            centers.append(c)
+            scales.append(s)
+            counts.append(len(x))
+        k = self.cfg.MODEL.NUM_JOINTS
+        if not sum(counts):
+            return [np.zeros((0, k, 3)) for _ in counts]
+        preds = self._run(torch.cat(inputs), np.concatenate(centers), np.concatenate(scales))
+        return np.split(preds, np.cumsum(counts)[:-1])
+
+    def estimate(self, image: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
+        """(M, K, 3) keypoints (x, y, score) in image pixels for a BGR uint8
+        image and boxes (M, 4) [x, y, w, h] or (M, 5) with a score; the whole
+        image is one box when `boxes` is None."""
+        return self.estimate_batch([image], [boxes])[0]

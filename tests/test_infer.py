@@ -1,0 +1,319 @@
+"""tools/infer.py on images, a folder and a video of the tiny synthetic COCO set,
+and the visual output of training and testing (TensorBoard debug images, the
+best/worst gallery)."""
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+
+import cv2
+import infer
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT, deterministic_state, synthetic_opts
+from posezoo.api import PoseEstimator
+from posezoo.codecs import build_codec
+from posezoo.config import load_config
+from posezoo.core.function import (
+    _write_best_worst,
+    instance_oks,
+    predict,
+    train_one_epoch,
+    validate,
+)
+from posezoo.core.loss import build_loss
+from posezoo.datasets import build_dataset
+from posezoo.models import build_model
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch.utils.data import DataLoader
+
+
+@pytest.fixture(scope="module")
+def setup(synthetic_root, tmp_path_factory):
+    """A YAML for the tiny model on the synthetic set and deterministic weights for it."""
+    tmp = tmp_path_factory.mktemp("infer")
+    opts = synthetic_opts(synthetic_root, str(tmp / "output"))
+    tree = {}
+    for key, value in zip(opts[0::2], opts[1::2]):
+        node = tree
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(value)
+    cfg_path = tmp / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(tree))
+    cfg = load_config(str(cfg_path))
+    model = build_model(cfg, is_train=False)
+    model.load_state_dict(deterministic_state(model, 0))
+    weights = str(tmp / "w.pth")
+    torch.save(model.state_dict(), weights)
+    return {"cfg_path": str(cfg_path), "weights": weights, "cfg": cfg, "root": synthetic_root,
+            "val": os.path.join(synthetic_root, "images", "val2017"),
+            "dets": os.path.join(synthetic_root, "person_detection_results",
+                                 "COCO_val2017_detections_synthetic.json"),
+            "estimator": PoseEstimator(cfg, model, device="cpu")}
+
+
+def run_infer(setup, images, out, *extra):
+    return infer.main(["--cfg", setup["cfg_path"], "--weights", setup["weights"], "--images", str(images),
+                       "--output", str(out), *extra])
+
+
+def assert_coco_results(results, num_joints=17):
+    for r in results:
+        assert r["category_id"] == 1 and isinstance(r["score"], float)
+        assert len(r["keypoints"]) == 3 * num_joints and all(np.isfinite(r["keypoints"]))
+
+
+def test_folder_with_detections(setup, tmp_path):
+    results = run_infer(setup, setup["val"], tmp_path / "out", "--boxes", setup["dets"], "--score-thr", "0.3")
+    with open(tmp_path / "out" / "keypoints_results.json") as f:
+        assert json.load(f) == results
+    with open(setup["dets"]) as f:
+        dets = [d for d in json.load(f) if d["score"] >= 0.3]
+    assert len(results) == len(dets) > 0
+    assert_coco_results(results)
+    # each result is the API's prediction for its box, and the score the official rescoring
+    for r in results:
+        image = cv2.imread(os.path.join(setup["val"], r["file_name"]))
+        box = next(d for d in dets if d["image_id"] == r["image_id"] and np.allclose(d["bbox"], r["bbox"], atol=1e-3))
+        kp = setup["estimator"].estimate(image, np.array([box["bbox"] + [box["score"]]]))[0]
+        np.testing.assert_allclose(r["keypoints"], kp.reshape(-1).round(4), atol=2e-4)
+        assert r["score"] == pytest.approx(box["score"] * kp[:, 2][kp[:, 2] > 0.0].mean()
+                                           if (kp[:, 2] > 0).any() else 0.0)
+    # valid COCO results for the synthetic ground truth (image ids = numeric file-name stems)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(os.path.join(setup["root"], "annotations", "person_keypoints_val2017.json"))
+        evaluator = COCOeval(gt, gt.loadRes(str(tmp_path / "out" / "keypoints_results.json")), "keypoints")
+        evaluator.evaluate()
+    assert {r["image_id"] for r in results} <= set(gt.getImgIds())
+    # every input image is drawn, and the drawing changed it where the people are
+    for name in sorted(os.listdir(setup["val"])):
+        drawn = cv2.imread(str(tmp_path / "out" / "images" / name))
+        original = cv2.imread(os.path.join(setup["val"], name))
+        assert drawn.shape == original.shape
+        people = [r for r in results if r["file_name"] == name]
+        changed = np.abs(drawn.astype(int) - original).sum(axis=2) > 60
+        assert changed.any() == any((np.reshape(r["keypoints"], (17, 3))[:, 2] > 0.2).any() for r in people)
+
+
+def test_single_file_whole_image(setup, tmp_path):
+    path = os.path.join(setup["val"], "000000100002.jpg")
+    results = run_infer(setup, path, tmp_path / "one", "--kpt-thr", "-1")
+    image = cv2.imread(path)
+    h, w = image.shape[:2]
+    assert len(results) == 1 and results[0]["image_id"] == 100002 and results[0]["file_name"] == "000000100002.jpg"
+    assert results[0]["bbox"] == [0.0, 0.0, w - 1.0, h - 1.0]
+    assert_coco_results(results)
+    np.testing.assert_allclose(results[0]["keypoints"],
+                               setup["estimator"].estimate(image)[0].reshape(-1).round(4), atol=2e-4)
+    drawn = cv2.imread(str(tmp_path / "one" / "images" / "000000100002.jpg"))
+    kp = np.reshape(results[0]["keypoints"], (17, 3))
+    # every joint (threshold -1) is drawn: its pixel now has a skeleton colour, far from the JPEG's
+    inside = (kp[:, 0] >= 0) & (kp[:, 0] < w - 0.5) & (kp[:, 1] >= 0) & (kp[:, 1] < h - 0.5)
+    xy = np.round(kp[inside, :2]).astype(int)
+    assert len(xy) and (np.abs(drawn[xy[:, 1], xy[:, 0]].astype(int) - image[xy[:, 1], xy[:, 0]]).sum(1) > 0).all()
+
+
+def test_video(setup, tmp_path):
+    names = sorted(os.listdir(setup["val"]))[:5]
+    size = (160, 120)
+    video = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
+    for name in names:
+        writer.write(cv2.resize(cv2.imread(os.path.join(setup["val"], name)), size))
+    writer.release()
+    dets = [{"image_id": 2, "bbox": [20, 10, 60, 100], "score": 0.9},
+            {"image_id": 2, "bbox": [80, 10, 60, 100], "score": 0.8},
+            {"image_id": 4, "bbox": [30, 20, 50, 90], "score": 0.7}]
+    with open(tmp_path / "dets.json", "w") as f:
+        json.dump(dets, f)
+    for boxes, expected_ids in (([], [0, 1, 2, 3, 4]), (["--boxes", str(tmp_path / "dets.json")], [2, 2, 4])):
+        out = tmp_path / ("boxes" if boxes else "whole")
+        results = run_infer(setup, video, out, *boxes)
+        assert [r["image_id"] for r in results] == expected_ids
+        assert_coco_results(results)
+        capture = cv2.VideoCapture(str(out / "clip.avi"))
+        frames = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(frame)
+        assert len(frames) == 5 and frames[0].shape == (120, 160, 3)
+    # the boxes of frame 2 were estimated on that frame
+    capture = cv2.VideoCapture(video)
+    for _ in range(3):
+        _, frame = capture.read()
+    kp = setup["estimator"].estimate(frame, np.array([d["bbox"] + [d["score"]] for d in dets[:2]]))
+    np.testing.assert_allclose([r["keypoints"] for r in results[:2]], kp.reshape(2, -1).round(4), atol=2e-4)
+
+
+def test_errors_are_one_clear_line(setup, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file or directory"):
+        run_infer(setup, tmp_path / "missing", tmp_path / "o")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="the folder has no image"):
+        run_infer(setup, tmp_path / "empty", tmp_path / "o")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(OSError, match="cannot read image .*broken.jpg"):
+        run_infer(setup, bad, tmp_path / "o")
+    # skipped and counted with DATASET.SKIP_CORRUPT_IMAGES
+    shutil.copy(os.path.join(setup["val"], "000000100001.jpg"), bad / "000000100001.jpg")
+    results = run_infer(setup, bad, tmp_path / "o", "DATASET.SKIP_CORRUPT_IMAGES", "True")
+    assert [r["image_id"] for r in results] == [100001]
+    with open(tmp_path / "other.json", "w") as f:
+        json.dump([{"image_id": 7, "bbox": [0, 0, 10, 10], "score": 1.0}], f)
+    with pytest.raises(ValueError, match="no box above --score-thr matches any input image"):
+        run_infer(setup, setup["val"], tmp_path / "o", "--boxes", str(tmp_path / "other.json"))
+    with open(tmp_path / "malformed.json", "w") as f:
+        json.dump([{"image_id": 100000, "bbox": [0, 0, 10], "score": 1.0}], f)
+    with pytest.raises(ValueError, match=r"entry #0 needs bbox \[x, y, w, h\]"):
+        run_infer(setup, setup["val"], tmp_path / "o", "--boxes", str(tmp_path / "malformed.json"))
+    video = tmp_path / "fake.mp4"
+    video.write_bytes(b"\x00" * 100)
+    with pytest.raises(OSError, match="cannot open the video"):
+        run_infer(setup, video, tmp_path / "o")
+
+
+def test_boxes_from_annotation_file_by_file_name(setup, tmp_path):
+    """A COCO annotation dict: boxes reach images through images[].file_name."""
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    shutil.copy(os.path.join(setup["val"], "000000100003.jpg"), folder / "street.jpg")
+    ann = {"images": [{"id": 5, "file_name": "sub/street.jpg"}],
+           "annotations": [{"image_id": 5, "bbox": [30, 20, 80, 150]}, {"image_id": 5, "bbox": [1, 1, 0, 5]}]}
+    with open(tmp_path / "ann.json", "w") as f:
+        json.dump(ann, f)
+    results = run_infer(setup, folder, tmp_path / "o", "--boxes", str(tmp_path / "ann.json"))
+    assert len(results) == 1 and results[0]["image_id"] == "street" and results[0]["bbox"] == [30, 20, 80, 150]
+
+
+def test_command_line_error_is_one_line(setup, tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "infer.py"), "--cfg", setup["cfg_path"],
+                           "--weights", setup["weights"], "--images", str(tmp_path / "nope")],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no such file or directory" in lines[0]
+
+
+# --- visual output of training and testing ---------------------------------------
+
+
+class RecordingWriter:
+    """Stands in for SummaryWriter: records every image logged."""
+
+    def __init__(self):
+        self.images = {}
+
+    def add_scalar(self, *args, **kwargs):
+        pass
+
+    def add_image(self, tag, image, step, dataformats="CHW"):
+        assert dataformats == "HWC" and image.dtype == np.uint8
+        self.images[tag] = image
+
+
+def test_tensorboard_debug_images(setup, tmp_path):
+    cfg = load_config(setup["cfg_path"], ["PRINT_FREQ", "1000", "DEBUG.DEBUG", "True",
+                                          "DEBUG.SAVE_HEATMAPS_GT", "True"])
+    codec = build_codec(cfg)
+    dataset = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
+    loader = DataLoader(torch.utils.data.Subset(dataset, range(8)), batch_size=8)
+    model = build_model(cfg, is_train=False)
+    model.load_state_dict(deterministic_state(model, 0))
+    writer = RecordingWriter()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_one_epoch(cfg, loader, model, build_loss(cfg), optimizer, 0, torch.device("cpu"), str(tmp_path),
+                    writer=writer, dataset=dataset, codec=codec)
+    assert set(writer.images) == {"train/gt", "train/pred", "train/hm_gt", "train/hm_pred"}
+    # 8 crops of 64x64 in one row with 2 px padding; 8 rows of (1 + 17) heatmap tiles of 16x16
+    assert writer.images["train/gt"].shape == (68, 8 * 66 + 2, 3)
+    assert writer.images["train/hm_gt"].shape == (8 * 16, 18 * 16, 3)
+    assert not np.array_equal(writer.images["train/hm_gt"], writer.images["train/hm_pred"])
+    # only the DEBUG switch that is on writes a file
+    assert sorted(os.listdir(tmp_path / "debug")) == ["train_0_0_hm_gt.jpg"]
+    written = cv2.imread(str(tmp_path / "debug" / "train_0_0_hm_gt.jpg"))
+    assert written.shape == writer.images["train/hm_gt"].shape
+
+
+def test_instance_oks_equals_cocoeval(setup):
+    cfg = load_config(setup["cfg_path"])
+    dataset = build_dataset(cfg, cfg.DATASET.TEST_SET, False, build_codec(cfg))
+    rng = np.random.default_rng(0)
+    preds = np.stack([r["joints"] for r in dataset.db]).astype(np.float64)
+    preds[:, :, :2] += rng.normal(0, 4, preds[:, :, :2].shape)
+    preds[:, :, 2] = 1.0
+    image_ids = np.array([r["image_id"] for r in dataset.db])
+    oks, matched = instance_oks(dataset, preds, image_ids)
+    results = [{"image_id": int(i), "category_id": 1, "keypoints": p.reshape(-1).tolist(), "score": 1.0 - k * 1e-3}
+               for k, (i, p) in enumerate(zip(image_ids, preds))]
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = COCOeval(dataset.coco, dataset.coco.loadRes(results), "keypoints")
+        evaluator.params.kpt_oks_sigmas = dataset.sigmas
+        evaluator.evaluate()
+    for image_id in np.unique(image_ids):
+        rows = np.flatnonzero(image_ids == image_id)
+        # COCOeval's OKS matrix: detections (by descending score, our order here) x GTs
+        expected = evaluator.ious[int(image_id), 1]
+        labelled = [j for j, a in enumerate(evaluator._gts[int(image_id), 1]) if a["num_keypoints"] > 0]
+        np.testing.assert_allclose(oks[rows], np.asarray(expected)[:, labelled].max(axis=1), rtol=1e-12)
+    assert 0.3 < oks.mean() < 1.0
+    np.testing.assert_array_equal(matched[:, :, :2] != 0, np.stack([r["joints"][:, :2] for r in dataset.db]) != 0)
+
+
+def test_best_and_worst_gallery(setup, tmp_path):
+    cfg = load_config(setup["cfg_path"], ["TEST.USE_GT_BBOX", "False"])
+    codec = build_codec(cfg)
+    dataset = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
+    out = predict(cfg, DataLoader(dataset, batch_size=16), setup["estimator"].model, codec, dataset.flip_pairs,
+                  torch.device("cpu"))
+    # a few predictions replaced by the truth, so that there is a spread of OKS
+    truth = {ann["image_id"]: ann for ann in dataset.coco.dataset["annotations"] if ann["num_keypoints"] > 5}
+    for row in range(0, len(out["preds"]), 3):
+        ann = truth.get(int(out["image_ids"][row]))
+        if ann:
+            out["preds"][row] = np.reshape(ann["keypoints"], (17, 3))
+            out["preds"][row, :, 2] = 0.9
+    writer = RecordingWriter()
+    ranking = _write_best_worst(dataset, out, str(tmp_path / "gallery"), writer, count=3)
+    for name in ("best_val2017.png", "worst_val2017.png", "val2017.json"):
+        assert (tmp_path / "gallery" / name).is_file()
+    best, worst = [r["oks"] for r in ranking["best"]], [r["oks"] for r in ranking["worst"]]
+    assert ranking["metric"] == "oks" and best == sorted(best, reverse=True) and worst == sorted(worst)
+    assert best[0] >= 0.9 and best[-1] >= worst[0] and worst[0] < 0.5
+    oks, _ = instance_oks(dataset, out["preds"], out["image_ids"])
+    assert best[0] == pytest.approx(oks.max()) and worst[0] == pytest.approx(oks.min())
+    assert writer.images["gallery/best"].shape == cv2.imread(str(tmp_path / "gallery" / "best_val2017.png")).shape
+    # without ground truth the instances are ranked by predicted score
+    no_gt = types.SimpleNamespace(image_path=dataset.image_path, skeleton=dataset.skeleton,
+                                  flip_pairs=dataset.flip_pairs, image_set="val2017")
+    ranking = _write_best_worst(no_gt, out, str(tmp_path / "by_score"), count=2)
+    scores = out["preds"][:, :, 2].mean(axis=1) * out["boxes"][:, 5]
+    assert ranking["metric"] == "score" and ranking["best"][0]["score"] == pytest.approx(scores.max())
+    assert ranking["worst"][0]["score"] == pytest.approx(scores.min())
+
+
+def test_validate_writes_the_galleries(setup, tmp_path):
+    cfg = load_config(setup["cfg_path"])
+    codec = build_codec(cfg)
+    dataset = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
+    writer = RecordingWriter()
+    validate(cfg, DataLoader(dataset, batch_size=16), dataset, setup["estimator"].model, codec, torch.device("cpu"),
+             str(tmp_path), writer=writer)
+    assert {"predictions", "gallery/best", "gallery/worst"} <= set(writer.images)
+    with open(tmp_path / "gallery" / "val2017.json") as f:
+        ranking = json.load(f)
+    assert ranking["metric"] == "oks" and len(ranking["best"]) == min(8, len(dataset))
+    assert ranking["best"][0]["oks"] >= ranking["worst"][0]["oks"]
+    assert cv2.imread(str(tmp_path / "gallery" / "worst_val2017.png")).shape == writer.images["gallery/worst"].shape
