@@ -1,12 +1,15 @@
 """posezoo.api.PoseEstimator: the same crops, flip test and decoding as the test
-pipeline (core.function.predict), on the tiny synthetic COCO set."""
+pipeline (core.function.predict), on the tiny synthetic COCO set; for depth
+configs (A2J, AWR) the same crops and decode as core.function.predict_3d on tiny
+synthetic NYU frames, and the hand-centre fallback."""
 import json
+import os
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import deterministic_state, synthetic_opts
+from conftest import ROOT, deterministic_state, synthetic_opts
 from posezoo.api import (
     PoseEstimator,
     instance_scores,
@@ -15,10 +18,19 @@ from posezoo.api import (
 )
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
-from posezoo.core.function import predict
+from posezoo.core.function import predict, predict_3d
 from posezoo.datasets import build_dataset
 from posezoo.datasets.coco import COCO_FLIP_PAIRS
 from posezoo.datasets.mpii import MPII_FLIP_PAIRS, MPII_SKELETON
+from posezoo.datasets.nyu import (
+    SKELETON,
+    a2j_crop,
+    awr_crop,
+    estimate_hand_center,
+    load_centers,
+    nyu_uvd_to_xyz,
+    read_depth,
+)
 from posezoo.models import build_model
 from posezoo.utils.transforms import PIXEL_STD
 from posezoo.utils.vis import COCO_SKELETON
@@ -143,3 +155,93 @@ def test_keypoint_metadata_and_scores(synthetic_root, tmp_path):
     # mean over joints above 0.2: (0.9 + 0.5 + 0.3) / 3; none above for the second
     np.testing.assert_allclose(instance_scores(kpts, [0.5, 1.0], 0.2), [0.5 * 1.7 / 3, 0.0])
 
+
+# --- depth configs (A2J, AWR) ---------------------------------------------------
+
+DEPTH_YAMLS = {"awr": "experiments/nyu/awr_synthetic.yaml", "a2j": "experiments/nyu/a2j_synthetic.yaml"}
+
+
+def depth_estimator(root, out, name, seed=0):
+    """A 64x64 A2J or AWR from its synthetic YAML, deterministic random weights, CPU."""
+    cfg = load_config(os.path.join(ROOT, DEPTH_YAMLS[name]), ["DATASET.ROOT", root, "OUTPUT_DIR", out,
+                                                              "WORKERS", "0", "MODEL.IMAGE_SIZE", "[64, 64]",
+                                                              "TEST.BATCH_SIZE_PER_GPU", "4"])
+    model = build_model(cfg, is_train=False)
+    model.load_state_dict(deterministic_state(model, seed))
+    return PoseEstimator(cfg, model, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["awr", "a2j"])
+def test_estimate_depth_equals_predict_3d(synthetic_nyu_root, tmp_path, name):
+    estimator = depth_estimator(synthetic_nyu_root, str(tmp_path), name)
+    cfg = estimator.cfg
+    assert estimator.is_3d and estimator.skeleton == [tuple(b) for b in SKELETON] and estimator.flip_pairs == []
+    codec = build_codec(cfg)
+    dataset = build_dataset(cfg, "test", False, codec)
+    loader = DataLoader(dataset, batch_size=4, shuffle=False, num_workers=0)
+    out = predict_3d(cfg, loader, estimator.model, codec, torch.device("cpu"))
+    depths = [read_depth(dataset.image_path(i)) for i in range(len(dataset))]
+    centers = load_centers(synthetic_nyu_root, "test")
+    assert len(depths) == 4
+    # the loader's batch (all 4 frames): the same numbers
+    batched = estimator.estimate_depth_batch(depths, list(centers))
+    assert [b.shape for b in batched] == [(1, 14, 3)] * 4
+    assert np.abs(np.concatenate(batched) - out["preds"]).max() <= 1e-5  # 0.0 seen
+    # one frame per forward changes the convolutions' float32 rounding only
+    for depth, center, pred in zip(depths, centers, out["preds"]):
+        np.testing.assert_allclose(estimator.estimate_depth(depth, center), pred[None], rtol=0, atol=1e-3)
+    # several centres in one frame; a second centre shifted by 5 px crops elsewhere
+    two = estimator.estimate_depth(depths[0], np.stack([centers[0], centers[0] + [5.0, 0.0, 0.0]]))
+    assert two.shape == (2, 14, 3) and not np.allclose(two[0], two[1])
+
+    # independently: the recipe's crop by hand, the model, the codec, and numpy's inverse of the crop matrix
+    crop = (awr_crop if name == "awr" else a2j_crop)(depths[1], centers[1], 64)
+    with torch.no_grad():
+        output = estimator.model(torch.from_numpy(crop.depth[None, None]))
+        joints = codec.decode(output, torch.from_numpy(crop.depth[None, None]))[0].double().numpy()
+    back = np.linalg.inv(crop.image_to_crop) @ np.concatenate([joints[:, :2], np.ones((14, 1))], axis=1).T
+    expected = np.concatenate([back[:2].T, joints[:, 2:] * crop.depth_scale + centers[1][2]], axis=1)
+    np.testing.assert_allclose(batched[1][0], expected, rtol=0, atol=1e-4)  # 2e-5 seen
+
+
+def test_estimate_hand_center_fallback(synthetic_nyu_root, tmp_path):
+    errors = []
+    for split in ("train", "test"):
+        true_xyz = np.loadtxt(os.path.join(synthetic_nyu_root, f"center_{split}_refined.txt"))
+        for i, xyz in enumerate(true_xyz):
+            depth = read_depth(os.path.join(synthetic_nyu_root, split, f"depth_1_{i + 1:07d}.png"))
+            errors.append(np.linalg.norm(nyu_uvd_to_xyz(estimate_hand_center(depth)) - xyz))
+    # 12 frames; the worst (41 mm) has a tilted wall reaching nearer than the hand in a corner
+    errors = np.array(errors)
+    assert len(errors) == 12 and errors.mean() < 25.0 and np.median(errors) < 20.0 and errors.max() < 45.0
+
+    depth = read_depth(os.path.join(synthetic_nyu_root, "test", "depth_1_0000001.png"))
+    center = estimate_hand_center(depth)
+    flying = depth.copy()
+    flying[5:7, 5:7] = 300.0  # a few flying pixels far nearer than the hand change nothing
+    np.testing.assert_array_equal(estimate_hand_center(flying), center)
+    with pytest.raises(ValueError, match="no valid depth"):
+        estimate_hand_center(np.zeros((48, 64), np.float32))
+
+    estimator = depth_estimator(synthetic_nyu_root, str(tmp_path), "awr")
+    np.testing.assert_array_equal(estimator.estimate_depth(depth), estimator.estimate_depth(depth, center))
+
+
+def test_depth_and_image_misuse_are_clear_errors(synthetic_nyu_root, synthetic_cfg, tmp_path):
+    depth_model = depth_estimator(synthetic_nyu_root, str(tmp_path), "awr")
+    depth = read_depth(os.path.join(synthetic_nyu_root, "test", "depth_1_0000001.png"))
+    center = load_centers(synthetic_nyu_root, "test")[0]
+    with pytest.raises(ValueError, match=r"is a depth model: use estimate_depth\(depth_mm, center_uvd\)"):
+        depth_model.estimate(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"2D codec: use estimate\(image, boxes\)"):
+        make_estimator(synthetic_cfg).estimate_depth(depth, center)
+    with pytest.raises(ValueError, match=r"expected an \(H, W\) depth map in mm, got uint8 \(480, 640, 3\)"):
+        depth_model.estimate_depth(np.zeros((480, 640, 3), np.uint8), center)
+    with pytest.raises(ValueError, match=r"\(3,\) or \(M, 3\)"):
+        depth_model.estimate_depth(depth, center[:2])
+    with pytest.raises(ValueError, match="depth d > 0"):
+        depth_model.estimate_depth(depth, [320.0, 240.0, 0.0])
+    with pytest.raises(ValueError, match="outside the 640x480 frame"):
+        depth_model.estimate_depth(depth, [2000.0, 240.0, 600.0])
+    with pytest.raises(ValueError, match="2 depth maps but 1 centre sets"):
+        depth_model.estimate_depth_batch([depth, depth], [center])

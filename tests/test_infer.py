@@ -1,6 +1,7 @@
 """tools/infer.py on images, a folder and a video of the tiny synthetic COCO set,
-and the visual output of training and testing (TensorBoard debug images, the
-best/worst gallery)."""
+on synthetic NYU depth PNGs with a depth config (results_uvd.txt, drawn frames, 3D
+plots), and the visual output of training and testing (TensorBoard debug images,
+the best/worst gallery)."""
 import contextlib
 import io
 import json
@@ -29,7 +30,9 @@ from posezoo.core.function import (
 )
 from posezoo.core.loss import build_loss
 from posezoo.datasets import build_dataset
+from posezoo.datasets.nyu import SKELETON, load_centers, read_depth
 from posezoo.models import build_model
+from posezoo.utils.vis import draw_hand_uvd
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader
@@ -317,3 +320,110 @@ def test_validate_writes_the_galleries(setup, tmp_path):
     assert ranking["metric"] == "oks" and len(ranking["best"]) == min(8, len(dataset))
     assert ranking["best"][0]["oks"] >= ranking["worst"][0]["oks"]
     assert cv2.imread(str(tmp_path / "gallery" / "worst_val2017.png")).shape == writer.images["gallery/worst"].shape
+
+
+# --- depth configs: 3D hand joints from NYU depth PNGs ------------------------------
+
+
+@pytest.fixture(scope="module")
+def depth_setup(synthetic_nyu_root, tmp_path_factory):
+    """The 64x64 AWR of experiments/nyu/awr_synthetic.yaml with deterministic weights,
+    the 4 synthetic test frames in a folder and their centres as 'u v d' lines."""
+    tmp = tmp_path_factory.mktemp("infer_depth")
+    opts = ["DATASET.ROOT", synthetic_nyu_root, "OUTPUT_DIR", str(tmp / "output"), "WORKERS", "0"]
+    cfg_path = os.path.join(ROOT, "experiments", "nyu", "awr_synthetic.yaml")
+    cfg = load_config(cfg_path, opts)
+    model = build_model(cfg, is_train=False)
+    model.load_state_dict(deterministic_state(model, 0))
+    weights = str(tmp / "awr.pth")
+    torch.save(model.state_dict(), weights)
+    frames = tmp / "frames"
+    frames.mkdir()
+    names = sorted(f for f in os.listdir(os.path.join(synthetic_nyu_root, "test")) if f.endswith(".png"))
+    for name in names:
+        shutil.copy(os.path.join(synthetic_nyu_root, "test", name), frames / name)
+    centers = load_centers(synthetic_nyu_root, "test")
+    np.savetxt(tmp / "centers.txt", centers, fmt="%.6f")
+    return {"cfg_path": cfg_path, "opts": opts, "weights": weights, "frames": frames, "names": names,
+            "centers": centers, "centers_file": str(tmp / "centers.txt"), "root": synthetic_nyu_root,
+            "estimator": PoseEstimator(cfg, model, device="cpu")}
+
+
+def run_infer_depth(depth_setup, images, out, *extra):
+    return infer.main(["--cfg", depth_setup["cfg_path"], "--weights", depth_setup["weights"], "--images",
+                       str(images), "--output", str(out), *extra, *depth_setup["opts"]])
+
+
+def test_depth_folder_with_centres(depth_setup, tmp_path):
+    out = tmp_path / "out"
+    result = run_infer_depth(depth_setup, depth_setup["frames"], out, "--centers", depth_setup["centers_file"])
+    names = depth_setup["names"]
+    assert len(names) == 4 and result["file_names"] == names
+    written = np.loadtxt(out / "results_uvd.txt")
+    assert written.shape == (4, 14 * 3)
+    assert (out / "results_files.txt").read_text().split() == names
+    depths = [read_depth(str(depth_setup["frames"] / n)) for n in names]
+    # the API's joints for the same frames and centres, in one batch as infer.py runs them
+    expected = np.concatenate(depth_setup["estimator"].estimate_depth_batch(depths, list(depth_setup["centers"])))
+    np.testing.assert_allclose(written.reshape(4, 14, 3), expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(result["uvd"], expected)
+    for name, depth, uvd in zip(names, depths, expected):
+        drawn = cv2.imread(str(out / "images" / name))
+        np.testing.assert_array_equal(drawn, draw_hand_uvd(depth, uvd, SKELETON))
+        plot = cv2.imread(str(out / "plots" / name.replace(".png", "_3d.png")))
+        assert plot is not None and plot.shape[0] > 200 and plot.std() > 10
+
+    # A2J's .mat (uvd) and AWR's refined .txt (xyz) give the same centres, hence the same joints
+    for centres in ("nyu_center_test.mat", "center_test_refined.txt"):
+        other = run_infer_depth(depth_setup, depth_setup["frames"], tmp_path / centres, "--centers",
+                                os.path.join(depth_setup["root"], centres))
+        np.testing.assert_allclose(other["uvd"], expected, rtol=0, atol=1e-4)
+
+
+def test_depth_centre_fallback_and_16_bit_png(depth_setup, tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    name = depth_setup["names"][1]
+    depth = read_depth(str(depth_setup["frames"] / name))
+    cv2.imwrite(str(folder / "frame.png"), depth.astype(np.uint16))  # a plain 16-bit depth PNG in mm
+    result = run_infer_depth(depth_setup, folder, tmp_path / "out")
+    np.testing.assert_allclose(result["uvd"], depth_setup["estimator"].estimate_depth(depth), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "out" / "results_uvd.txt"), result["uvd"].reshape(-1),
+                               rtol=0, atol=1e-6)
+
+
+def test_depth_errors_are_one_clear_line(depth_setup, setup, tmp_path):
+    short = tmp_path / "short.txt"
+    np.savetxt(short, depth_setup["centers"][:3])
+    with pytest.raises(ValueError, match="has 3 centres for 4 depth frames; give one per frame, in sorted file-name"):
+        run_infer_depth(depth_setup, depth_setup["frames"], tmp_path / "o", "--centers", str(short))
+    mixed = tmp_path / "mixed"
+    shutil.copytree(depth_setup["frames"], mixed)
+    photo = np.zeros((48, 64, 3), np.uint8)
+    photo[..., 2] = 200  # a red channel: not NYU's encoding
+    cv2.imwrite(str(mixed / "depth_1_0000002_photo.png"), photo)  # sorted between frames 2 and 3
+    with pytest.raises(ValueError, match=r"_photo.png is not a depth frame \(uint8 with 3 channel\(s\), red not 0\)"):
+        run_infer_depth(depth_setup, mixed, tmp_path / "o")
+    cv2.imwrite(str(mixed / "depth_1_0000002_photo.png"), photo[..., 2])  # 8-bit grayscale
+    with pytest.raises(ValueError, match=r"not a depth frame \(uint8 with 1 channel\(s\)\)"):
+        run_infer_depth(depth_setup, mixed, tmp_path / "o")
+    # left out by --glob, or skipped with DATASET.SKIP_CORRUPT_IMAGES (the centres stay with their own frames)
+    chosen = run_infer_depth(depth_setup, mixed, tmp_path / "glob", "--glob", "depth_1_???????.png", "--centers",
+                             depth_setup["centers_file"])
+    assert chosen["file_names"] == depth_setup["names"]
+    centers = np.insert(depth_setup["centers"], 2, [320.0, 240.0, 700.0], axis=0)  # the photo's row
+    np.savetxt(tmp_path / "five.txt", centers)
+    result = run_infer_depth(depth_setup, mixed, tmp_path / "skip", "--centers", str(tmp_path / "five.txt"),
+                             "DATASET.SKIP_CORRUPT_IMAGES", "True")
+    assert result["file_names"] == depth_setup["names"]
+    np.testing.assert_array_equal(result["uvd"], chosen["uvd"])
+    with pytest.raises(ValueError, match="no .png depth frame matching --glob 'rgb_\\*'"):
+        run_infer_depth(depth_setup, mixed, tmp_path / "o", "--glob", "rgb_*")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 10)
+    with pytest.raises(ValueError, match="not a video"):
+        run_infer_depth(depth_setup, video, tmp_path / "o")
+    with pytest.raises(ValueError, match="--boxes is for 2D configs"):
+        run_infer_depth(depth_setup, depth_setup["frames"], tmp_path / "o", "--boxes", setup["dets"])
+    with pytest.raises(ValueError, match="--centers is for depth configs"):
+        run_infer(setup, setup["val"], tmp_path / "o", "--centers", depth_setup["centers_file"])

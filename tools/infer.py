@@ -3,6 +3,7 @@
     python tools/infer.py --cfg X.yaml --weights m.pth --images photo.jpg
     python tools/infer.py --cfg X.yaml --weights m.pth --images DIR --boxes detections.json
     python tools/infer.py --cfg X.yaml --weights m.pth --images clip.mp4 --output out/clip
+    python tools/infer.py --cfg nyu.yaml --weights m.pth --images DEPTH_DIR --centers centers.txt  # 3D hands
 
 Inputs: an image file, a folder of images (.jpg .jpeg .png .bmp .tif .tiff
 .webp, not recursive, sorted by name) or a video file (.mp4 .avi .mov .mkv
@@ -24,8 +25,29 @@ keypoints_results.json (COCO results: image_id, category_id 1, keypoints as 3K
 numbers, score = box score x mean keypoint score above TEST.IN_VIS_THRE,
 plus bbox and file_name), and the skeletons drawn on images/<file name>, or on
 <video name>.mp4 (.avi for an .avi input). One result per box: no OKS-NMS.
+
+Depth configs (A2J, AWR: MODEL.TARGET_TYPE a2j or awr) estimate 3D hand joints
+instead. --images is a depth PNG or a folder of them (sorted by name; --glob
+picks the files, e.g. 'depth_1_*.png' in a NYU release folder, which also holds
+other cameras, RGB and synthetic frames). Accepted:
+NYU's encoding (8-bit, 3 channels, mm = blue + 256 x green, red 0 everywhere) and
+single-channel 16-bit PNGs in mm; any other PNG (a photo, 8-bit grayscale, a
+colour image with red) is refused, since its pixels are not depths. One hand per
+frame, cropped around its centre from --centers: a text file with one "u v d"
+line (pixels, mm) per frame in sorted file-name order, A2J's nyu_center_*.mat
+(centre_pixel, uvd) or AWR's center_*_refined.txt (a file named so holds x y z
+in mm, converted with the NYU camera); the file must have exactly one centre per
+frame. Without --centers each centre is estimated from the nearest depth
+(posezoo.datasets.nyu.estimate_hand_center); the published NYU numbers use the
+released centres, not this estimate. AWR on NYU test frames from 2440 (the
+second subject): run those separately with DATASET.CUBE_SIZE [250, 250, 250], as
+AWR's test does. Writes results_uvd.txt (A2J/AWR's released format: one line of
+K x (u, v, d) per frame), results_files.txt (the frame of each line), the joints
+drawn on the colour-mapped depth in images/<file name> and a 3D plot (camera xyz,
+mm) in plots/<stem>_3d.png.
 """
 import argparse
+import fnmatch
 import json
 import logging
 import os
@@ -36,9 +58,11 @@ from collections.abc import Iterator
 import _setup  # puts lib/ on the path
 import cv2
 import numpy as np
+import scipy.io
 from posezoo.api import PoseEstimator, instance_scores, whole_image_box
 from posezoo.datasets.joints_dataset import ImageReadError, read_image
-from posezoo.utils.vis import draw_skeletons
+from posezoo.datasets.nyu import nyu_uvd_to_xyz, nyu_xyz_to_uvd, read_depth
+from posezoo.utils.vis import draw_hand_uvd, draw_skeletons, plot_hand_3d
 from tqdm import tqdm
 
 logger = logging.getLogger("posezoo.infer")
@@ -46,6 +70,8 @@ logger = logging.getLogger("posezoo.infer")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 RESULTS_FILE = "keypoints_results.json"
+DEPTH_RESULTS_FILE, DEPTH_FILES_FILE = "results_uvd.txt", "results_files.txt"
+AWR_CENTERS = re.compile(r"center_.*_refined\.txt")
 NO_MATCH = ("no box above --score-thr matches any input image by file_name or image_id "
             "(an image's id is its numeric file-name stem, a video frame's its 0-based index)")
 
@@ -55,6 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", required=True, help="checkpoint (state dict, loaded strictly)")
     parser.add_argument("--images", required=True, help="an image, a folder of images or a video")
     parser.add_argument("--boxes", default="", help="person boxes: COCO detections/results or annotation JSON")
+    parser.add_argument("--centers", default="",
+                        help="depth configs: hand centres, one 'u v d' line per frame (sorted file order), "
+                             "A2J's nyu_center_*.mat or AWR's center_*_refined.txt (default: estimated)")
+    parser.add_argument("--glob", default="*.png",
+                        help="depth configs: the files of an --images folder to use (default *.png)")
     parser.add_argument("--output", default="", help="output folder (default OUTPUT_DIR/infer/<input name>)")
     parser.add_argument("--score-thr", type=float, default=None,
                         help="ignore boxes scoring below this (default TEST.IMAGE_THRE)")
@@ -136,6 +167,102 @@ def read_frames(path: str) -> tuple[Iterator[np.ndarray], int, float, tuple[int,
     return frames(), count, fps, size
 
 
+def read_depth_png(path: str) -> np.ndarray:
+    """(H, W) float32 mm from a NYU depth PNG (8-bit BGR, red 0) or a 16-bit
+    single-channel PNG; a PNG of another kind is refused (ValueError)."""
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f"--images: cannot read depth frame {path} (not an image or corrupt)")
+    if image.ndim == 2 and image.dtype == np.uint16:
+        return image.astype(np.float32)
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and not image[:, :, 2].any():
+        return read_depth(path)
+    kind = f"{image.dtype} with {1 if image.ndim == 2 else image.shape[2]} channel(s)"
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        kind += ", red not 0"
+    raise ValueError(f"--images: {path} is not a depth frame ({kind}); depth configs take NYU depth PNGs (8-bit BGR, "
+                     f"mm = blue + 256 x green, red 0) or single-channel 16-bit PNGs in mm")
+
+
+def load_centers_file(path: str, count: int) -> np.ndarray:
+    """(count, 3) hand centres uvd from --centers: "u v d" lines, A2J's .mat
+    (centre_pixel, uvd) or AWR's center_*_refined.txt (x y z mm)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--centers {path}: no such file")
+    try:
+        if path.lower().endswith(".mat"):
+            centers = np.asarray(scipy.io.loadmat(path)["centre_pixel"], dtype=np.float64).reshape(-1, 3)
+        else:
+            centers = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (KeyError, ValueError, OSError, TypeError) as err:
+        raise ValueError(f"--centers {path}: cannot read hand centres ({str(err).splitlines()[0]}); expected "
+                         f"'u v d' lines, A2J's nyu_center_*.mat or AWR's center_*_refined.txt") from None
+    if centers.ndim != 2 or centers.shape[1] != 3:
+        raise ValueError(f"--centers {path}: {centers.shape[1]} values per line, expected 3 (u v d)")
+    if AWR_CENTERS.fullmatch(os.path.basename(path)):
+        centers = nyu_xyz_to_uvd(centers)
+    if len(centers) != count:
+        raise ValueError(f"--centers {path} has {len(centers)} centres for {count} depth frames; give one per frame, "
+                         f"in sorted file-name order")
+    bad = np.flatnonzero(~np.isfinite(centers).all(axis=1) | (centers[:, 2] <= 0))
+    if len(bad):
+        raise ValueError(f"--centers {path}: centre {bad[0] + 1} {centers[bad[0]].tolist()} needs finite values and a "
+                         f"depth > 0")
+    return centers
+
+
+def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], out_dir: str) -> dict:
+    """3D hand joints for depth PNGs: results_uvd.txt, results_files.txt, drawn
+    frames and 3D plots under `out_dir` (see the module docstring)."""
+    if os.path.isfile(source) and source.lower().endswith(VIDEO_EXTS):
+        raise ValueError(f"--images {source}: a depth config takes NYU depth PNGs (a file or a folder), not a video")
+    if args.boxes:
+        raise ValueError("--boxes is for 2D configs; a depth config crops around hand centres (--centers)")
+    if os.path.isdir(source):
+        files = [f for f in files if fnmatch.fnmatch(os.path.basename(f), args.glob)]
+    files = [f for f in files if f.lower().endswith(".png")]
+    if not files:
+        raise ValueError(f"--images {source}: no .png depth frame matching --glob {args.glob!r} (a depth config "
+                         f"takes NYU depth PNGs)")
+    centers = load_centers_file(args.centers, len(files)) if args.centers else [None] * len(files)
+    if not args.centers:
+        logger.info("=> no --centers: estimating each hand centre from the nearest depth (estimate_hand_center); "
+                    "published NYU numbers use the released centres")
+    for folder in ("images", "plots"):
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+    names, preds = [], []
+    for chunk in tqdm(list(batched(list(zip(files, centers)), estimator.batch_size)), desc="infer", unit="batch",
+                      dynamic_ncols=True):
+        frames = []
+        for path, center in chunk:
+            try:
+                frames.append((os.path.basename(path), read_depth_png(path), center))
+            except (OSError, ValueError):
+                if not estimator.cfg.DATASET.SKIP_CORRUPT_IMAGES:
+                    raise
+                logger.warning("skipping %s: not a readable depth frame", path)
+        if not frames:
+            continue
+        uvds = estimator.estimate_depth_batch([depth for _, depth, _ in frames], [c for _, _, c in frames])
+        for (name, depth, _), uvd in zip(frames, uvds):
+            drawn = draw_hand_uvd(depth, uvd[0], estimator.skeleton)
+            if not cv2.imwrite(os.path.join(out_dir, "images", name), drawn):
+                raise OSError(f"cannot write {os.path.join(out_dir, 'images', name)}")
+            plot_hand_3d(nyu_uvd_to_xyz(uvd[0]), estimator.skeleton,
+                         os.path.join(out_dir, "plots", f"{os.path.splitext(name)[0]}_3d.png"), title=name)
+            names.append(name)
+            preds.append(uvd[0])
+    uvd = np.stack(preds) if preds else np.zeros((0, estimator.cfg.MODEL.NUM_JOINTS, 3))
+    res_file = os.path.join(out_dir, DEPTH_RESULTS_FILE)
+    np.savetxt(res_file + ".tmp", uvd.reshape(len(uvd), -1), fmt="%.6f")
+    os.replace(res_file + ".tmp", res_file)
+    with open(os.path.join(out_dir, DEPTH_FILES_FILE), "w") as f:
+        f.writelines(f"{name}\n" for name in names)
+    logger.info("=> %d frames: %s; joints drawn in %s, 3D plots in %s", len(names), res_file,
+                os.path.join(out_dir, "images"), os.path.join(out_dir, "plots"))
+    return {"file_names": names, "uvd": uvd}
+
+
 def batched(items, size: int) -> Iterator[list]:
     batch = []
     for item in items:
@@ -147,7 +274,7 @@ def batched(items, size: int) -> Iterator[list]:
         yield batch
 
 
-def main(argv=None) -> list[dict]:
+def main(argv=None) -> list[dict] | dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     source = args.images.rstrip("/") or args.images
@@ -158,6 +285,10 @@ def main(argv=None) -> list[dict]:
     estimator = PoseEstimator.from_config(args.cfg, args.weights, args.opts, args.device, args.batch_size)
     cfg = estimator.cfg
     out_dir = args.output or os.path.join(cfg.OUTPUT_DIR, "infer", os.path.splitext(os.path.basename(source))[0])
+    if estimator.is_3d:
+        return infer_depth(args, estimator, source, files, out_dir)
+    if args.centers:
+        raise ValueError("--centers is for depth configs (A2J, AWR); a 2D config takes person boxes (--boxes)")
     score_thr = cfg.TEST.IMAGE_THRE if args.score_thr is None else args.score_thr
     by_name, by_id = load_boxes(args.boxes, score_thr) if args.boxes else ({}, {})
 

@@ -69,6 +69,8 @@ def run_test(cfg, cfg_path) -> dict:
     dataset = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
     loader = build_test_loader(cfg, dataset, device)
     boxes = "GT boxes" if cfg.TEST.USE_GT_BBOX else f"detected boxes ({cfg.TEST.COCO_BBOX_FILE})"
+    if getattr(codec, "is_3d", False):
+        boxes = f"depth frames ({cfg.DATASET.DEPTH_CROP} crops around the given hand centres)"
     shards = f", sharded over {ctx.world_size} processes" if ctx.distributed else ""
     logger.info("=> testing on %d %s of %s, flip test %s%s", len(dataset), boxes, cfg.DATASET.TEST_SET,
                 cfg.TEST.FLIP_TEST, shards)

@@ -11,6 +11,17 @@ the flip test of ``core.function.forward_test`` when ``TEST.FLIP_TEST`` is set
 (under ``TEST.AMP`` and ``MODEL.CHANNELS_LAST`` as ``predict`` runs it), and
 ``codec.decode`` on the model's device. For the same boxes in the same batches
 the result therefore equals ``core.function.predict``'s bit for bit.
+
+Depth configs (A2J, AWR on NYU; ``codec.is_3d``) take a depth map in mm and hand
+centres instead::
+
+    uvd = estimator.estimate_depth(read_depth("depth_1_0000001.png"), center_uvd)  # (M, 14, 3)
+
+Each centre goes through the dataset's own test crop (``datasets.nyu.inference_crop``)
+and ``core.function.decode_depth_batch``, the decode of ``predict_3d``, so the
+frame uvd equal the test pipeline's for the same centres and batches. Without a
+centre, ``datasets.nyu.estimate_hand_center`` guesses one (not what published
+numbers use).
 """
 from __future__ import annotations
 
@@ -21,12 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .codecs import build_codec
+from .codecs import build_codec, codec_name
 from .config import load_config
-from .core.function import _amp_forward, forward_test
+from .core.function import _amp_forward, decode_depth_batch, forward_test
 from .datasets.coco import COCO_FLIP_PAIRS
 from .datasets.joints_dataset import to_input_tensor
 from .datasets.mpii import MPII_FLIP_PAIRS, MPII_SKELETON
+from .datasets.nyu import SKELETON as NYU_SKELETON
+from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
 from .utils.transforms import box_to_center_scale
 from .utils.utils import amp_dtype, select_device, to_channels_last
@@ -39,11 +52,14 @@ Pairs = list[tuple[int, int]]
 
 def keypoint_metadata(cfg) -> tuple[Pairs, Pairs]:
     """(flip pairs, skeleton) of the config's keypoint set, chosen as the
-    datasets choose them: MPII's for ``DATASET.DATASET: mpii``, COCO person's for
-    any other 17-joint set, none otherwise; ``DATASET.FLIP_PAIRS`` overrides the
-    pairs (a custom set's skeleton is only known to its annotation file)."""
+    datasets choose them: MPII's for ``DATASET.DATASET: mpii``, the NYU hand's
+    (no flip pairs) for ``nyu`` / ``synthetic_nyu``, COCO person's for any other
+    17-joint set, none otherwise; ``DATASET.FLIP_PAIRS`` overrides the pairs (a
+    custom set's skeleton is only known to its annotation file)."""
     if cfg.DATASET.DATASET == "mpii":
         pairs, skeleton = MPII_FLIP_PAIRS, MPII_SKELETON
+    elif cfg.DATASET.DATASET in ("nyu", "synthetic_nyu"):
+        pairs, skeleton = [], NYU_SKELETON
     elif cfg.MODEL.NUM_JOINTS == 17:
         pairs, skeleton = COCO_FLIP_PAIRS, COCO_SKELETON
     else:
@@ -90,12 +106,37 @@ def _as_boxes(boxes, image_shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _as_depth(depth) -> np.ndarray:
+    """(H, W) float32 mm, as ``datasets.nyu.read_depth`` returns a frame."""
+    arr = np.asarray(depth)
+    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"expected an (H, W) depth map in mm, got {arr.dtype} {arr.shape}; decode a NYU depth PNG "
+                         f"with posezoo.datasets.nyu.read_depth")
+    return arr.astype(np.float32)
+
+
+def _as_centers(centers, depth: np.ndarray) -> np.ndarray:
+    """(M, 3) float64 hand centres (u, v, d mm); one estimated centre when None."""
+    if centers is None:
+        return estimate_hand_center(depth)[None]
+    arr = np.asarray(centers, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"hand centres must be (3,) or (M, 3) [u, v, d in mm], got shape {arr.shape}")
+    if not np.isfinite(arr).all() or (arr[:, 2] <= 0).any():
+        raise ValueError("hand centres need finite values and a depth d > 0 mm")
+    return arr
+
+
 class PoseEstimator:
     """A model, its codec and its crop geometry, ready for images.
 
     ``estimate(image, boxes)`` is for one image; ``estimate_batch`` crops the
     boxes of several images and runs them through the model together, in
-    chunks of ``batch_size`` crops (``TEST.BATCH_SIZE_PER_GPU`` by default)."""
+    chunks of ``batch_size`` crops (``TEST.BATCH_SIZE_PER_GPU`` by default).
+    A depth config (``codec.is_3d``) uses ``estimate_depth`` /
+    ``estimate_depth_batch`` instead."""
 
     def __init__(self, cfg, model: nn.Module, device: str | torch.device | None = None,
                  batch_size: int | None = None):
@@ -107,6 +148,9 @@ class PoseEstimator:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._forward = _amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
         self.codec = build_codec(cfg)
+        self.is_3d = bool(getattr(self.codec, "is_3d", False))
+        if self.is_3d:
+            depth_crop_settings(cfg)  # a bad DEPTH_CROP / IMAGE_SIZE / CUBE_SIZE fails here, not at the first frame
         self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
         self.flip_pairs, self.skeleton = keypoint_metadata(cfg)
@@ -160,6 +204,9 @@ class PoseEstimator:
     def estimate_batch(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None]
                        ) -> list[np.ndarray]:
         """Per image, (M_i, K, 3) keypoints for its boxes (None: the whole image)."""
+        if self.is_3d:
+            raise ValueError(f"MODEL.NAME {self.cfg.MODEL.NAME} with codec {codec_name(self.cfg)} is a depth model: "
+                             f"use estimate_depth(depth_mm, center_uvd) or estimate_depth_batch, not estimate")
         if len(images) != len(boxes):
             raise ValueError(f"{len(images)} images but {len(boxes)} box sets")
         inputs, centers, scales, counts = [], [], [], []
@@ -183,3 +230,49 @@ class PoseEstimator:
         image and boxes (M, 4) [x, y, w, h] or (M, 5) with a score; the whole
         image is one box when `boxes` is None."""
         return self.estimate_batch([image], [boxes])[0]
+
+    @torch.no_grad()
+    def _run_depth(self, inputs: torch.Tensor, crop_to_image: torch.Tensor, center: torch.Tensor,
+                   depth_scale: torch.Tensor) -> np.ndarray:
+        """(N, K, 3) float64 frame uvd for (N, 1, S, S) depth crops, chunked, decoded on the device."""
+        out = []
+        for start in range(0, len(inputs), self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            chunk = to_channels_last(inputs[rows].to(self.device), self.channels_last)
+            uvd = decode_depth_batch(self.codec, self._forward(chunk), chunk, crop_to_image[rows], center[rows],
+                                     depth_scale[rows])
+            out.append(uvd.cpu().numpy())
+        return np.concatenate(out).astype(np.float64)
+
+    def estimate_depth_batch(self, depths: Sequence[np.ndarray], centers: Sequence[np.ndarray | None]
+                             ) -> list[np.ndarray]:
+        """Per depth frame, (M_i, K, 3) joints (u, v in pixels, d in mm) for its
+        hand centres (M_i, 3) or (3,) uvd; None: one centre from
+        ``estimate_hand_center``. The crops of all frames go through the model
+        together, in chunks of ``batch_size``."""
+        if not self.is_3d:
+            raise ValueError(f"codec {codec_name(self.cfg)} is a 2D codec: use estimate(image, boxes); "
+                             f"estimate_depth needs a depth config (MODEL.TARGET_TYPE a2j or awr)")
+        if len(depths) != len(centers):
+            raise ValueError(f"{len(depths)} depth maps but {len(centers)} centre sets")
+        crops, counts = [], []
+        for depth, frame_centers in zip(depths, centers):
+            depth = _as_depth(depth)
+            frame_crops = [inference_crop(self.cfg, depth, c) for c in _as_centers(frame_centers, depth)]
+            crops += frame_crops
+            counts.append(len(frame_crops))
+        k = self.cfg.MODEL.NUM_JOINTS
+        if not crops:
+            return [np.zeros((0, k, 3)) for _ in counts]
+        inputs = torch.from_numpy(np.stack([c.depth[None] for c in crops]).astype(np.float32))
+        crop_to_image = torch.from_numpy(np.stack([np.linalg.inv(c.image_to_crop)[:2] for c in crops]))
+        center = torch.from_numpy(np.stack([c.center for c in crops]).astype(np.float64))
+        depth_scale = torch.tensor([float(c.depth_scale) for c in crops], dtype=torch.float64)
+        preds = self._run_depth(inputs, crop_to_image, center, depth_scale)
+        return np.split(preds, np.cumsum(counts)[:-1])
+
+    def estimate_depth(self, depth_mm: np.ndarray, center_uvd: np.ndarray | None = None) -> np.ndarray:
+        """(M, K, 3) joints (u, v in pixels, d in mm) of the hands centred at
+        ``center_uvd`` (3,) or (M, 3) in a (H, W) depth map in mm; one centre from
+        ``estimate_hand_center`` when None (not what published numbers use)."""
+        return self.estimate_depth_batch([depth_mm], [center_uvd])[0]

@@ -223,6 +223,19 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
             "loss": losses.avg}
 
 
+def decode_depth_batch(codec, outputs, inputs: torch.Tensor, crop_to_image_matrix: torch.Tensor,
+                       center: torch.Tensor, depth_scale: torch.Tensor) -> torch.Tensor:
+    """A batch of depth-model outputs -> (N, K, 3) frame uvd on the inputs' device:
+    ``codec.decode`` to crop space (u_c, v_c, dz), then each crop's inverse affine
+    (N, 2, 3) and depth scale (``datasets.nyu.crop_to_image``). The one decode of
+    ``predict_3d`` and ``PoseEstimator.estimate_depth``."""
+    from ..datasets.nyu import crop_to_image
+
+    device = inputs.device
+    joints_crop = codec.decode(_last(outputs), inputs).float()
+    return crop_to_image(joints_crop, crop_to_image_matrix.to(device), center.to(device), depth_scale.to(device))
+
+
 @torch.no_grad()
 def predict_3d(cfg, loader: DataLoader, model: nn.Module, codec, device: torch.device,
                criterion: Optional[nn.Module] = None, desc: str = "test") -> dict[str, np.ndarray]:
@@ -230,8 +243,6 @@ def predict_3d(cfg, loader: DataLoader, model: nn.Module, codec, device: torch.d
     uvd with each crop's inverse affine (batched). Returns ``preds`` (N, K, 3)
     frame uvd, ``image_ids`` (frame indices), ``valid``, ``foreground`` and the
     mean ``loss``."""
-    from ..datasets.nyu import crop_to_image
-
     model.eval()
     forward = _amp_forward(model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
     preds, image_ids, valid, foreground = [], [], [], []
@@ -243,9 +254,7 @@ def predict_3d(cfg, loader: DataLoader, model: nn.Module, codec, device: torch.d
         if criterion is not None:
             loss = _compute_loss(criterion, outputs, _to_device(target, device), target_weight.to(device))
             losses.update(loss.item(), inputs.shape[0])
-        joints_crop = codec.decode(_last(outputs), inputs).float()
-        uvd = crop_to_image(joints_crop, meta["crop_to_image"].to(device), meta["center"].to(device),
-                            meta["depth_scale"].to(device))
+        uvd = decode_depth_batch(codec, outputs, inputs, meta["crop_to_image"], meta["center"], meta["depth_scale"])
         preds.append(uvd.cpu().numpy())
         image_ids.append(meta["image_id"].numpy())
         valid.append(meta["valid"].numpy())
