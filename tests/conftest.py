@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
@@ -56,6 +57,20 @@ def synthetic_nyu_root(tmp_path_factory) -> str:
 def synthetic_cfg(synthetic_root, tmp_path):
     """Read-only config for a tiny PoseResNet-18 on the tiny synthetic set."""
     return load_config(None, synthetic_opts(synthetic_root, str(tmp_path / "output")))
+
+
+def write_cfg(path, opts) -> str:
+    """A YAML file at `path` holding the KEY VALUE overrides `opts` (for tools run
+    as subprocesses)."""
+    cfg = {}
+    for key, value in zip(opts[0::2], opts[1::2]):
+        node = cfg
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
 
 
 def deterministic_state(model, seed=0):

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from posezoo.codecs import build_codec
 from posezoo.config import ConfigError, load_config, update_config
-from posezoo.core.function import _amp_forward, predict, train_one_epoch
+from posezoo.core.function import amp_forward, predict, train_one_epoch
 from posezoo.core.loss import build_loss
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model
@@ -109,10 +109,10 @@ def test_test_amp_decodes_float32_outputs(small):
     model.eval()
     inputs = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        plain, mixed = model(inputs), _amp_forward(model, torch.bfloat16)(inputs)
+        plain, mixed = model(inputs), amp_forward(model, torch.bfloat16)(inputs)
     assert mixed.dtype == torch.float32
     assert torch.allclose(mixed, plain, atol=0.02 * plain.abs().max().item())
-    assert _amp_forward(model, None) is model  # off: the model itself, nothing in between
+    assert amp_forward(model, None) is model  # off: the model itself, nothing in between
 
     codec = build_codec(cfg)
     dataset = build_dataset(cfg, "val2017", False, codec)

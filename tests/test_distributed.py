@@ -11,11 +11,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from conftest import synthetic_opts
+from conftest import synthetic_opts, write_cfg
 from posezoo.codecs import build_codec
 from posezoo.config import load_config, update_config
 from posezoo.datasets import build_dataset
@@ -45,18 +44,6 @@ def _worker(cfg_path: str, out_dir: str) -> None:
 def read_json(path):
     with open(path) as f:
         return json.load(f)
-
-
-def write_cfg(path, opts) -> str:
-    cfg = {}
-    for key, value in zip(opts[0::2], opts[1::2]):
-        node = cfg
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
 
 
 def test_gloo_two_processes_train_same_weights_and_test_like_one_process(tmp_path, synthetic_root):
@@ -201,3 +188,18 @@ def test_sync_bn_on_cpu_is_refused_with_one_line(synthetic_cfg):
 if __name__ == "__main__":
     sys.path.insert(0, os.path.join(HERE, "..", "tools"))
     _worker(*sys.argv[1:])
+
+
+def test_a_rank_with_an_empty_shard_adds_nothing(synthetic_cfg, monkeypatch):
+    """More processes than boxes: the idle rank's predict returns an empty shard
+    (instead of 'the test set is empty') and the merge equals the busy rank's."""
+    import posezoo.core.function as function
+
+    monkeypatch.setattr(function, "is_distributed", lambda: True)
+    empty = function.predict(synthetic_cfg, [], nn.Identity(), None, [], torch.device("cpu"))
+    assert empty["preds"].shape == (0, 17, 3) and empty["boxes"].shape == (0, 6)
+    busy = {"preds": np.random.rand(3, 17, 3), "boxes": np.random.rand(3, 6), "image_ids": np.arange(3),
+            "valid": np.ones(3, bool), "loss": 2.0, "index": np.array([0, 2, 1])}
+    merged = merge_shards([busy, {**empty, "index": np.zeros(0, np.int64)}])
+    np.testing.assert_array_equal(merged["preds"], busy["preds"][[0, 2, 1]])
+    assert merged["loss"] == 2.0 and len(merged["image_ids"]) == 3

@@ -9,24 +9,11 @@ import sys
 
 import pytest
 import torch
-import yaml
 
-from conftest import synthetic_opts
+from conftest import synthetic_opts, write_cfg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRAIN = os.path.join(HERE, "..", "tools", "train.py")
-
-
-def write_cfg(path, opts) -> str:
-    cfg = {}
-    for key, value in zip(opts[0::2], opts[1::2]):
-        node = cfg
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = yaml.safe_load(value)
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
 
 
 def start(cfg_path: str, out_dir, *extra: str, watch: bool = False) -> subprocess.Popen:

@@ -3,10 +3,14 @@
     python tools/test.py --cfg X.yaml TEST.MODEL_FILE models/pytorch/pose_coco/pose_resnet_50_256x192.pth
     python tools/test.py --cfg X.yaml TEST.USE_GT_BBOX False   # detected boxes from TEST.COCO_BBOX_FILE
     torchrun --nproc_per_node=4 tools/test.py --cfg X.yaml      # boxes sharded over 4 processes
+    python tools/test.py --cfg experiments/nyu/a2j_resnet50_176x176.yaml TEST.MODEL_FILE models/nyu/NYU.pth
 
 Loads TEST.MODEL_FILE (default: this experiment's final_state.pth) strictly,
 runs the flip test as configured, writes results/keypoints_<set>_results_0.json
-and a PNG of predicted skeletons, and prints the metric table. Under torchrun
+and a PNG of predicted skeletons, and prints the metric table. Depth models
+(NYU: A2J, AWR) write results/nyu_<set>_uvd.txt in the released format, per-joint
+errors, the success-frame curve and galleries of the best and worst frames,
+and report the mean 3D joint error in mm. Under torchrun
 each process predicts every WORLD_SIZE-th box; rank 0 gathers them and
 evaluates each box once, so the numbers equal a single-process run's.
 """

@@ -1,6 +1,7 @@
 """Train a top-down keypoint model from a YAML.
 
     python tools/train.py --cfg experiments/synthetic/pose_resnet_18_128x96.yaml [KEY VALUE ...]
+    python tools/train.py --cfg experiments/nyu/a2j_synthetic.yaml    # 3D hand pose from depth
     torchrun --nproc_per_node=4 tools/train.py --cfg X.yaml          # DistributedDataParallel
     python tools/train.py --cfg X.yaml --resume                       # continue from checkpoint.pth
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from .codecs import build_codec, codec_name
 from .config import load_config
-from .core.function import _amp_forward, decode_depth_batch, forward_test
+from .core.function import amp_forward, decode_depth_batch, forward_test
 from .datasets.coco import COCO_FLIP_PAIRS
 from .datasets.joints_dataset import to_input_tensor
 from .datasets.mpii import MPII_FLIP_PAIRS, MPII_SKELETON
@@ -146,7 +146,7 @@ class PoseEstimator:
         self.model = model.to(self.device).eval()
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self._forward = _amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
+        self._forward = amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
         self.codec = build_codec(cfg)
         self.is_3d = bool(getattr(self.codec, "is_3d", False))
         if self.is_3d:

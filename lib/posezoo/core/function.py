@@ -62,7 +62,7 @@ def _to_device(x, device: torch.device):
     return x.to(device, non_blocking=True)
 
 
-def _amp_forward(model: nn.Module, dtype: Optional[torch.dtype]):
+def amp_forward(model: nn.Module, dtype: Optional[torch.dtype]):
     """`model` itself when mixed precision is off (the float32 path is untouched);
     otherwise a callable that runs it under torch.autocast to `dtype` and hands
     back float32 outputs, so losses, flip-back and decoding stay float32."""
@@ -90,7 +90,7 @@ def train_one_epoch(cfg, loader: DataLoader, model: nn.Module, criterion: nn.Mod
     amp = amp_dtype(cfg.TRAIN.AMP, "TRAIN.AMP")
     if amp == torch.float16 and scaler is None:
         scaler = torch.amp.GradScaler(device.type)
-    forward = _amp_forward(model, amp)
+    forward = amp_forward(model, amp)
     step = getattr(codec, "channels_per_joint", 1)
     is_3d = getattr(codec, "is_3d", False)
     model.train()
@@ -197,7 +197,7 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
     ``preds`` (N, K, 3), ``boxes`` (N, 6: center, scale, area, score),
     ``image_ids``, ``valid`` and the mean ``loss`` against the loader's targets."""
     model.eval()
-    forward = _amp_forward(model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
+    forward = amp_forward(model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
     preds, boxes, image_ids, valid = [], [], [], []
     losses = AverageMeter()
     for inputs, target, target_weight, meta in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
@@ -217,6 +217,8 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
         image_ids.append(meta["image_id"].numpy())
         valid.append(meta["valid"].numpy())
     if not preds:
+        if is_distributed():  # more processes than boxes: this rank's shard is empty
+            return _empty_shard(cfg, boxes=True)
         raise ValueError("the test set is empty: no person box to predict")
     return {"preds": np.concatenate(preds).astype(np.float64), "boxes": np.concatenate(boxes).astype(np.float64),
             "image_ids": np.concatenate(image_ids), "valid": np.concatenate(valid).astype(bool),
@@ -244,7 +246,7 @@ def predict_3d(cfg, loader: DataLoader, model: nn.Module, codec, device: torch.d
     frame uvd, ``image_ids`` (frame indices), ``valid``, ``foreground`` and the
     mean ``loss``."""
     model.eval()
-    forward = _amp_forward(model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
+    forward = amp_forward(model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
     preds, image_ids, valid, foreground = [], [], [], []
     losses = AverageMeter()
     for inputs, target, target_weight, meta in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
@@ -260,10 +262,18 @@ def predict_3d(cfg, loader: DataLoader, model: nn.Module, codec, device: torch.d
         valid.append(meta["valid"].numpy())
         foreground.append(meta["foreground"].numpy())
     if not preds:
+        if is_distributed():
+            return {**_empty_shard(cfg, boxes=False), "foreground": np.zeros(0, bool)}
         raise ValueError("the test set is empty: no frame to predict")
     return {"preds": np.concatenate(preds).astype(np.float64), "boxes": None,
             "image_ids": np.concatenate(image_ids), "valid": np.concatenate(valid).astype(bool),
             "foreground": np.concatenate(foreground).astype(bool), "loss": losses.avg}
+
+
+def _empty_shard(cfg, boxes: bool) -> dict:
+    """What a rank with no box to predict contributes to the gather."""
+    return {"preds": np.zeros((0, cfg.MODEL.NUM_JOINTS, 3)), "boxes": np.zeros((0, 6)) if boxes else None,
+            "image_ids": np.zeros(0, np.int64), "valid": np.zeros(0, bool), "loss": 0.0}
 
 
 def format_table(name_values: dict, model_name: str) -> str:

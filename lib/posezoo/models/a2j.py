@@ -39,7 +39,7 @@ from torch import nn
 
 from ..config import read_extra
 from .checkpoint import CheckpointError, load_pretrained_backbone
-from .common import BN_MOMENTUM, Bottleneck, make_res_layer
+from .common import BN_MOMENTUM, Bottleneck, init_conv_bn_, make_res_layer
 
 ANCHOR_STRIDE = 16          # feature stride of layer3/layer4 = anchor cell size, px
 ANCHORS_PER_CELL = 16       # 4 x 4 anchors per cell
@@ -66,12 +66,7 @@ class DilatedResNet50(nn.Module):
             setattr(self, f"layer{i}", make_res_layer(Bottleneck, inplanes, planes, blocks, stride, dilation))
             inplanes = planes * Bottleneck.expansion
         self.fc = nn.Linear(inplanes, IMAGENET_CLASSES)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_conv_bn_(self)
 
 
 class A2JBackbone(nn.Module):

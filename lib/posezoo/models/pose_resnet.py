@@ -15,7 +15,7 @@ from torch import nn
 from ..config import read_extra
 from .checkpoint import CheckpointError, load_pretrained_backbone
 from .common import (BN_MOMENTUM, DECONV_PADDING, BasicBlock, Bottleneck, CaffeBottleneck, check_deconv_head,
-                     make_res_layer)
+                     init_conv_bn_, make_res_layer)
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +88,7 @@ class PoseResNet(nn.Module):
         far better. Every published number uses an ImageNet backbone, so this
         changes none of them.
         """
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+        init_conv_bn_(self)
         for m in self.deconv_layers.modules():
             if isinstance(m, nn.ConvTranspose2d):
                 nn.init.normal_(m.weight, std=0.001)
