@@ -4,10 +4,9 @@ import os
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import benchmark
-from conftest import ROOT, synthetic_opts
+from conftest import ROOT, synthetic_opts, write_cfg
 from posezoo.codecs import _reference
 from posezoo.codecs.gaussian import GaussianHeatmapCodec
 from posezoo.nms import COCO_PERSON_SIGMAS, oks_iou, oks_nms
@@ -15,19 +14,6 @@ from posezoo.nms import COCO_PERSON_SIGMAS, oks_iou, oks_nms
 RATES = ["data_train_crops_s", "data_test_crops_s", "encode_items_s", "encode_ref_items_s", "forward_crops_s",
          "forward_flip_crops_s", "decode_crops_s", "decode_ref_crops_s", "eval_rescore_nms_dets_s",
          "eval_total_dets_s", "nms_dets_s", "nms_ref_dets_s", "encode_speedup", "decode_speedup", "nms_speedup"]
-
-
-def write_cfg(path, opts: list) -> str:
-    """The KEY VALUE pairs as a nested experiment YAML."""
-    tree: dict = {}
-    for key, raw in zip(opts[0::2], opts[1::2]):
-        node = tree
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    path.write_text(yaml.safe_dump(tree))
-    return str(path)
 
 
 @pytest.fixture

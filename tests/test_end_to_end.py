@@ -4,32 +4,20 @@ import os
 
 import pytest
 import torch
-import yaml
 
 import test as test_tool
 import train as train_tool
-from conftest import synthetic_opts
+from conftest import synthetic_opts, write_cfg
 from posezoo.config import load_config
 from posezoo.models import build_model
 
 
-def write_cfg(tmp_path, root):
-    opts = synthetic_opts(root, str(tmp_path / "output"))
-    cfg = {}
-    for key, value in zip(opts[0::2], opts[1::2]):
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    cfg["TRAIN"]["LR"] = 0.001
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
+def tiny_cfg_file(tmp_path, root):
+    return write_cfg(tmp_path / "tiny.yaml", synthetic_opts(root, str(tmp_path / "output")) + ["TRAIN.LR", "0.001"])
 
 
 def test_train_then_test_with_gt_and_detected_boxes(tmp_path, synthetic_root):
-    cfg_path = write_cfg(tmp_path, synthetic_root)
+    cfg_path = tiny_cfg_file(tmp_path, synthetic_root)
     train_tool.main(["--cfg", cfg_path])
     out_dir = tmp_path / "output" / "synthetic" / "pose_resnet" / "tiny"
     for name in ("checkpoint.pth", "model_best.pth", "final_state.pth", "predictions_val2017.png",

@@ -16,8 +16,7 @@ import infer
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import ROOT, deterministic_state, synthetic_opts
+from conftest import ROOT, deterministic_state, synthetic_opts, write_cfg
 from posezoo.api import PoseEstimator
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
@@ -43,16 +42,8 @@ def setup(synthetic_root, tmp_path_factory):
     """A YAML for the tiny model on the synthetic set and deterministic weights for it."""
     tmp = tmp_path_factory.mktemp("infer")
     opts = synthetic_opts(synthetic_root, str(tmp / "output"))
-    tree = {}
-    for key, value in zip(opts[0::2], opts[1::2]):
-        node = tree
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    cfg_path = tmp / "tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(tree))
-    cfg = load_config(str(cfg_path))
+    cfg_path = write_cfg(tmp / "tiny.yaml", opts)
+    cfg = load_config(cfg_path)
     model = build_model(cfg, is_train=False)
     model.load_state_dict(deterministic_state(model, 0))
     weights = str(tmp / "w.pth")
