@@ -517,7 +517,8 @@ def _categories() -> list[dict]:
     }]
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write through a temporary file and a rename: a reader never sees half a file."""
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -525,7 +526,7 @@ def _write_bytes_atomic(path: str, data: bytes) -> None:
 
 
 def _write_json(path: str, obj: object) -> None:
-    _write_bytes_atomic(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
+    write_bytes_atomic(path, json.dumps(obj, separators=(",", ":")).encode("utf-8"))
 
 
 def _generate_split(root: str, split: str, split_code: int, seed: int, num_images: int,
@@ -644,19 +645,24 @@ def generate_synthetic_coco(root: str, seed: int = 0, num_train_images: int = 60
     return summary
 
 
-def is_generated(root: str) -> bool:
-    """Whether ``root`` holds a completely written synthetic dataset."""
+def generation_complete(root: str, required: list[str]) -> bool:
+    """Whether a generator finished writing under ``root``: its marker (written
+    last, a JSON summary) reads back and every ``required`` file exists."""
     try:
         with open(os.path.join(root, MARKER_FILE), "rb") as f:
             marker = json.loads(f.read())
     except (OSError, ValueError):
         return False
-    required = [
+    return isinstance(marker, dict) and all(os.path.isfile(p) for p in required)
+
+
+def is_generated(root: str) -> bool:
+    """Whether ``root`` holds a completely written synthetic dataset."""
+    return generation_complete(root, [
         os.path.join(root, "annotations", "person_keypoints_train2017.json"),
         os.path.join(root, "annotations", "person_keypoints_val2017.json"),
         os.path.join(root, "person_detection_results", DETECTIONS_FILE),
-    ]
-    return isinstance(marker, dict) and all(os.path.isfile(p) for p in required)
+    ])
 
 
 def get_dataset(cfg, image_set: str, is_train: bool, codec):

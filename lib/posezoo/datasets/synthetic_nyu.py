@@ -34,12 +34,12 @@ import numpy as np
 import scipy.io
 
 from .nyu import EVAL_JOINTS, FX, FY, U0, V0, joint_errors, nyu_xyz_to_uvd
+from .synthetic import MARKER_FILE, generation_complete, write_bytes_atomic
 
 __all__ = ["DISPARITY_NOISE", "KINECT_DISPARITY", "MARKER_FILE", "NUM_JOINTS", "PART_FOREARM", "PART_PALM",
            "PART_WALL", "SyntheticFrame", "encode_depth", "generate_synthetic_nyu", "is_generated",
            "mean_pose_error", "render_frame"]
 
-MARKER_FILE = ".complete"
 WIDTH, HEIGHT = 640, 480
 NUM_JOINTS = 36
 _SPLITS = {"train": 0, "test": 1}
@@ -342,18 +342,11 @@ def encode_depth(depth: np.ndarray) -> np.ndarray:
     return image
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _write_mat(path: str, arrays: dict) -> None:
     buffer = io.BytesIO()
     scipy.io.savemat(buffer, arrays)
     data = buffer.getvalue()
-    _write_bytes_atomic(path, _MAT_HEADER + data[len(_MAT_HEADER):])
+    write_bytes_atomic(path, _MAT_HEADER + data[len(_MAT_HEADER):])
 
 
 def _write_split(root: str, split: str, seed: int, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -368,13 +361,13 @@ def _write_split(root: str, split: str, seed: int, count: int) -> tuple[np.ndarr
         ok, png = cv2.imencode(".png", encode_depth(frame.depth), _PNG_PARAMS)
         if not ok:
             raise OSError(f"could not encode {path}")
-        _write_bytes_atomic(path, png.tobytes())
+        write_bytes_atomic(path, png.tobytes())
         joints[index], centres[index] = frame.joints_xyz, frame.centre_xyz
     _write_mat(os.path.join(folder, "joint_data.mat"),
                {"joint_uvd": nyu_xyz_to_uvd(joints)[None], "joint_xyz": joints[None]})
     _write_mat(os.path.join(root, f"nyu_center_{split}.mat"), {"centre_pixel": nyu_xyz_to_uvd(centres)[:, None]})
     lines = "".join(f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in centres.tolist())
-    _write_bytes_atomic(os.path.join(root, f"center_{split}_refined.txt"), lines.encode("ascii"))
+    write_bytes_atomic(os.path.join(root, f"center_{split}_refined.txt"), lines.encode("ascii"))
     return joints, centres
 
 
@@ -410,21 +403,16 @@ def generate_synthetic_nyu(root: str, seed: int = 0, num_train: int = 400, num_t
         "test": {"frames": num_test},
         "mean_pose_error_mm": round(mean_pose_error(train_joints, train_centres, test_joints, test_centres), 4),
     }
-    _write_bytes_atomic(marker, json.dumps(summary, sort_keys=True).encode("utf-8"))
+    write_bytes_atomic(marker, json.dumps(summary, sort_keys=True).encode("utf-8"))
     return summary
 
 
 def is_generated(root: str) -> bool:
     """Whether ``root`` holds a completely written synthetic NYU dataset."""
-    try:
-        with open(os.path.join(root, MARKER_FILE), "rb") as f:
-            marker = json.loads(f.read())
-    except (OSError, ValueError):
-        return False
     required = [os.path.join(root, split, "joint_data.mat") for split in _SPLITS]
     required += [os.path.join(root, f"nyu_center_{split}.mat") for split in _SPLITS]
     required += [os.path.join(root, f"center_{split}_refined.txt") for split in _SPLITS]
-    return isinstance(marker, dict) and all(os.path.isfile(p) for p in required)
+    return generation_complete(root, required)
 
 
 def get_dataset(cfg, image_set: str, is_train: bool, codec):
