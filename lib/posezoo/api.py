@@ -6,7 +6,7 @@
 
 Every box goes through exactly what the test pipeline does with a person box:
 ``box_to_center_scale`` (aspect ratio of the crop, 25 % padding), the codec's
-crop matrix and a bilinear warp, ImageNet normalisation (``to_input_tensor``),
+crop matrix and a bilinear warp, the input normalisation (``to_input_tensor``),
 the flip test of ``core.function.forward_test`` when ``TEST.FLIP_TEST`` is set
 (under ``TEST.AMP`` and ``MODEL.CHANNELS_LAST`` as ``predict`` runs it), and
 ``codec.decode`` on the model's device. For the same boxes in the same batches
@@ -36,7 +36,7 @@ from .codecs import build_codec, codec_name
 from .config import load_config
 from .core.function import amp_forward, decode_depth_batch, forward_test
 from .datasets.coco import COCO_FLIP_PAIRS
-from .datasets.joints_dataset import to_input_tensor
+from .datasets.joints_dataset import input_normalisation, to_input_tensor
 from .datasets.mpii import MPII_FLIP_PAIRS, MPII_SKELETON
 from .datasets.nyu import SKELETON as NYU_SKELETON
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
@@ -156,6 +156,7 @@ class PoseEstimator:
         self.flip_pairs, self.skeleton = keypoint_metadata(cfg)
         self.flip_test = bool(cfg.TEST.FLIP_TEST)
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
+        self.input_mean, self.input_std = input_normalisation(cfg)
         self.batch_size = int(batch_size or cfg.TEST.BATCH_SIZE_PER_GPU)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
@@ -181,7 +182,8 @@ class PoseEstimator:
         for box in boxes:
             center, scale = box_to_center_scale(box[:4], self.aspect_ratio)
             trans = self.codec.crop_matrix(center, scale, 0.0, (width, height))
-            inputs.append(to_input_tensor(cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)))
+            crop = cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)
+            inputs.append(to_input_tensor(crop, self.input_mean, self.input_std))
             centers.append(center)
             scales.append(scale)
         if not inputs:

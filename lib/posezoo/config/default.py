@@ -88,6 +88,11 @@ _C.DATASET.FLIP_PAIRS = []  # [[left, right], ...]; drawings colour the first as
 _C.DATASET.OKS_SIGMAS = []
 _C.DATASET.JOINTS_WEIGHT = []
 _C.DATASET.UPPER_BODY_IDS = []
+# posezoo: input normalisation, (pixel / 255 - mean) / std per channel in the
+# image's channel order; ImageNet's by default (HRNet, SimpleBaseline, LPN, DarkPose,
+# UDP). Princeton's stacked hourglass takes pixel / 255 (mean 0, std 1).
+_C.DATASET.INPUT_MEAN = [0.485, 0.456, 0.406]
+_C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
 # posezoo: skip (and count) unreadable images instead of stopping.
 _C.DATASET.SKIP_CORRUPT_IMAGES = False
 # posezoo, depth datasets (NYU): crop recipe 'a2j' | 'awr', cube [x, y, z] in mm

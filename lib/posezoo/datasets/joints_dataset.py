@@ -18,8 +18,9 @@ from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints
 
 logger = logging.getLogger(__name__)
 
-# ImageNet statistics (RGB order), applied to every input as the official
-# ToTensor + Normalize does, whatever DATASET.COLOR_RGB says.
+# ImageNet statistics (RGB order), the default of DATASET.INPUT_MEAN/INPUT_STD,
+# applied to every input as the official ToTensor + Normalize does, whatever
+# DATASET.COLOR_RGB says.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -44,9 +45,19 @@ def read_image(path: str, color_rgb: bool) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
 
 
-def to_input_tensor(crop: np.ndarray) -> torch.Tensor:
-    """HWC uint8 -> CHW float32 normalised with the ImageNet mean/std."""
-    return torch.from_numpy(((crop.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1).copy())
+def input_normalisation(cfg) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float32 per channel from DATASET.INPUT_MEAN / INPUT_STD."""
+    mean = np.asarray(cfg.DATASET.INPUT_MEAN, dtype=np.float32)
+    std = np.asarray(cfg.DATASET.INPUT_STD, dtype=np.float32)
+    if mean.shape != (3,) or std.shape != (3,) or not (std > 0).all():
+        raise ValueError(f"DATASET.INPUT_MEAN {mean.tolist()} / INPUT_STD {std.tolist()}: expected three values "
+                         f"each, std > 0")
+    return mean, std
+
+
+def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> torch.Tensor:
+    """HWC uint8 -> CHW float32, (pixel / 255 - mean) / std (ImageNet's by default)."""
+    return torch.from_numpy(((crop.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1).copy())
 
 
 class JointsDataset(Dataset):
@@ -78,6 +89,7 @@ class JointsDataset(Dataset):
         self.color_rgb = cfg.DATASET.COLOR_RGB
         self.use_joints_weight = cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT
         self.skip_corrupt = cfg.DATASET.SKIP_CORRUPT_IMAGES
+        self.input_mean, self.input_std = input_normalisation(cfg)
         self.db: list[dict] = []
 
     def _check_metadata(self) -> None:
@@ -163,4 +175,4 @@ class JointsDataset(Dataset):
         meta = {"image": rec["image"], "image_id": rec["image_id"], "index": idx, "joints": joints,
                 "joints_vis": joints_vis, "center": center, "scale": scale, "rotation": rotation,
                 "score": rec["score"], "valid": valid}
-        return to_input_tensor(crop), torch.from_numpy(target), torch.from_numpy(target_weight), meta
+        return to_input_tensor(crop, self.input_mean, self.input_std), torch.from_numpy(target), torch.from_numpy(target_weight), meta
