@@ -72,7 +72,7 @@ def test_outputs_follow_the_documented_layout(golden_run):
 def test_decode_and_loss_equal_the_official_code(golden_run):
     _, x, out, label = golden_run
     cfg = a2j_cfg()
-    joints = build_codec(cfg).decode(out, x)
+    joints = build_codec(cfg).decode_crop(out, x)
     assert joints.dtype == torch.float32 and joints.shape == (1, K, 3)
     for k, expected in GOLDEN_JOINTS.items():
         np.testing.assert_allclose(joints[0, k].numpy(), expected, rtol=0, atol=2e-4)
@@ -117,7 +117,7 @@ def test_voting_by_hand():
     picks = torch.tensor([[7, 0, a - 1], [50, 13, 3]])
     logits = torch.full((2, a, 3), -1e4).scatter(1, picks[:, None, :], 0.0)
     out = {"logits": logits, "offsets": offsets, "depth": depth}
-    joints = codec.decode(out, inputs)
+    joints = codec.decode_crop(out, inputs)
     for n in range(2):
         for k in range(3):
             i = picks[n, k]
@@ -126,7 +126,7 @@ def test_voting_by_hand():
     # equal weights: the mean vote
     out["logits"] = torch.zeros(2, a, 3)
     mean = torch.cat([(codec.anchors[None, :, None] + offsets).mean(1), depth.mean(1).unsqueeze(2)], 2)
-    np.testing.assert_allclose(codec.decode(out, inputs).numpy(), mean.numpy(), atol=1e-4)
+    np.testing.assert_allclose(codec.decode_crop(out, inputs).numpy(), mean.numpy(), atol=1e-4)
     assert torch.equal(out["logits"], torch.zeros(2, a, 3))  # input untouched
 
 
@@ -162,7 +162,7 @@ def test_loss_by_hand():
 
 def test_encode_passes_joints_through():
     codec = build_codec(a2j_cfg())
-    assert codec.is_3d
+    assert codec.prediction == "keypoints3d" and not codec.supports_flip
     joints = np.random.default_rng(0).random((K, 3)) * 100
     target, weight = codec.encode(joints, np.zeros((1, 176, 176), np.float32))
     assert target.dtype == np.float32 and np.array_equal(target, joints.astype(np.float32))
@@ -170,9 +170,9 @@ def test_encode_passes_joints_through():
     with pytest.raises(ValueError, match=r"expected \(14, 3\)"):
         codec.encode(joints[:, :2], None)
     with pytest.raises(TypeError, match="output dict"):
-        codec.decode(torch.zeros(1, 1936, K), torch.zeros(1, 1, 176, 176))
+        codec.decode_crop(torch.zeros(1, 1936, K), torch.zeros(1, 1, 176, 176))
     with pytest.raises(ValueError, match="MODEL.IMAGE_SIZE"):
-        codec.decode({"logits": torch.zeros(1, 16, K), "offsets": torch.zeros(1, 16, K, 2),
+        codec.decode_crop({"logits": torch.zeros(1, 16, K), "offsets": torch.zeros(1, 16, K, 2),
                       "depth": torch.zeros(1, 16, K)}, torch.zeros(1, 1, 176, 176))
 
 

@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from posezoo.codecs import build_codec
 from posezoo.config import ConfigError, load_config, update_config
-from posezoo.core.function import amp_forward, predict, train_one_epoch
+from posezoo.core.function import TrainContext, train_one_epoch
+from posezoo.core.inference import amp_forward, predict
 from posezoo.core.loss import build_loss
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model
@@ -45,8 +46,9 @@ def small(synthetic_cfg):
 
 def run_epoch(cfg, batches, model, criterion, tmp_path, **kwargs) -> Scalars:
     writer = Scalars()
-    train_one_epoch(cfg, batches, model, criterion, build_optimizer(cfg, model), 0, CPU, str(tmp_path), writer,
-                    **kwargs)
+    ctx = TrainContext(cfg, model, build_codec(cfg), criterion, build_optimizer(cfg, model), device=CPU,
+                       output_dir=str(tmp_path), writer=writer, **kwargs)
+    train_one_epoch(ctx, batches, 0)
     return writer
 
 

@@ -1,6 +1,6 @@
 """posezoo.api.PoseEstimator: the same crops, flip test and decoding as the test
 pipeline (core.function.predict), on the tiny synthetic COCO set; for depth
-configs (A2J, AWR) the same crops and decode as core.function.predict_3d on tiny
+configs (A2J, AWR) the same crops and decode as core.inference.predict on tiny
 synthetic NYU frames, and the hand-centre fallback."""
 import json
 import os
@@ -18,9 +18,9 @@ from posezoo.api import (
 )
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
-from posezoo.core.function import predict, predict_3d
+from posezoo.core.inference import predict
 from posezoo.datasets import build_dataset
-from posezoo.datasets.coco import COCO_FLIP_PAIRS
+from posezoo.datasets.coco import COCO_FLIP_PAIRS, COCO_SKELETON
 from posezoo.datasets.mpii import MPII_FLIP_PAIRS, MPII_SKELETON
 from posezoo.datasets.nyu import (
     SKELETON,
@@ -33,7 +33,6 @@ from posezoo.datasets.nyu import (
 )
 from posezoo.models import build_model
 from posezoo.utils.transforms import PIXEL_STD
-from posezoo.utils.vis import COCO_SKELETON
 from torch.utils.data import DataLoader
 
 
@@ -175,11 +174,12 @@ def depth_estimator(root, out, name, seed=0):
 def test_estimate_depth_equals_predict_3d(synthetic_nyu_root, tmp_path, name):
     estimator = depth_estimator(synthetic_nyu_root, str(tmp_path), name)
     cfg = estimator.cfg
-    assert estimator.is_3d and estimator.skeleton == [tuple(b) for b in SKELETON] and estimator.flip_pairs == []
+    assert estimator.prediction == "keypoints3d" and estimator.flip_pairs == []
+    assert estimator.skeleton == [tuple(b) for b in SKELETON]
     codec = build_codec(cfg)
     dataset = build_dataset(cfg, "test", False, codec)
     loader = DataLoader(dataset, batch_size=4, shuffle=False, num_workers=0)
-    out = predict_3d(cfg, loader, estimator.model, codec, torch.device("cpu"))
+    out = predict(cfg, loader, estimator.model, codec, dataset.flip_pairs, torch.device("cpu"))
     depths = [read_depth(dataset.image_path(i)) for i in range(len(dataset))]
     centers = load_centers(synthetic_nyu_root, "test")
     assert len(depths) == 4
@@ -198,7 +198,7 @@ def test_estimate_depth_equals_predict_3d(synthetic_nyu_root, tmp_path, name):
     crop = (awr_crop if name == "awr" else a2j_crop)(depths[1], centers[1], 64)
     with torch.no_grad():
         output = estimator.model(torch.from_numpy(crop.depth[None, None]))
-        joints = codec.decode(output, torch.from_numpy(crop.depth[None, None]))[0].double().numpy()
+        joints = codec.decode_crop(output, torch.from_numpy(crop.depth[None, None]))[0].double().numpy()
     back = np.linalg.inv(crop.image_to_crop) @ np.concatenate([joints[:, :2], np.ones((14, 1))], axis=1).T
     expected = np.concatenate([back[:2].T, joints[:, 2:] * crop.depth_scale + centers[1][2]], axis=1)
     np.testing.assert_allclose(batched[1][0], expected, rtol=0, atol=1e-3)  # float32 depths near 1 m: ulp 6e-5 mm

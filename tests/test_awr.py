@@ -177,7 +177,7 @@ def test_codec_and_loss_equal_the_official_functions(kernel):
     assert got == pytest.approx(DENSE_GOLDEN[kernel], rel=1e-5, abs=1e-5)
     assert target["dense"][:, 12:].max() <= 1 and target["dense"][:, 12:].min() >= 0
 
-    decoded = codec.decode(output, depth)
+    decoded = codec.decode_crop(output, depth)
     assert decoded.dtype == torch.float32 and decoded.shape == (2, 4, 3)
     torch.testing.assert_close(crop_to_normalised(decoded, 64), torch.tensor(DECODE_GOLDEN[kernel]),
                                rtol=0, atol=1e-6)
@@ -232,7 +232,7 @@ def test_encode_then_decode_recovers_the_pose(backbone, kernel):
     = 3e-10. What is left is float32 rounding (~1e-7 normalised, x S/2 in pixels)."""
     cfg = awr_cfg(backbone, size=64, joints=5)
     codec = build_codec(cfg)
-    assert codec.kernel_size == kernel and codec.is_3d
+    assert codec.kernel_size == kernel and codec.prediction == "keypoints3d"
     depth = hand_crop(64)
     depth_ft = feature_depth(depth[None], 32)[0, 0]
     cells = torch.tensor([[16, 16], [10, 20], [22, 12], [15, 25], [20, 21]])  # (row, col), inside the disc
@@ -244,12 +244,12 @@ def test_encode_then_decode_recovers_the_pose(backbone, kernel):
     assert {k: v.shape for k, v in target.items()} == {"joints": (5, 3), "dense": (20, 32, 32), "depth": (1, 32, 32)}
     assert all(v.dtype == np.float32 for v in target.values())
     dense = torch.from_numpy(target["dense"])[None]
-    recovered = codec.decode(dense, depth[None])
+    recovered = codec.decode_crop(dense, depth[None])
     torch.testing.assert_close(recovered[0], joints, rtol=0, atol=1e-5)
     normalised = adaptive_vote(dense, torch.from_numpy(target["depth"])[None], kernel)
     torch.testing.assert_close(normalised[0], crop_to_normalised(joints, 64), rtol=0, atol=1e-6)
     # a second, shifted copy in the same batch decodes independently
-    both = codec.decode(torch.cat([dense, dense]), torch.cat([depth[None], depth[None]]))
+    both = codec.decode_crop(torch.cat([dense, dense]), torch.cat([depth[None], depth[None]]))
     torch.testing.assert_close(both[1], joints, rtol=0, atol=1e-5)
 
 
@@ -260,9 +260,9 @@ def test_codec_rejects_bad_shapes():
     with pytest.raises(ValueError, match=r"depth_crop has shape \(1, 32, 32\), expected \(1, 64, 64\)"):
         codec.encode(np.zeros((5, 3), np.float32), np.zeros((1, 32, 32), np.float32))
     with pytest.raises(ValueError, match=r"expected \(N, 20, 32, 32\)"):
-        codec.decode(torch.zeros(1, 20, 16, 16), torch.zeros(1, 1, 64, 64))
+        codec.decode_crop(torch.zeros(1, 20, 16, 16), torch.zeros(1, 1, 64, 64))
     with pytest.raises(TypeError, match="output tensor"):
-        codec.decode([torch.zeros(1, 20, 32, 32)], torch.zeros(1, 1, 64, 64))
+        codec.decode_crop([torch.zeros(1, 20, 32, 32)], torch.zeros(1, 1, 64, 64))
     with pytest.raises(TypeError, match="target dict"):
         AWRLoss(0.4)(torch.zeros(1, 20, 32, 32), torch.zeros(1, 20, 32, 32), torch.ones(1, 5, 1))
 

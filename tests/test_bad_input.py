@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from conftest import synthetic_opts
 from posezoo.codecs import build_codec
 from posezoo.config import ConfigError, load_config, update_config
-from posezoo.core.function import NonFiniteLossError, predict, validate
+from posezoo.core.function import NonFiniteLossError, TrainContext, validate
+from posezoo.core.inference import predict
 from posezoo.core.loss import build_loss
 from posezoo.datasets import build_dataset
 from posezoo.datasets.coco import AnnotationError
@@ -182,7 +183,7 @@ def test_predict_and_validate_leave_unreadable_boxes_out(broken_images, tmp_path
     assert out["valid"].sum() == len(dataset) - len(bad_rows)
 
     out_dir = str(tmp_path / "eval")
-    stats, perf = validate(cfg, loader_of(dataset), dataset, model, codec, CPU, out_dir)
+    stats, perf = validate(TrainContext(cfg, model, codec, output_dir=out_dir), loader_of(dataset), dataset)
     assert "AP" in stats and perf == stats["AP"] and np.isfinite(list(stats.values())).all()
     results = read_json(os.path.join(out_dir, "results", "keypoints_val2017_results_0.json"))
     assert results, "the readable images must still be evaluated"
@@ -388,8 +389,8 @@ def test_image_without_any_detection_still_evaluates(synthetic_root, tmp_path):
     assert len(dataset) == len(kept) and dropped not in {r["image_id"] for r in dataset.db}
     torch.manual_seed(0)
     model = build_model(cfg, is_train=True)
-    stats, perf = validate(cfg, loader_of(dataset), dataset, model, codec, CPU, str(tmp_path / "eval"),
-                           gallery=False)
+    stats, perf = validate(TrainContext(cfg, model, codec, output_dir=str(tmp_path / "eval")), loader_of(dataset),
+                           dataset, gallery=False)
     assert "AP" in stats and perf == stats["AP"] and np.isfinite(list(stats.values())).all()
 
 

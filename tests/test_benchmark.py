@@ -7,7 +7,7 @@ import torch
 
 import benchmark
 from conftest import ROOT, synthetic_opts, write_cfg
-from posezoo.codecs import _reference
+from oracles import reference as _reference
 from posezoo.codecs.gaussian import GaussianHeatmapCodec
 from posezoo.nms import COCO_PERSON_SIGMAS, oks_iou, oks_nms
 
@@ -50,8 +50,8 @@ class _OffByALittle(GaussianHeatmapCodec):
         target, weight = super().encode(joints, joints_vis)
         return target + np.float32(1e-6), weight
 
-    def decode(self, heatmaps, center, scale):
-        preds, maxvals = super().decode(heatmaps, center, scale)
+    def decode(self, output, meta):
+        preds, maxvals = super().decode(output, meta)
         return preds + 0.01, maxvals
 
 
@@ -139,8 +139,8 @@ def test_decode_checks_catch_differences(synthetic_cfg, name):
     codec = benchmark.decoder_codecs()[name]
 
     class OffByALittle(type(codec)):
-        def decode(self, heatmaps, center, scale):
-            preds, maxvals = super().decode(heatmaps, center, scale)
+        def decode(self, output, meta):
+            preds, maxvals = super().decode(output, meta)
             return preds + 0.01, maxvals
 
     codec.__class__ = OffByALittle

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from posezoo.codecs import build_codec
-from posezoo.codecs._reference_dark import (gaussian_blur_loop, generate_target_dark_loop,
+from oracles.reference_dark import (gaussian_blur_loop, generate_target_dark_loop,
                                             get_final_preds_dark_loop)
 from posezoo.codecs.dark import DarkCodec, blur_keep_max
 from posezoo.config import load_config
@@ -96,7 +96,7 @@ ENC_VALUES = [[0.9616906, 0.90342468, 0, 2.4952117e-11, 2.0481945e-12, 0, 5.64e-
 
 
 def _decode(codec, maps, center, scale):
-    return codec.decode(torch.from_numpy(maps), torch.from_numpy(center), torch.from_numpy(scale))
+    return codec.decode(torch.from_numpy(maps), {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
 
 
 def test_decode_equals_darkpose_golden():
@@ -139,8 +139,8 @@ def test_blur_equals_cv2_bit_for_bit(kernel):
 def test_decode_leaves_input_untouched_and_keeps_device_and_dtype():
     maps, center, scale = golden_fixture()
     tensor = torch.from_numpy(maps.copy())
-    preds, maxvals = DarkCodec((192, 256), (48, 64), 2).decode(tensor, torch.from_numpy(center),
-                                                              torch.from_numpy(scale))
+    preds, maxvals = DarkCodec((192, 256), (48, 64), 2).decode(tensor, {"center": torch.from_numpy(center),
+                                                                        "scale": torch.from_numpy(scale)})
     assert torch.equal(tensor, torch.from_numpy(maps))
     assert preds.shape == (3, 17, 2) and maxvals.shape == (3, 17, 1)
     assert preds.dtype == torch.float64 and preds.device == tensor.device
@@ -227,7 +227,8 @@ def test_flip_back_mirrors_coordinates_and_swaps_pairs():
     codec = DarkCodec((192, 256), (48, 64), 2)
     preds, maxvals = _decode(codec, maps, center, scale)
     restored = codec.flip_back(torch.from_numpy(maps), COCO_FLIP_PAIRS)
-    flipped, flipped_vals = codec.decode(restored, torch.from_numpy(center), torch.from_numpy(scale))
+    flipped, flipped_vals = codec.decode(restored, {"center": torch.from_numpy(center),
+                                                    "scale": torch.from_numpy(scale)})
     perm = flip_permutation(17, COCO_FLIP_PAIRS)
     flipped, flipped_vals = flipped[:, perm].numpy(), flipped_vals[:, perm].numpy()
     np.testing.assert_allclose(flipped[..., 0], 2 * center[:, :1] - preds.numpy()[..., 0], atol=1e-4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from posezoo.codecs._reference import generate_target_loop, get_final_preds_loop
+from oracles.reference import generate_target_loop, get_final_preds_loop
 from posezoo.codecs.gaussian import GaussianHeatmapCodec, get_max_preds
 from posezoo.utils.transforms import (affine_transform, box_to_center_scale, crop_to_image, flip_back,
                                       fliplr_joints, get_affine_transform)
@@ -35,7 +35,7 @@ def test_decode_equals_official_get_final_preds():
     center, scale = rng.uniform(100, 500, (16, 2)), rng.uniform(0.5, 3, (16, 2))
     codec = GaussianHeatmapCodec((192, 256), (48, 64), 2, post_process=True)
     original = torch.from_numpy(heatmaps.copy())
-    preds, maxvals = codec.decode(original, torch.from_numpy(center), torch.from_numpy(scale))
+    preds, maxvals = codec.decode(original, {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
     ref_preds, ref_maxvals = get_final_preds_loop(heatmaps, center, scale)
     np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3)
     np.testing.assert_array_equal(maxvals.numpy(), ref_maxvals)
@@ -57,7 +57,8 @@ def test_encode_decode_round_trip_sub_pixel():
     # the crop is the image: center at the crop centre, scale = crop width / 200
     center = np.tile([96.0, 128.0], (n, 1))
     scale = np.tile([192 / 200.0, 256 / 200.0], (n, 1))
-    preds, maxvals = codec.decode(torch.from_numpy(targets), torch.from_numpy(center), torch.from_numpy(scale))
+    preds, maxvals = codec.decode(torch.from_numpy(targets), {"center": torch.from_numpy(center),
+                                                              "scale": torch.from_numpy(scale)})
     stride = 4.0
     # decode maps heatmap pixel q to q * stride (no half-pixel shift): the official bias
     err = np.abs(preds.numpy() - joints[..., :2])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from posezoo.codecs import build_codec
-from posezoo.codecs._reference_soft_argmax import get_final_preds_soft_argmax_loop
+from oracles.reference_soft_argmax import get_final_preds_soft_argmax_loop
 from posezoo.codecs.gaussian import GaussianHeatmapCodec
 from posezoo.codecs.soft_argmax import SoftArgmaxCodec, soft_argmax, value_at_rounded
 from posezoo.config import load_config
@@ -60,7 +60,7 @@ def _codec(**kwargs):
 
 
 def _decode(codec, maps, center, scale):
-    return codec.decode(torch.from_numpy(maps), torch.from_numpy(center), torch.from_numpy(scale))
+    return codec.decode(torch.from_numpy(maps), {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
 
 
 @pytest.mark.parametrize("post_process", [True, False])
@@ -85,7 +85,7 @@ def test_decode_equals_loop_reference(post_process, bias, size):
                "blobs": blob_maps(rng, 4, 17, size[0], size[1], 0.05)}
     for name, maps in batches.items():
         tensor = torch.from_numpy(maps.copy())
-        preds, maxvals = codec.decode(tensor, torch.from_numpy(center), torch.from_numpy(scale))
+        preds, maxvals = codec.decode(tensor, {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
         ref_preds, ref_maxvals = get_final_preds_soft_argmax_loop(maps, center, scale, post_process=post_process,
                                                                   bias=bias)
         np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3, rtol=0, err_msg=name)
@@ -102,7 +102,7 @@ def test_one_hot_map_gives_its_location():
     assert torch.equal(soft_argmax(maps, 160.0), spots.float())
     center = torch.tensor([[24.0, 32.0]] * 3, dtype=torch.float64)  # identity crop: image = heatmap pixels
     scale = torch.tensor([[48 / 200, 64 / 200]] * 3, dtype=torch.float64)
-    preds, maxvals = _codec().decode(maps, center, scale)
+    preds, maxvals = _codec().decode(maps, {"center": center, "scale": scale})
     torch.testing.assert_close(preds, spots.double(), atol=1e-9, rtol=0)
     assert torch.equal(maxvals[..., 0], torch.tensor([[1.0], [2.0], [3.0]]).expand(3, 4))
 
@@ -148,7 +148,7 @@ def test_flip_back_mirrors_coordinates_and_swaps_pairs(post_process):
         codec = _codec(post_process=post_process, shift_heatmap=shift)
         preds, _ = _decode(codec, maps, center, scale)
         restored = codec.flip_back(torch.from_numpy(maps), COCO_FLIP_PAIRS)
-        flipped, _ = codec.decode(restored, torch.from_numpy(center), torch.from_numpy(scale))
+        flipped, _ = codec.decode(restored, {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
         flipped = flipped[:, perm].numpy()
         # peaks near the border lose mass to the shift's dropped column; compare the others
         inside = np.abs((preds.numpy()[..., 0] - center[:, :1]) / zoom) < 20

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from posezoo.codecs import _reference_udp as R
+from oracles import reference_udp as R
 from posezoo.codecs import build_codec
 from posezoo.codecs.udp import UDPHeatmapCodec, UDPOffsetCodec, gaussian_blur
 from posezoo.config import load_config
@@ -284,7 +284,9 @@ def test_offset_encode_equals_loop(kpd):
 # --- decode ----------------------------------------------------------------------
 
 def _identity_boxes(n):
-    return torch.from_numpy(np.tile(IDENTITY_CENTER, (n, 1))), torch.from_numpy(np.tile(IDENTITY_SCALE, (n, 1)))
+    """The decode meta of n crops that map the image onto itself."""
+    return {"center": torch.from_numpy(np.tile(IDENTITY_CENTER, (n, 1))),
+            "scale": torch.from_numpy(np.tile(IDENTITY_SCALE, (n, 1)))}
 
 
 def _sub_pixel_joints(rng, n, margin):
@@ -301,7 +303,7 @@ def test_gaussian_at_known_sub_pixel_location_recovered():
     rng = np.random.default_rng(6)
     joints = _sub_pixel_joints(rng, 8, margin=16)
     targets = torch.from_numpy(np.stack([codec.encode(j, np.ones((17, 3), np.float32))[0] for j in joints]))
-    preds, maxvals = codec.decode(targets, *_identity_boxes(8))
+    preds, maxvals = codec.decode(targets, _identity_boxes(8))
     assert np.abs(preds.numpy() - joints[..., :2]).max() < 0.05
     assert float(maxvals.min()) > 0.9
 
@@ -320,13 +322,13 @@ def test_encode_decode_round_trip_both_types():
     for codec, margin, bound in ((gauss, 17, 0.002), (offset, 25, 0.15)):
         joints = _sub_pixel_joints(rng, 16, margin=margin)
         targets = torch.from_numpy(np.stack([codec.encode(j, vis)[0] for j in joints]))
-        preds, _ = codec.decode(targets, *_identity_boxes(16))
+        preds, _ = codec.decode(targets, _identity_boxes(16))
         err = np.abs(preds.numpy() - joints[..., :2])
         assert err.max() < bound, (type(codec).__name__, err.max())
     # without the Taylor step: the nearest heatmap pixel, half a stride at most, anywhere
     joints = _sub_pixel_joints(rng, 16, margin=0)
     preds, _ = UDPHeatmapCodec(IMG, HM, 2, post_process=False).decode(
-        torch.from_numpy(np.stack([gauss.encode(j, vis)[0] for j in joints])), *_identity_boxes(16))
+        torch.from_numpy(np.stack([gauss.encode(j, vis)[0] for j in joints])), _identity_boxes(16))
     stride = (IMG[0] - 1) / (HM[0] - 1)
     assert np.abs(preds.numpy() - joints[..., :2]).max() <= 0.5 * stride + 1e-3
 
@@ -339,7 +341,7 @@ def test_decode_golden_official(name):
     else:
         codec = UDPHeatmapCodec(IMG, HM, 2, post_process=name == "gauss_post")
     original = torch.from_numpy(maps.copy())
-    preds, maxvals = codec.decode(original, torch.from_numpy(center), torch.from_numpy(scale))
+    preds, maxvals = codec.decode(original, {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
     golden_preds, golden_maxvals = GOLDEN_DECODE[name]
     np.testing.assert_allclose(preds.numpy(), golden_preds, atol=1e-3)
     np.testing.assert_allclose(maxvals.numpy().ravel(), golden_maxvals, atol=1e-5)
@@ -367,7 +369,7 @@ def test_decode_equals_loop_reference_batched(realistic):
     gauss = _random_maps(rng, n, 17, realistic)
     codec = UDPHeatmapCodec(IMG, HM, 2, post_process=True)
     original = torch.from_numpy(gauss.copy())
-    preds, maxvals = codec.decode(original, torch.from_numpy(center), torch.from_numpy(scale))
+    preds, maxvals = codec.decode(original, {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
     assert torch.equal(original, torch.from_numpy(gauss))
     ref_preds, ref_maxvals = R.get_final_preds_udp_loop(gauss.copy(), center, scale, True)
     np.testing.assert_array_equal(maxvals.numpy(), ref_maxvals)
@@ -380,8 +382,8 @@ def test_decode_equals_loop_reference_batched(realistic):
     offset = np.concatenate([_random_maps(rng, n, 17, realistic)[:, :, None],
                              0.3 * rng.standard_normal((n, 17, 2, 64, 48)).astype(np.float32)], axis=2)
     offset = offset.reshape(n, 51, 64, 48)
-    preds, maxvals = UDPOffsetCodec(IMG, HM, 4.0).decode(torch.from_numpy(offset), torch.from_numpy(center),
-                                                          torch.from_numpy(scale))
+    preds, maxvals = UDPOffsetCodec(IMG, HM, 4.0).decode(torch.from_numpy(offset), {"center": torch.from_numpy(center),
+                                                                                    "scale": torch.from_numpy(scale)})
     ref_preds, ref_maxvals = R.get_final_preds_offset_loop(offset.copy(), center, scale, 4.0)
     np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3)
     np.testing.assert_allclose(maxvals.numpy(), ref_maxvals, atol=1e-6)
@@ -394,11 +396,11 @@ def test_decode_batch_equals_single_and_keeps_input():
     for codec, x in ((UDPHeatmapCodec(IMG, HM, 2, post_process=True), maps),
                      (UDPOffsetCodec(IMG, HM, 4.0), maps.repeat_interleave(3, dim=1))):
         before = x.clone()
-        preds, maxvals = codec.decode(x, center, scale)
+        preds, maxvals = codec.decode(x, {"center": center, "scale": scale})
         assert torch.equal(x, before)
         assert preds.shape == (5, 17, 2) and maxvals.shape == (5, 17, 1) and preds.dtype == torch.float64
         for i in range(5):
-            p, m = codec.decode(x[i:i + 1], center[i:i + 1], scale[i:i + 1])
+            p, m = codec.decode(x[i:i + 1], {"center": center[i:i + 1], "scale": scale[i:i + 1]})
             torch.testing.assert_close(p[0], preds[i])
             torch.testing.assert_close(m[0], maxvals[i])
 
@@ -416,12 +418,12 @@ def test_degenerate_maps_give_finite_coordinates():
     """A constant map makes the official Taylor step divide 0 by 0 (NaN); here the
     step is skipped. Half-precision outputs and empty batches decode too."""
     codec = UDPHeatmapCodec(IMG, HM, 2, post_process=True)
-    preds, _ = codec.decode(torch.zeros(2, 17, 64, 48), *_identity_boxes(2))
+    preds, _ = codec.decode(torch.zeros(2, 17, 64, 48), _identity_boxes(2))
     assert torch.isfinite(preds).all()
-    preds, _ = UDPOffsetCodec(IMG, HM).decode(torch.zeros(2, 51, 64, 48, dtype=torch.float16), *_identity_boxes(2))
+    preds, _ = UDPOffsetCodec(IMG, HM).decode(torch.zeros(2, 51, 64, 48, dtype=torch.float16), _identity_boxes(2))
     assert torch.isfinite(preds).all()
     for empty_codec, channels in ((codec, 17), (UDPOffsetCodec(IMG, HM), 51)):  # an empty batch
-        preds, maxvals = empty_codec.decode(torch.zeros(0, channels, 64, 48), *_identity_boxes(0))
+        preds, maxvals = empty_codec.decode(torch.zeros(0, channels, 64, 48), _identity_boxes(0))
         assert preds.shape == (0, 17, 2) and maxvals.shape == (0, 17, 1)
 
 
@@ -455,14 +457,14 @@ def test_flip_consistency(target_type):
     flipped, _ = fliplr_joints(joints.copy(), vis.copy(), IMG[0], COCO_FLIP_PAIRS)
     target = torch.from_numpy(codec.encode(joints, vis)[0])[None]
     target_flipped = torch.from_numpy(codec.encode(flipped, vis)[0])[None]
-    center, scale = _identity_boxes(1)
-    direct, _ = codec.decode(target, center, scale)
-    mirrored, _ = codec.decode(target_flipped, center, scale)
+    meta = _identity_boxes(1)
+    direct, _ = codec.decode(target, meta)
+    mirrored, _ = codec.decode(target_flipped, meta)
     expected = flipped[:, :2]
     np.testing.assert_allclose(mirrored[0].numpy(), expected, atol=0.15)
-    restored, _ = codec.decode(codec.flip_back(target_flipped, COCO_FLIP_PAIRS), center, scale)
+    restored, _ = codec.decode(codec.flip_back(target_flipped, COCO_FLIP_PAIRS), meta)
     np.testing.assert_allclose(restored[0].numpy(), direct[0].numpy(), atol=1e-3)
-    averaged, _ = codec.decode((target + codec.flip_back(target_flipped, COCO_FLIP_PAIRS)) * 0.5, center, scale)
+    averaged, _ = codec.decode((target + codec.flip_back(target_flipped, COCO_FLIP_PAIRS)) * 0.5, meta)
     np.testing.assert_allclose(averaged[0].numpy(), direct[0].numpy(), atol=1e-3)
 
 
@@ -529,7 +531,7 @@ def test_dataset_crops_and_decodes_with_udp_geometry(synthetic_cfg, target_type)
         _, target, weight, meta = dataset[i]
         rec = dataset.db[i]
         center, scale = torch.from_numpy(meta["center"])[None], torch.from_numpy(meta["scale"])[None]
-        preds, _ = codec.decode(target[None], center, scale)
+        preds, _ = codec.decode(target[None], {"center": center, "scale": scale})
         crop_joints = meta["joints"][:, :2]
         np.testing.assert_allclose(crop_joints[rec["joints_vis"][:, 0] > 0],
                                    affine_transform(rec["joints"][:, :2], codec.crop_matrix(

@@ -193,10 +193,11 @@ if __name__ == "__main__":
 def test_a_rank_with_an_empty_shard_adds_nothing(synthetic_cfg, monkeypatch):
     """More processes than boxes: the idle rank's predict returns an empty shard
     (instead of 'the test set is empty') and the merge equals the busy rank's."""
-    import posezoo.core.function as function
+    import posezoo.core.inference as inference
+    from posezoo.codecs import build_codec
 
-    monkeypatch.setattr(function, "is_distributed", lambda: True)
-    empty = function.predict(synthetic_cfg, [], nn.Identity(), None, [], torch.device("cpu"))
+    monkeypatch.setattr(inference, "is_distributed", lambda: True)
+    empty = inference.predict(synthetic_cfg, [], nn.Identity(), build_codec(synthetic_cfg), [], torch.device("cpu"))
     assert empty["preds"].shape == (0, 17, 3) and empty["boxes"].shape == (0, 6)
     busy = {"preds": np.random.rand(3, 17, 3), "boxes": np.random.rand(3, 6), "image_ids": np.arange(3),
             "valid": np.ones(3, bool), "loss": 2.0, "index": np.array([0, 2, 1])}

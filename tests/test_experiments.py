@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from conftest import ROOT, synthetic_opts
 from posezoo.codecs import build_codec, codec_name
 from posezoo.config import load_config, update_config
-from posezoo.core.function import predict, predict_3d
+from posezoo.core.inference import predict
 from posezoo.core.loss import build_loss
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model
@@ -88,7 +88,7 @@ def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthet
     val_set = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
     loader = DataLoader(torch.utils.data.Subset(val_set, range(min(4, len(val_set)))), batch_size=4)
     if depth:
-        out = predict_3d(cfg, loader, model, codec, torch.device("cpu"), criterion)
+        out = predict(cfg, loader, model, codec, val_set.flip_pairs, torch.device("cpu"), criterion)
         assert out["preds"].shape == (4, 14, 3) and np.isfinite(out["preds"]).all() and np.isfinite(out["loss"])
     else:
         out = predict(cfg, loader, model, codec, val_set.flip_pairs, torch.device("cpu"))

@@ -106,7 +106,7 @@ def test_with_decode_matches_codec_decode(codec, opts, tmp_path):
     for batch in (1, 3):
         images, center, scale = _crops(cfg, batch, seed=10 + batch)
         with torch.no_grad():
-            want_coords, want_maxvals = reference.decode(model(images), center, scale)
+            want_coords, want_maxvals = reference.decode(model(images), {"center": center, "scale": scale})
         coords, maxvals = session.run(None, {"images": images.numpy(), "center": center.numpy(),
                                              "scale": scale.numpy()})
         assert coords.dtype == np.float64 and coords.shape == tuple(want_coords.shape)
@@ -135,7 +135,7 @@ def test_decode_graph_alone_matches_codec_decode(codec, opts, tmp_path):
         images, center, scale = _crops(cfg, batch, seed=30 + batch)
         with torch.no_grad():
             heatmaps = model(images)
-        want_coords, want_maxvals = build_codec(cfg).decode(heatmaps, center, scale)
+        want_coords, want_maxvals = build_codec(cfg).decode(heatmaps, {"center": center, "scale": scale})
         coords, maxvals = session.run(None, {"heatmaps": heatmaps.numpy(), "center": center.numpy(),
                                              "scale": scale.numpy()})
         coord_diff = float(np.abs(coords - want_coords.numpy()).max())

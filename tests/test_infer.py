@@ -21,12 +21,13 @@ from posezoo.api import PoseEstimator
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.core.function import (
+    TrainContext,
     _write_best_worst,
-    instance_oks,
-    predict,
     train_one_epoch,
     validate,
 )
+from posezoo.core.evaluate import instance_oks
+from posezoo.core.inference import predict
 from posezoo.core.loss import build_loss
 from posezoo.datasets import build_dataset
 from posezoo.datasets.nyu import SKELETON, load_centers, read_depth
@@ -228,8 +229,9 @@ def test_tensorboard_debug_images(setup, tmp_path):
     model.load_state_dict(deterministic_state(model, 0))
     writer = RecordingWriter()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    train_one_epoch(cfg, loader, model, build_loss(cfg), optimizer, 0, torch.device("cpu"), str(tmp_path),
-                    writer=writer, dataset=dataset, codec=codec)
+    ctx = TrainContext(cfg, model, codec, build_loss(cfg), optimizer, output_dir=str(tmp_path), writer=writer,
+                       dataset=dataset)
+    train_one_epoch(ctx, loader, 0)
     assert set(writer.images) == {"train/gt", "train/pred", "train/hm_gt", "train/hm_pred"}
     # 8 crops of 64x64 in one row with 2 px padding; 8 rows of (1 + 17) heatmap tiles of 16x16
     assert writer.images["train/gt"].shape == (68, 8 * 66 + 2, 3)
@@ -303,8 +305,8 @@ def test_validate_writes_the_galleries(setup, tmp_path):
     codec = build_codec(cfg)
     dataset = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
     writer = RecordingWriter()
-    validate(cfg, DataLoader(dataset, batch_size=16), dataset, setup["estimator"].model, codec, torch.device("cpu"),
-             str(tmp_path), writer=writer)
+    ctx = TrainContext(cfg, setup["estimator"].model, codec, output_dir=str(tmp_path), writer=writer)
+    validate(ctx, DataLoader(dataset, batch_size=16), dataset)
     assert {"predictions", "gallery/best", "gallery/worst"} <= set(writer.images)
     with open(tmp_path / "gallery" / "val2017.json") as f:
         ranking = json.load(f)

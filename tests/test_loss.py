@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from posezoo.config import load_config
-from posezoo.core.evaluate import heatmap_accuracy
+from posezoo.codecs.gaussian import heatmap_accuracy
 from posezoo.core.loss import JointsMSELoss, JointsOHKMMSELoss, build_loss
 from posezoo.utils.registry import UnknownComponentError
 

@@ -13,15 +13,16 @@ import torch
 from conftest import SHARED_DATA, needs_shared
 from posezoo.config import load_config
 from posezoo.datasets.joints_dataset import ImageReadError
-from posezoo.datasets.nyu import (A2J_MEAN, A2J_STD, FX, FY, NYUDataset, a2j_crop, awr_crop, crop_to_image,
+from posezoo.datasets.nyu import (A2J_MEAN, A2J_STD, FX, FY, NYUDataset, a2j_crop, awr_crop,
                                   read_depth)
+from posezoo.utils.transforms import depth_crop_to_frame
 
 NYU = os.path.join(SHARED_DATA, "nyu")
 
 
 class IdentityCodec:
     """Hands the crop-space joints through, so tests see what a codec receives."""
-    is_3d = True
+    prediction = "keypoints3d"
 
     def encode(self, joints_crop, depth_crop):
         assert joints_crop.dtype == np.float32 and depth_crop.ndim == 3
@@ -136,8 +137,8 @@ def test_crop_joints_map_back_to_the_labels_exactly(real_root, recipe, size, tra
         assert inputs.shape == (1, size, size) and inputs.dtype == torch.float32
         assert weight.sum() == 14 and meta["valid"] == 1
         batch = {k: torch.as_tensor(v)[None] for k, v in meta.items()}
-        uvd = crop_to_image(torch.as_tensor(joints_crop)[None], batch["crop_to_image"], batch["center"],
-                            batch["depth_scale"])[0].numpy()
+        uvd = depth_crop_to_frame(torch.as_tensor(joints_crop)[None], batch["crop_to_image"], batch["center"],
+                                  batch["depth_scale"])[0].numpy()
         np.testing.assert_allclose(uvd, labels, atol=1e-3)  # float32 crop-space joints
         inside = (joints_crop[:, :2] > 0) & (joints_crop[:, :2] < size)
         assert inside.mean() > 0.8  # the hand is in the crop

@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import assert_loads_spec_strictly, deterministic_state, ROOT, SPECS, needs_shared
 from posezoo.config import ConfigError, load_config
-from posezoo.core.function import _compute_loss
+from posezoo.core.strategy import stage_loss
 from posezoo.core.loss import JointsMSELoss
 from posezoo.models import CheckpointError, build_model, load_checkpoint
 from posezoo.models.pose_hourglass import BearpawHourglassNet, PrincetonHourglassNet, upsample_to
@@ -209,7 +209,7 @@ def test_upsampling_is_the_official_x2_and_darkposes_4x3():
 
 
 def test_multi_stage_loss_sums_every_stack():
-    """Intermediate supervision: core.function._compute_loss adds the loss of every
+    """Intermediate supervision: core.strategy.stage_loss adds the loss of every
     stack's heatmaps; the prediction is the last stack's."""
     torch.manual_seed(0)
     model = build_model(hg_cfg(4, NUM_STACKS=3, NUM_FEATURES=16)).train()
@@ -218,7 +218,7 @@ def test_multi_stage_loss_sums_every_stack():
     target, weight = torch.rand(2, 4, 16, 16), torch.ones(2, 4, 1)
     criterion = JointsMSELoss(use_target_weight=True)
     per_stack = [float(criterion(o.detach(), target, weight)) for o in outputs]
-    loss = _compute_loss(criterion, outputs, target, weight)
+    loss = stage_loss(criterion, outputs, target, weight)
     assert loss.item() == pytest.approx(sum(per_stack), rel=1e-6)
     assert len(set(per_stack)) == 3 and loss.item() > max(per_stack)
     # the earlier stacks' losses reach the earlier stacks only

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from posezoo.datasets.coco import COCO_FLIP_PAIRS, COCO_SKELETON
 from posezoo.utils.vis import (
     CENTER_COLOR,
-    COCO_FLIP_PAIRS,
-    COCO_SKELETON,
     LEFT_COLOR,
     RIGHT_COLOR,
     draw_skeletons,

@@ -12,7 +12,7 @@ overrides) it measures, in this order (--stages picks some of the first six):
              False (read + warp + encode), crops/s, in the main process; the
              only stage that needs the dataset on disk;
 2. encode:   codec.encode vs its per-joint loop reference (encode_reference:
-             codecs/_reference*.py), on the same random joints, checked
+             tests/oracles/reference*.py), on the same random joints, checked
              identical before timing (UDP's offset reference loops over every
              pixel: it runs on the first 1/50 of the sets only);
 3. forward:  crops/s of the model (random weights, eval mode, no_grad) at
@@ -70,7 +70,7 @@ import _setup  # puts lib/ on the path
 import numpy as np
 import torch
 
-from posezoo.codecs import _reference, _reference_dark, _reference_soft_argmax, _reference_udp, build_codec
+from posezoo.codecs import build_codec
 from posezoo.codecs.dark import DarkCodec
 from posezoo.codecs.gaussian import GaussianHeatmapCodec
 from posezoo.codecs.soft_argmax import SoftArgmaxCodec
@@ -80,9 +80,17 @@ from posezoo.datasets import build_dataset
 from posezoo.datasets.coco import COCO_FLIP_PAIRS, COCO_SIGMAS, COCODataset
 from posezoo.datasets.synthetic import KEYPOINT_NAMES, SKELETON
 from posezoo.models import build_model
-from posezoo.nms import oks_nms, soft_oks_nms
+from posezoo.core.evaluate import instance_scores, nms_per_image
+from posezoo.nms import oks_nms
 from posezoo.utils.transforms import PIXEL_STD
 from posezoo.utils.utils import configure_backends, count_flops, count_parameters, input_shape, select_device
+
+# the loop oracles live with the tests (tests/oracles), outside the package
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from oracles import reference as _reference  # noqa: E402
+from oracles import reference_dark as _reference_dark  # noqa: E402
+from oracles import reference_soft_argmax as _reference_soft_argmax  # noqa: E402
+from oracles import reference_udp as _reference_udp  # noqa: E402
 
 STAGES = ("data", "encode", "forward", "decode", "evaluate", "memory")
 MAX_DECODE_PX_DIFF = 1e-3
@@ -195,7 +203,7 @@ def bench_data(cfg, codec, n: int, tag: str = "[1/6]") -> dict:
 # --------------------------------------------------------------------------- loop references
 @dataclass(frozen=True)
 class LoopReference:
-    """A per-joint loop reference from codecs/_reference*.py, bound to one codec's settings."""
+    """A per-joint loop reference from tests/oracles/reference*.py, bound to one codec's settings."""
     name: str
     run: Callable
     every: int = 1  # encode: the reference gets the first max(1, n // every) joint sets only
@@ -357,7 +365,7 @@ def bench_forward_3d(cfg, codec, model, device, n_batches: int, tag: str = "[1/2
     x = torch.randn(batch, *input_shape(model, cfg), device=device)
 
     def forward_decode():
-        return codec.decode(_last(model(x)), x)
+        return codec.decode_crop(_last(model(x)), x)
 
     with torch.no_grad():
         for _ in range(3 if device.type == "cuda" else 1):
@@ -449,14 +457,14 @@ def bench_decode(cfg, codec, device, shape, n: int, iters: int, rng: np.random.G
     out = {}
     ref = decode_reference(codec)
     if ref is not None:
-        preds, maxvals = codec.decode(heatmaps_t, center_t, scale_t)
+        preds, maxvals = codec.decode(heatmaps_t, {"center": center_t, "scale": scale_t})
         ref_preds, ref_maxvals = ref.run(heatmaps, center, scale)
         px, vals = check_decode(codec, ref, preds, maxvals, ref_preds, ref_maxvals)
         out["decode_max_px_diff"], out["decode_max_score_diff"] = px, vals
         seconds_ref = timed(lambda: ref.run(heatmaps, center, scale), ref_reps)
         out["decode_ref_crops_s"] = n * ref_reps / seconds_ref
-    codec.decode(heatmaps_t, center_t, scale_t)  # warm-up
-    seconds = timed(lambda: codec.decode(heatmaps_t, center_t, scale_t), reps, sync)
+    codec.decode(heatmaps_t, {"center": center_t, "scale": scale_t})  # warm-up
+    seconds = timed(lambda: codec.decode(heatmaps_t, {"center": center_t, "scale": scale_t}), reps, sync)
     out["decode_crops_s"] = n * reps / seconds
     line = f"{tag} decode: {n} x {tuple(shape)} on {device.type}: codec {out['decode_crops_s']:.0f} crops/s"
     if ref is not None:
@@ -545,18 +553,9 @@ def make_eval_set(rng: np.random.Generator, num_dets: int, sigmas: np.ndarray, w
 def rescore_and_nms(cfg, dataset, preds, boxes, image_ids) -> tuple[np.ndarray, np.ndarray]:
     """COCODataset.evaluate's rescoring and per-image NMS, step for step (the
     results JSON it writes is checked against this)."""
-    scores = preds[:, :, 2]
-    above = scores > cfg.TEST.IN_VIS_THRE
-    num_above = above.sum(axis=1)
-    kpt_score = np.where(num_above > 0, (scores * above).sum(axis=1) / np.maximum(num_above, 1), 0.0)
-    rescored = kpt_score * boxes[:, 5]
-    nms = soft_oks_nms if cfg.TEST.SOFT_NMS else oks_nms
-    kept = []
-    for image_id in np.unique(image_ids):
-        idx = np.flatnonzero(image_ids == image_id)
-        keep = nms(preds[idx], rescored[idx], boxes[idx, 4], cfg.TEST.OKS_THRE, dataset.sigmas)
-        kept.append(idx[keep] if len(keep) else idx)
-    return rescored, np.concatenate(kept)
+    rescored = instance_scores(preds, boxes[:, 5], cfg.TEST.IN_VIS_THRE)
+    kept = nms_per_image(preds, rescored, boxes[:, 4], image_ids, cfg.TEST.OKS_THRE, dataset.sigmas, cfg.TEST.SOFT_NMS)
+    return rescored, np.concatenate([rows for _, rows in kept])
 
 
 def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator, tag: str = "[5/6]") -> dict:
@@ -675,7 +674,7 @@ def decode_cycled(codec, crops: tuple, count: int, batch: int) -> list:
     for start in range(0, count, batch):
         lo = start % pool
         hi = lo + min(batch, count - start)
-        decoded = codec.decode(outputs[lo:hi], center[lo:hi], scale[lo:hi])
+        decoded = codec.decode(outputs[lo:hi], {"center": center[lo:hi], "scale": scale[lo:hi]})
         if start < pool:
             results.append(decoded)
     return results
@@ -803,7 +802,7 @@ def main(argv=None) -> dict:
     width, height = cfg.MODEL.IMAGE_SIZE
     stages = list(args.stages)
     codec = build_codec(cfg)
-    if getattr(codec, "is_3d", False):  # depth models: forward + decode and memory only
+    if codec.prediction == "keypoints3d":  # depth models: forward + decode and memory only
         stages = [s for s in stages if s in ("forward", "memory")]
     model = build_model(cfg, is_train=False).to(device).eval() if "forward" in stages else None
     run = stages + (["decoders"] if args.decoders else [])
@@ -835,7 +834,7 @@ def main(argv=None) -> dict:
         n = 20 * args.iters
         results.update(bench_encode(cfg, codec, n, rng, tags["encode"]), encode_items=n)
     shape = output_shape(cfg, codec)
-    if "forward" in stages and getattr(codec, "is_3d", False):
+    if "forward" in stages and codec.prediction == "keypoints3d":
         results.update(bench_forward_3d(cfg, codec, model, device, max(2, args.iters // 25), tags["forward"]))
     elif "forward" in stages:
         forward = bench_forward(cfg, codec, model, device, max(2, args.iters // 25), flip_pairs, tags["forward"])

@@ -14,7 +14,7 @@ one tools/test.py decodes.
 With --with-decode the codec's decode is in the graph too:
   images (N, 3, H, W), center (N, 2), scale (N, 2) float32
   -> coords (N, K, 2) float64 image pixels, maxvals (N, K, 1) float32,
-the same numbers as codec.decode(model(images), center, scale). Exportable:
+the same numbers as codec.decode(model(images), {"center": center, "scale": scale}). Exportable:
 gaussian (argmax + quarter-pixel step + inverse crop) and soft_argmax (LPN).
 DARK and UDP are not (see NOT_EXPORTABLE): their decodes loop in Python over
 chunks of maps, and UDP's picks near-tied blurred peaks with a data-dependent

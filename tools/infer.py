@@ -59,9 +59,11 @@ import _setup  # puts lib/ on the path
 import cv2
 import numpy as np
 import scipy.io
-from posezoo.api import PoseEstimator, instance_scores, whole_image_box
+from posezoo.api import PoseEstimator, whole_image_box
+from posezoo.core.evaluate import instance_scores
 from posezoo.datasets.joints_dataset import ImageReadError, read_image
 from posezoo.datasets.nyu import nyu_uvd_to_xyz, nyu_xyz_to_uvd, read_depth
+from posezoo.utils.utils import write_atomic, write_text_atomic
 from posezoo.utils.vis import draw_hand_uvd, draw_skeletons, plot_hand_3d
 from tqdm import tqdm
 
@@ -254,8 +256,7 @@ def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], o
             preds.append(uvd[0])
     uvd = np.stack(preds) if preds else np.zeros((0, estimator.cfg.MODEL.NUM_JOINTS, 3))
     res_file = os.path.join(out_dir, DEPTH_RESULTS_FILE)
-    np.savetxt(res_file + ".tmp", uvd.reshape(len(uvd), -1), fmt="%.6f")
-    os.replace(res_file + ".tmp", res_file)
+    write_atomic(res_file, lambda tmp: np.savetxt(tmp, uvd.reshape(len(uvd), -1), fmt="%.6f"))
     with open(os.path.join(out_dir, DEPTH_FILES_FILE), "w") as f:
         f.writelines(f"{name}\n" for name in names)
     logger.info("=> %d frames: %s; joints drawn in %s, 3D plots in %s", len(names), res_file,
@@ -285,7 +286,7 @@ def main(argv=None) -> list[dict] | dict:
     estimator = PoseEstimator.from_config(args.cfg, args.weights, args.opts, args.device, args.batch_size)
     cfg = estimator.cfg
     out_dir = args.output or os.path.join(cfg.OUTPUT_DIR, "infer", os.path.splitext(os.path.basename(source))[0])
-    if estimator.is_3d:
+    if estimator.prediction == "keypoints3d":
         return infer_depth(args, estimator, source, files, out_dir)
     if args.centers:
         raise ValueError("--centers is for depth configs (A2J, AWR); a 2D config takes person boxes (--boxes)")
@@ -361,9 +362,7 @@ def main(argv=None) -> list[dict] | dict:
     if args.boxes and not matched:
         raise ValueError(f"--boxes {args.boxes}: {NO_MATCH}")
     res_file = os.path.join(out_dir, RESULTS_FILE)
-    with open(res_file + ".tmp", "w") as f:
-        json.dump(results, f)
-    os.replace(res_file + ".tmp", res_file)
+    write_text_atomic(res_file, json.dumps(results))
     drawn_to = video_path if is_video else os.path.join(out_dir, "images")
     logger.info("=> %d people in %d %s: %s; skeletons drawn in %s", len(results), frames_written or total,
                 "frames" if is_video else "images", res_file, drawn_to)

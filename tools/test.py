@@ -23,8 +23,7 @@ import torch
 
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
-from posezoo.core.function import validate
-from posezoo.core.loss import build_loss
+from posezoo.core.function import TrainContext, validate
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model, load_checkpoint
 from posezoo.utils.distributed import build_test_loader, init_distributed, setup_worker_logging, shutdown_distributed
@@ -73,12 +72,13 @@ def run_test(cfg, cfg_path) -> dict:
     dataset = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
     loader = build_test_loader(cfg, dataset, device)
     boxes = "GT boxes" if cfg.TEST.USE_GT_BBOX else f"detected boxes ({cfg.TEST.COCO_BBOX_FILE})"
-    if getattr(codec, "is_3d", False):
+    if codec.prediction == "keypoints3d":
         boxes = f"depth frames ({cfg.DATASET.DEPTH_CROP} crops around the given hand centres)"
     shards = f", sharded over {ctx.world_size} processes" if ctx.distributed else ""
     logger.info("=> testing on %d %s of %s, flip test %s%s", len(dataset), boxes, cfg.DATASET.TEST_SET,
                 cfg.TEST.FLIP_TEST, shards)
-    name_values, _ = validate(cfg, loader, dataset, model, codec, device, final_dir, build_loss(cfg).to(device))
+    ctx = TrainContext(cfg, model, codec, codec.loss(cfg).to(device), device=device, output_dir=final_dir)
+    name_values, _ = validate(ctx, loader, dataset)
     return name_values
 
 

@@ -29,8 +29,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
-from posezoo.core.function import train_one_epoch, validate
-from posezoo.core.loss import build_loss
+from posezoo.core.function import TrainContext, train_one_epoch, validate
+from posezoo.core.strategy import build_strategy
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model, read_checkpoint
 from posezoo.models.checkpoint import CheckpointError
@@ -209,12 +209,13 @@ def train(cfg, cfg_path: str | None, resume: bool = False) -> tuple[nn.Module, f
     sample = train_set[0][0][None].to(device) if ctx.distributed else None
     model = _wrap(model, cfg, ctx, sample)
     eval_model = model.module if isinstance(model, DistributedDataParallel) else model
-    criterion = build_loss(cfg).to(device)
+    criterion = codec.loss(cfg).to(device)
+    strategy = build_strategy(cfg)
     generator = torch.Generator()
     train_loader, train_sampler = _train_loader(cfg, train_set, ctx, generator)
     valid_loader = build_test_loader(cfg, valid_set, device)
 
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model, strategy.extra_parameters())
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.TRAIN.LR_STEP, cfg.TRAIN.LR_FACTOR)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     # -inf: the first validated epoch is always the best so far, whatever the sign of the metric
@@ -236,20 +237,21 @@ def train(cfg, cfg_path: str | None, resume: bool = False) -> tuple[nn.Module, f
 
     checkpoint_file = os.path.join(final_dir, CHECKPOINT)
     writer = SummaryWriter(tb_dir, purge_step=global_step if resumed else None) if ctx.is_main else None
+    run = TrainContext(cfg, model, codec, criterion, optimizer, scaler, device, final_dir, writer,
+                       train_set if ctx.is_main else None, global_step=global_step, strategy=strategy)
+    valid = TrainContext(cfg, eval_model, codec, criterion, device=device, output_dir=final_dir, writer=writer,
+                         strategy=strategy)
     try:
-        last_good = checkpoint_file if os.path.exists(checkpoint_file) else ""
+        run.last_checkpoint = checkpoint_file if os.path.exists(checkpoint_file) else ""
         perf = best_perf
         for epoch in range(begin_epoch, cfg.TRAIN.END_EPOCH):
             start_epoch(cfg.SEED, epoch, ctx.rank, generator, train_sampler)
-            global_step = train_one_epoch(cfg, train_loader, model, criterion, optimizer, epoch, device, final_dir,
-                                          writer, global_step, last_good, train_set if ctx.is_main else None, codec,
-                                          scaler)
+            global_step = valid.global_step = train_one_epoch(run, train_loader, epoch)
             scheduler.step()
             broadcast_buffers(eval_model)
             if writer is not None:
                 writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)
-            _, perf = validate(cfg, valid_loader, valid_set, eval_model, codec, device, final_dir, criterion, writer,
-                               global_step)
+            _, perf = validate(valid, valid_loader, valid_set)
             if ctx.is_main:
                 is_best = perf >= best_perf
                 best_perf = max(perf, best_perf)
@@ -261,8 +263,8 @@ def train(cfg, cfg_path: str | None, resume: bool = False) -> tuple[nn.Module, f
                               "global_step": global_step, "seed": cfg.SEED, "world_size": ctx.world_size}
                 if scaler is not None:
                     checkpoint["scaler"] = scaler.state_dict()
-                last_good = _save_checkpoint(checkpoint, final_dir)
-                logger.info("=> epoch %d: %.4f (best %.4f); saved %s", epoch, perf, best_perf, last_good)
+                run.last_checkpoint = _save_checkpoint(checkpoint, final_dir)
+                logger.info("=> epoch %d: %.4f (best %.4f); saved %s", epoch, perf, best_perf, run.last_checkpoint)
             else:
                 best_perf = max(perf, best_perf)
 

@@ -7,19 +7,20 @@
 Every box goes through exactly what the test pipeline does with a person box:
 ``box_to_center_scale`` (aspect ratio of the crop, 25 % padding), the codec's
 crop matrix and a bilinear warp, the input normalisation (``to_input_tensor``),
-the flip test of ``core.function.forward_test`` when ``TEST.FLIP_TEST`` is set
+the flip test of ``core.inference.forward_test`` when ``TEST.FLIP_TEST`` is set
 (under ``TEST.AMP`` and ``MODEL.CHANNELS_LAST`` as ``predict`` runs it), and
-``codec.decode`` on the model's device. For the same boxes in the same batches
-the result therefore equals ``core.function.predict``'s bit for bit.
+``codec.decode`` on the model's device (``core.inference.decode_batch``). For
+the same boxes in the same batches the result therefore equals
+``core.inference.predict``'s bit for bit.
 
-Depth configs (A2J, AWR on NYU; ``codec.is_3d``) take a depth map in mm and hand
-centres instead::
+Depth configs (A2J, AWR on NYU; ``codec.prediction == "keypoints3d"``) take a
+depth map in mm and hand centres instead::
 
     uvd = estimator.estimate_depth(read_depth("depth_1_0000001.png"), center_uvd)  # (M, 14, 3)
 
 Each centre goes through the dataset's own test crop (``datasets.nyu.inference_crop``)
-and ``core.function.decode_depth_batch``, the decode of ``predict_3d``, so the
-frame uvd equal the test pipeline's for the same centres and batches. Without a
+and the same ``decode_batch``, so the frame uvd equal the test pipeline's for the
+same centres and batches. Without a
 centre, ``datasets.nyu.estimate_hand_center`` guesses one (not what published
 numbers use).
 """
@@ -34,16 +35,14 @@ from torch import nn
 
 from .codecs import build_codec, codec_name
 from .config import load_config
-from .core.function import amp_forward, decode_depth_batch, forward_test
-from .datasets.coco import COCO_FLIP_PAIRS
+from .core.evaluate import instance_scores
+from .core.inference import amp_forward, decode_batch, forward_test
+from .datasets import keypoint_info
 from .datasets.joints_dataset import input_normalisation, to_input_tensor
-from .datasets.mpii import MPII_FLIP_PAIRS, MPII_SKELETON
-from .datasets.nyu import SKELETON as NYU_SKELETON
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
 from .utils.transforms import box_to_center_scale
 from .utils.utils import amp_dtype, select_device, to_channels_last
-from .utils.vis import COCO_SKELETON
 
 __all__ = ["PoseEstimator", "instance_scores", "keypoint_metadata", "whole_image_box"]
 
@@ -51,38 +50,17 @@ Pairs = list[tuple[int, int]]
 
 
 def keypoint_metadata(cfg) -> tuple[Pairs, Pairs]:
-    """(flip pairs, skeleton) of the config's keypoint set, chosen as the
-    datasets choose them: MPII's for ``DATASET.DATASET: mpii``, the NYU hand's
-    (no flip pairs) for ``nyu`` / ``synthetic_nyu``, COCO person's for any other
-    17-joint set, none otherwise; ``DATASET.FLIP_PAIRS`` overrides the pairs (a
-    custom set's skeleton is only known to its annotation file)."""
-    if cfg.DATASET.DATASET == "mpii":
-        pairs, skeleton = MPII_FLIP_PAIRS, MPII_SKELETON
-    elif cfg.DATASET.DATASET in ("nyu", "synthetic_nyu"):
-        pairs, skeleton = [], NYU_SKELETON
-    elif cfg.MODEL.NUM_JOINTS == 17:
-        pairs, skeleton = COCO_FLIP_PAIRS, COCO_SKELETON
-    else:
-        pairs, skeleton = [], []
-    pairs = cfg.DATASET.FLIP_PAIRS or pairs
-    return [(int(a), int(b)) for a, b in pairs], [(int(a), int(b)) for a, b in skeleton]
+    """(flip pairs, skeleton) of the config's keypoint set, as its dataset
+    module supplies them (``datasets.keypoint_info``; ``DATASET.FLIP_PAIRS``
+    overrides the pairs)."""
+    info = keypoint_info(cfg)
+    return list(info.flip_pairs), list(info.skeleton)
 
 
 def whole_image_box(height: int, width: int) -> np.ndarray:
     """The box [x, y, w, h, score] of a whole image, as the COCO reader clips a
     full-image person box: from pixel 0 to pixel size-1."""
     return np.array([[0.0, 0.0, width - 1.0, height - 1.0, 1.0]])
-
-
-def instance_scores(keypoints: np.ndarray, box_scores: np.ndarray, in_vis_thre: float) -> np.ndarray:
-    """Instance score of the official rescoring (box score x mean keypoint score
-    over the joints scoring above ``in_vis_thre``; 0 when none does), which
-    the COCO evaluation also ranks by."""
-    scores = np.asarray(keypoints)[..., 2]
-    above = scores > in_vis_thre
-    count = above.sum(axis=-1)
-    mean = np.where(count > 0, (scores * above).sum(axis=-1) / np.maximum(count, 1), 0.0)
-    return mean * np.asarray(box_scores, dtype=np.float64)
 
 
 def _as_boxes(boxes, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -135,8 +113,8 @@ class PoseEstimator:
     ``estimate(image, boxes)`` is for one image; ``estimate_batch`` crops the
     boxes of several images and runs them through the model together, in
     chunks of ``batch_size`` crops (``TEST.BATCH_SIZE_PER_GPU`` by default).
-    A depth config (``codec.is_3d``) uses ``estimate_depth`` /
-    ``estimate_depth_batch`` instead."""
+    A depth config (``prediction == "keypoints3d"``) uses ``estimate_depth``
+    / ``estimate_depth_batch`` instead."""
 
     def __init__(self, cfg, model: nn.Module, device: str | torch.device | None = None,
                  batch_size: int | None = None):
@@ -148,13 +126,13 @@ class PoseEstimator:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._forward = amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
         self.codec = build_codec(cfg)
-        self.is_3d = bool(getattr(self.codec, "is_3d", False))
-        if self.is_3d:
+        self.prediction = self.codec.prediction
+        if self.prediction == "keypoints3d":
             depth_crop_settings(cfg)  # a bad DEPTH_CROP / IMAGE_SIZE / CUBE_SIZE fails here, not at the first frame
         self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
         self.flip_pairs, self.skeleton = keypoint_metadata(cfg)
-        self.flip_test = bool(cfg.TEST.FLIP_TEST)
+        self.flip_test = bool(cfg.TEST.FLIP_TEST) and self.codec.supports_flip
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
         self.input_mean, self.input_std = input_normalisation(cfg)
         self.batch_size = int(batch_size or cfg.TEST.BATCH_SIZE_PER_GPU)
@@ -191,22 +169,21 @@ class PoseEstimator:
         return torch.stack(inputs), np.stack(centers), np.stack(scales)
 
     @torch.no_grad()
-    def _run(self, inputs: torch.Tensor, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """(N, K, 3) float64 image coordinates + scores, chunked, decoded on the device."""
+    def _run(self, inputs: torch.Tensor, meta: dict[str, torch.Tensor]) -> np.ndarray:
+        """(N, K, 3) float64 decoded joints for crops `inputs` with their crop
+        geometry `meta` (the dataset's keys), chunked, decoded on the device."""
         out = []
         for start in range(0, len(inputs), self.batch_size):
-            chunk = to_channels_last(inputs[start:start + self.batch_size].to(self.device), self.channels_last)
+            rows = slice(start, start + self.batch_size)
+            chunk = to_channels_last(inputs[rows].to(self.device), self.channels_last)
             output = forward_test(self._forward, chunk, self.codec, self.flip_pairs, self.flip_test)
-            c = torch.from_numpy(center[start:start + self.batch_size]).to(self.device)
-            s = torch.from_numpy(scale[start:start + self.batch_size]).to(self.device)
-            coords, maxvals = self.codec.decode(output, c, s)
-            out.append(torch.cat([coords.to(maxvals.dtype), maxvals], dim=2).cpu().numpy())
+            out.append(decode_batch(self.codec, output, {k: v[rows] for k, v in meta.items()}, chunk).cpu().numpy())
         return np.concatenate(out).astype(np.float64)
 
     def estimate_batch(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None]
                        ) -> list[np.ndarray]:
         """Per image, (M_i, K, 3) keypoints for its boxes (None: the whole image)."""
-        if self.is_3d:
+        if self.prediction != "keypoints2d":
             raise ValueError(f"MODEL.NAME {self.cfg.MODEL.NAME} with codec {codec_name(self.cfg)} is a depth model: "
                              f"use estimate_depth(depth_mm, center_uvd) or estimate_depth_batch, not estimate")
         if len(images) != len(boxes):
@@ -224,7 +201,8 @@ class PoseEstimator:
         k = self.cfg.MODEL.NUM_JOINTS
         if not sum(counts):
             return [np.zeros((0, k, 3)) for _ in counts]
-        preds = self._run(torch.cat(inputs), np.concatenate(centers), np.concatenate(scales))
+        meta = {"center": torch.from_numpy(np.concatenate(centers)), "scale": torch.from_numpy(np.concatenate(scales))}
+        preds = self._run(torch.cat(inputs), meta)
         return np.split(preds, np.cumsum(counts)[:-1])
 
     def estimate(self, image: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
@@ -233,26 +211,13 @@ class PoseEstimator:
         image is one box when `boxes` is None."""
         return self.estimate_batch([image], [boxes])[0]
 
-    @torch.no_grad()
-    def _run_depth(self, inputs: torch.Tensor, crop_to_image: torch.Tensor, center: torch.Tensor,
-                   depth_scale: torch.Tensor) -> np.ndarray:
-        """(N, K, 3) float64 frame uvd for (N, 1, S, S) depth crops, chunked, decoded on the device."""
-        out = []
-        for start in range(0, len(inputs), self.batch_size):
-            rows = slice(start, start + self.batch_size)
-            chunk = to_channels_last(inputs[rows].to(self.device), self.channels_last)
-            uvd = decode_depth_batch(self.codec, self._forward(chunk), chunk, crop_to_image[rows], center[rows],
-                                     depth_scale[rows])
-            out.append(uvd.cpu().numpy())
-        return np.concatenate(out).astype(np.float64)
-
     def estimate_depth_batch(self, depths: Sequence[np.ndarray], centers: Sequence[np.ndarray | None]
                              ) -> list[np.ndarray]:
         """Per depth frame, (M_i, K, 3) joints (u, v in pixels, d in mm) for its
         hand centres (M_i, 3) or (3,) uvd; None: one centre from
         ``estimate_hand_center``. The crops of all frames go through the model
         together, in chunks of ``batch_size``."""
-        if not self.is_3d:
+        if self.prediction != "keypoints3d":
             raise ValueError(f"codec {codec_name(self.cfg)} is a 2D codec: use estimate(image, boxes); "
                              f"estimate_depth needs a depth config (MODEL.TARGET_TYPE a2j or awr)")
         if len(depths) != len(centers):
@@ -267,10 +232,10 @@ class PoseEstimator:
         if not crops:
             return [np.zeros((0, k, 3)) for _ in counts]
         inputs = torch.from_numpy(np.stack([c.depth[None] for c in crops]).astype(np.float32))
-        crop_to_image = torch.from_numpy(np.stack([np.linalg.inv(c.image_to_crop)[:2] for c in crops]))
-        center = torch.from_numpy(np.stack([c.center for c in crops]).astype(np.float64))
-        depth_scale = torch.tensor([float(c.depth_scale) for c in crops], dtype=torch.float64)
-        preds = self._run_depth(inputs, crop_to_image, center, depth_scale)
+        meta = {"crop_to_image": torch.from_numpy(np.stack([np.linalg.inv(c.image_to_crop)[:2] for c in crops])),
+                "center": torch.from_numpy(np.stack([c.center for c in crops]).astype(np.float64)),
+                "depth_scale": torch.tensor([float(c.depth_scale) for c in crops], dtype=torch.float64)}
+        preds = self._run(inputs, meta)
         return np.split(preds, np.cumsum(counts)[:-1])
 
     def estimate_depth(self, depth_mm: np.ndarray, center_uvd: np.ndarray | None = None) -> np.ndarray:

@@ -1,20 +1,52 @@
-"""Codecs by name. A codec turns joints into training targets and network
-outputs back into image coordinates, and owns the geometry that depends on it:
+"""Codecs by name, and the codec contract.
 
-- ``crop_matrix(center, scale, rotation, output_size)``: the image -> crop 2x3
-  affine the dataset warps with (UDP changes it);
-- ``encode(joints, joints_vis)``: crop-pixel joints (K, 3) -> target (C, H, W)
-  and target weight (K, 1), float32 numpy;
-- ``decode(output, center, scale)``: network output (N, C, H, W) -> image
-  coordinates (N, K, 2) and scores (N, K, 1), batched in torch on the output's
-  device, never modifying the output;
-- ``flip_back(output_flipped, flip_pairs)``: the flip-test rule.
+A codec is the one place that knows how a model's output relates to joints.
+The dataset crops and calls ``encode``; the training loop calls the codec's
+loss, ``train_metrics`` and ``heatmaps``; the test pass calls ``flip_back`` and
+``decode``. Nothing else inspects what kind of codec it holds: callers ask the
+codec, never test its type. Every codec subclasses ``codecs.base.Codec``
+(heatmap codecs ``codecs.gaussian.HeatmapCodec``, depth-crop codecs
+``codecs.base.DepthCropCodec``), and ``tests/test_codec_contract.py`` checks
+every registered codec against what follows.
+
+- ``prediction``: what ``decode`` returns, one of ``base.PREDICTIONS``:
+  ``"keypoints2d"`` (image pixels), ``"keypoints3d"`` (frame uvd or camera mm,
+  as the dataset says), ``"boxes"`` (x1, y1, x2, y2 in image pixels).
+- ``crop_matrix(center, scale, rotation, output_size)`` (2D crops): the
+  image -> crop 2x3 affine the dataset warps with (UDP and DARK change it).
+- ``encode(joints, joints_vis)`` (2D) / ``encode(joints_crop, depth_crop)``
+  (depth) -> ``(target, target_weight)``, float32 numpy; ``target_weight`` is
+  (K, 1). ``target`` is one array, a dict of arrays (several targets, e.g.
+  AWR), or a list with one entry per stage (multi-stage models: the loop's
+  ``core.strategy.stage_loss`` pairs stage i's output with entry i).
+- ``decode(output, meta)`` -> ``(coords, scores)``, batched torch on the
+  output's device, never modifying ``output``. ``output`` is the last stage's
+  output (a tensor or a dict). ``meta`` maps names to tensors: the keys the
+  codec lists in ``meta_keys``, as the dataset recorded them per crop, and
+  ``inputs``, the network's input batch. 2D crops: ``center`` and ``scale``
+  (N, 2); depth and volumetric crops: ``crop_to_image`` (N, 2, 3), ``center``
+  (N, 3) and ``depth_scale`` (N,), from which the codec maps crop space back to
+  the frame itself. ``coords`` is (N, K, D) in the image/frame coordinates
+  named by ``prediction`` (D = 2 or 3); ``scores`` is (N, K, 1).
+- ``flip_back(output_flipped, flip_pairs)``: the flip-test rule; only called
+  when ``supports_flip`` is true.
+- ``channels_per_joint``: output channels per joint (UDP's offsets: 3), from
+  which models size their heads (HRNet builds UDP's head for 3).
+- ``loss(cfg)`` -> ``nn.Module`` called as ``loss(output, target,
+  target_weight)`` on one stage: the codec names the loss it trains with
+  (``loss_name``, a key of ``core.loss.LOSSES``); ``LOSS.NAME`` overrides it.
+- ``train_metrics(outputs, target)`` -> ``{name: value or (value, count)}``
+  shown in the training log (heatmap accuracy for heatmap codecs; none for
+  depth codecs); a count weights the running mean.
+- ``heatmaps(outputs)`` -> (N, K, H, W) tensor drawn in debug images and
+  TensorBoard (the heatmap channels of the last stage), or ``None``.
 
 A module here (or a dotted import path) exposing ``get_codec(cfg)`` is a codec.
 Which one is chosen follows the official YAMLs: ``MODEL.TARGET_TYPE`` names it,
 except that ``gaussian`` means LPN's soft-argmax when ``TEST.SOFT_ARGMAX`` is set
 and DARK when ``TEST.BLUR_KERNEL`` > 0 (DarkPose's YAMLs), and ``offset`` is
-UDP's classification + offset target.
+UDP's classification + offset target. This module is the only place these
+keys choose anything (a codec's own ``get_codec`` reads its settings).
 """
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ by ``MODEL.TARGET_TYPE: a2j``.
 - ``encode``: A2J regresses the joints directly, so the target is the crop
   joints (u_c, v_c, dz) themselves; every joint has weight 1 (NYU annotates
   all joints, and the release trains on every one, in the crop or not).
-- ``decode``: anchor voting (paper Eqs. 1-3, the release's ``post_process``):
+- ``decode_crop``: anchor voting (paper Eqs. 1-3, the release's ``post_process``):
   per joint, a softmax over all anchors of the anchor logits weights the
-  anchors' votes (anchor position + offset in-plane, predicted depth).
+  anchors' votes (anchor position + offset in-plane, predicted depth), in crop
+  space; ``decode`` then maps the joints back to frame uvd with the crop's
+  geometry (``utils.transforms.depth_crop_to_frame``).
 
 The release works in (row, column) order; here positions are (x, y) = (u, v)
 throughout, the ``a2j`` model already emitting its offsets that way.
@@ -22,6 +24,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+
+from .base import DepthCropCodec
 
 CELL = 16                                   # anchor cell (= feature stride), px
 IN_CELL = (2.0, 6.0, 10.0, 14.0)            # anchor lattice inside a cell, px
@@ -65,10 +69,8 @@ def check_output(output: Mapping[str, torch.Tensor], num_anchors: int) -> None:
                          f"MODEL.IMAGE_SIZE; is the input crop another size than MODEL.IMAGE_SIZE?")
 
 
-class A2JCodec:
+class A2JCodec(DepthCropCodec):
     """A2J targets and anchor-voting decode for a (width, height) crop."""
-
-    is_3d = True
 
     def __init__(self, image_size: Sequence[int], num_joints: int):
         width, height = (int(v) for v in image_size)
@@ -88,7 +90,10 @@ class A2JCodec:
                              f"= (u_c, v_c, dz) per joint (MODEL.NUM_JOINTS = {self.num_joints})")
         return joints.copy(), np.ones((self.num_joints, 1), dtype=np.float32)
 
-    def decode(self, output: Mapping[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+    def loss_name(self, cfg) -> str:
+        return "A2JLoss"
+
+    def decode_crop(self, output: Mapping[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
         """Model output dict + the (N, 1, H, W) input batch -> (N, K, 3) float32
         (u_c, v_c, dz) on the output's device, by anchor voting."""
         height, width = inputs.shape[-2:]

@@ -15,7 +15,7 @@ to F x F by nearest neighbour: the crop is the point cloud the pixels vote from.
   channels) and the closeness heatmap (T - |J_k - P_p|) / T, both zero where
   the distance exceeds the kernel T (``KERNEL_SIZE``) or the pixel is
   background (normalised depth >= 0.99, the crop's far plane).
-- ``decode`` (the release's ``offset2joint_softmax``, paper Eqs. 3-5): the
+- ``decode_crop`` (the release's ``offset2joint_softmax``, paper Eqs. 3-5): the
   adaptive weights are softmax(30 h) of the masked heatmap h over all F*F
   pixels; each pixel votes P_p + (T - T h) * unit vector (its heatmap turned
   back into a distance) and the joint is the weighted sum of the votes. As
@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ConfigError, read_extra
+from .base import DepthCropCodec
 
 EXTRA_DEFAULTS = {
     "BACKBONE": "resnet_18",
@@ -177,11 +178,10 @@ def adaptive_vote(output: torch.Tensor, depth_ft: torch.Tensor, kernel_size: flo
 
 # ------------------------------------------------------------------ the codec
 
-class AWRCodec:
+class AWRCodec(DepthCropCodec):
     """AWR's dense targets and adaptive-weighting decode for an S x S crop and an
-    F x F feature map (see the module docstring for the conventions)."""
-
-    is_3d = True
+    F x F feature map (see the module docstring for the conventions); ``decode``
+    maps the joints back to frame uvd (``DepthCropCodec``)."""
 
     def __init__(self, image_size: int, feature_size: int, num_joints: int, kernel_size: float):
         self.image_size = int(image_size)
@@ -208,7 +208,10 @@ class AWRCodec:
         target = {"joints": joints_norm.numpy(), "dense": dense[0].numpy(), "depth": depth_ft[0].numpy()}
         return target, np.ones((k, 1), dtype=np.float32)
 
-    def decode(self, output: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def loss_name(self, cfg) -> str:
+        return "AWRLoss"
+
+    def decode_crop(self, output: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """(N, 4K, F, F) model output + the (N, 1, S, S) input batch -> (N, K, 3)
         float32 (u_c, v_c, dz) on the output's device, by adaptive weighting."""
         if not isinstance(output, torch.Tensor) or output.dim() != 4:

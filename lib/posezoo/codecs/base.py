@@ -1,44 +1,22 @@
-"""The codec contract: what every codec in ``posezoo.codecs`` provides.
-
-A codec is the one place that knows how a model's output relates to joints.
-The dataset crops and calls ``encode``; the training loop calls the codec's
-loss; the test pass calls ``flip_back`` and ``decode``. Nothing else inspects
-what kind of codec it holds: the loop asks the codec, never tests its type.
-
-- ``prediction``: what ``decode`` returns, one of ``PREDICTIONS``:
-  ``"keypoints2d"`` (image pixels), ``"keypoints3d"`` (frame uvd or camera mm,
-  as the dataset says), ``"boxes"`` (x1, y1, x2, y2 in image pixels).
-- ``encode(joints, joints_vis, **sample)`` -> ``(target, target_weight)``:
-  numpy float32. ``target`` is one array, a dict of arrays (several targets,
-  e.g. AWR), or a list with one entry per stage (multi-stage models; the loss
-  pairs stage i's output with entry i).
-- ``decode(output, meta)`` -> ``(coords, scores)``, batched torch on the
-  output's device, never modifying ``output``. ``output`` is the last stage's
-  output (a tensor or a dict). ``meta`` is a mapping of tensors on the same
-  device holding the crop geometry the dataset recorded: ``center`` and
-  ``scale`` (N, 2) for 2D crops; ``crop_to_image`` (N, 2, 3), ``center`` and
-  ``depth_scale`` for depth and volumetric crops. ``coords`` is (N, K, D) in the
-  image/frame coordinates named by ``prediction``; ``scores`` is (N, K, 1).
-- ``flip_back(output_flipped, flip_pairs)``: the flip-test rule, or ``None``
-  for ``flip_back`` when the codec has no flip test (``supports_flip`` False).
-- ``loss(cfg)`` -> ``nn.Module`` called as ``loss(outputs, target,
-  target_weight)`` where ``outputs`` is the model's output (a list for
-  multi-stage models): the codec names the loss it trains with, ``LOSS.NAME``
-  may override it.
-- ``train_metrics(outputs, target)`` -> ``dict[str, float]`` shown in the
-  training log (heatmap accuracy for heatmap codecs; empty by default).
-- ``heatmaps(outputs)`` -> (N, K, H, W) tensor drawn in debug images and
-  TensorBoard, or ``None`` when the output has no per-joint heatmap.
-"""
+"""The codec contract in code: the base class every codec subclasses, and the
+helpers the contract names. The contract itself is written out in the package
+docstring (``posezoo/codecs/__init__.py``); ``tests/test_codec_contract.py``
+checks every registered codec against it."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
+from ..utils.transforms import depth_crop_to_frame
+
 PREDICTIONS = ("keypoints2d", "keypoints3d", "boxes")
+
+#: one training metric: its batch value, or (value, count) when the running
+#: mean should weight the batch by ``count`` (e.g. the labelled joints).
+Metric = Union[float, tuple[float, int]]
 
 
 def last_stage(outputs: Any) -> Any:
@@ -47,11 +25,15 @@ def last_stage(outputs: Any) -> Any:
 
 
 class Codec:
-    """Defaults shared by every codec; a codec overrides what differs."""
+    """Defaults shared by every codec; a codec overrides what differs (see the
+    package docstring for what each member promises)."""
 
     prediction: str = "keypoints2d"
     supports_flip: bool = True
     channels_per_joint: int = 1
+    #: the keys of the dataset's ``meta`` that ``decode`` reads (the caller
+    #: moves exactly these to the output's device, plus ``inputs``).
+    meta_keys: tuple[str, ...] = ("center", "scale")
 
     def encode(self, joints, joints_vis, **sample):
         raise NotImplementedError(f"{type(self).__name__}.encode")
@@ -62,11 +44,45 @@ class Codec:
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no flip test")
 
-    def loss(self, cfg) -> nn.Module:
-        raise NotImplementedError(f"{type(self).__name__}.loss")
+    def loss_name(self, cfg) -> str:
+        """The name (a key of ``core.loss.LOSSES``) of the loss this codec trains with."""
+        raise NotImplementedError(f"{type(self).__name__} names no loss")
 
-    def train_metrics(self, outputs: Any, target: Any) -> dict[str, float]:
+    def loss(self, cfg) -> nn.Module:
+        """``LOSS.NAME`` when set, else the codec's own loss (``loss_name``).
+        Losses sit above codecs (A2J's loss votes with the codec's anchors), so
+        the loss table is imported here, when a loss is built."""
+        from ..core.loss import loss_by_name
+
+        return loss_by_name(cfg.LOSS.NAME or self.loss_name(cfg), cfg)
+
+    def train_metrics(self, outputs: Any, target: Any) -> dict[str, Metric]:
         return {}
 
     def heatmaps(self, outputs: Any) -> Optional[torch.Tensor]:
         return None
+
+
+class DepthCropCodec(Codec):
+    """What the depth-crop codecs (A2J, AWR) share: they predict frame uvd, vote
+    in crop space from the output and the input crop (``decode_crop``) and map
+    back with the crop geometry the NYU dataset records; no flip test; no
+    heatmaps to draw or score while training."""
+
+    prediction = "keypoints3d"
+    supports_flip = False
+    meta_keys = ("crop_to_image", "center", "depth_scale")
+
+    def decode_crop(self, output, inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__}.decode_crop")
+
+    def decode(self, output, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output + ``meta`` (``inputs`` (N, 1, H, W), ``crop_to_image`` (N, 2, 3),
+        ``center`` (N, 3) uvd, ``depth_scale`` (N,)) -> frame uvd (N, K, 3) in the
+        dtype of ``crop_to_image`` and scores (N, K, 1), all ones: voting gives
+        no confidence."""
+        joints = self.decode_crop(output, meta["inputs"]).float()
+        device = joints.device
+        uvd = depth_crop_to_frame(joints, meta["crop_to_image"].to(device), meta["center"].to(device),
+                                  meta["depth_scale"].to(device))
+        return uvd, joints.new_ones(joints.shape[:2] + (1,))

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import PIXEL_STD, crop_to_image, flip_back, get_affine_transform
-from .gaussian import get_max_preds
+from .gaussian import HeatmapCodec, get_max_preds
 
 LOG_FLOOR = 1e-10  # DarkPose clamps the modulated map here before the log
 
@@ -166,7 +166,7 @@ def dark_scale(scale: np.ndarray | torch.Tensor):
     return scale - 1.0 / PIXEL_STD
 
 
-class DarkCodec:
+class DarkCodec(HeatmapCodec):
     """``image_size`` and ``heatmap_size`` are (width, height). ``blur_kernel`` is
     DarkPose's ``TEST.BLUR_KERNEL``. It must be odd, and 1 means no blur."""
 
@@ -209,12 +209,12 @@ class DarkCodec:
         target = np.exp(-(gx[:, None, :] + gy[:, :, None]) / np.float32(2 * self.sigma ** 2))
         return np.where((weight[:, 0] > 0.5)[:, None, None], target, 0).astype(np.float32), weight
 
-    def decode(self, heatmaps: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, K, H, W) heatmaps + per-crop center/scale (N, 2) -> image
-        coordinates (N, K, 2) float64 (float32 on MPS) and scores (N, K, 1) from
-        the unblurred maps."""
-        heatmaps = heatmaps.detach()
+    def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + per-crop ``meta['center']``/``meta['scale']`` (N, 2)
+        -> image coordinates (N, K, 2) float64 (float32 on MPS) and scores
+        (N, K, 1) from the unblurred maps."""
+        center, scale = meta["center"], meta["scale"]
+        heatmaps = output.detach()
         if heatmaps.dtype not in (torch.float32, torch.float64):
             heatmaps = heatmaps.float()
         coords, maxvals = get_max_preds(heatmaps)

@@ -9,12 +9,13 @@ joints, in torch on the heatmaps' device.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..utils.transforms import crop_to_image, flip_back, get_affine_transform
+from .base import Codec, Metric, last_stage
 
 
 def get_max_preds(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +44,47 @@ def quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor
     return coords + torch.sign(diff).to(coords.dtype) * 0.25 * inside.unsqueeze(2)
 
 
-class GaussianHeatmapCodec:
+def heatmap_accuracy(output: torch.Tensor, target: torch.Tensor, thr: float = 0.5
+                     ) -> tuple[torch.Tensor, float, int]:
+    """Training-time accuracy on heatmaps (the official ``accuracy``): per-joint
+    PCK of the argmax locations (-1 where no joint is labelled), their mean over
+    the joints that have one, and how many such joints there are.
+
+    As in the official code, a joint counts when both target argmax coordinates
+    are > 1, and distances are normalised by (H/10, W/10) applied to (x, y)."""
+    _, _, h, w = output.shape
+    pred, _ = get_max_preds(output.detach().float())
+    gt, _ = get_max_preds(target.detach().float())
+    norm = torch.tensor([h, w], dtype=pred.dtype, device=pred.device) / 10
+    labelled = (gt[..., 0] > 1) & (gt[..., 1] > 1)
+    dist = torch.linalg.norm(pred / norm - gt / norm, dim=2)
+    hits = ((dist < thr) & labelled).sum(0).to(pred.dtype)
+    counts = labelled.sum(0)
+    per_joint = torch.where(counts > 0, hits / counts.clamp(min=1), torch.full_like(hits, -1.0))
+    valid = per_joint >= 0
+    cnt = int(valid.sum())
+    avg = float(per_joint[valid].mean()) if cnt else 0.0
+    return per_joint, avg, cnt
+
+
+class HeatmapCodec(Codec):
+    """What every per-joint heatmap codec shares (Gaussian, DARK, soft-argmax,
+    UDP): the heatmap is the first of each joint's ``channels_per_joint``
+    channels, the training log shows the official heatmap accuracy on it, and
+    the loss is JointsMSELoss (JointsOHKMMSELoss with ``LOSS.USE_OHKM``)."""
+
+    def heatmaps(self, outputs: Any) -> torch.Tensor:
+        return last_stage(outputs)[:, ::self.channels_per_joint]
+
+    def train_metrics(self, outputs: Any, target: torch.Tensor) -> dict[str, Metric]:
+        _, avg, cnt = heatmap_accuracy(self.heatmaps(outputs), self.heatmaps(target))
+        return {"acc": (avg, cnt)}
+
+    def loss_name(self, cfg) -> str:
+        return "JointsOHKMMSELoss" if cfg.LOSS.USE_OHKM else "JointsMSELoss"
+
+
+class GaussianHeatmapCodec(HeatmapCodec):
     """``image_size`` and ``heatmap_size`` are (width, height)."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
@@ -93,11 +134,11 @@ class GaussianHeatmapCodec:
         mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
         return np.where(mask, target, 0).astype(np.float32), weight
 
-    def decode(self, heatmaps: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, K, H, W) heatmaps + per-crop center/scale (N, 2) -> image
-        coordinates (N, K, 2) float64 and scores (N, K, 1)."""
-        heatmaps = heatmaps.detach()
+    def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + per-crop ``meta['center']``/``meta['scale']`` (N, 2)
+        -> image coordinates (N, K, 2) float64 and scores (N, K, 1)."""
+        center, scale = meta["center"], meta["scale"]
+        heatmaps = output.detach()
         coords, maxvals = get_max_preds(heatmaps)
         if self.post_process:
             coords = quarter_offset(heatmaps, coords)

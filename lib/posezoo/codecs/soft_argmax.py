@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import crop_to_image, flip_back
-from .gaussian import GaussianHeatmapCodec, quarter_offset
+from .gaussian import GaussianHeatmapCodec, HeatmapCodec, quarter_offset
 
 LPN_BETA = 160.0
 MAPS_PER_CHUNK = 1024
@@ -57,7 +57,7 @@ def value_at_rounded(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tens
     return heatmaps.reshape(n, k, h * w).gather(2, (y * w + x).unsqueeze(2))
 
 
-class SoftArgmaxCodec:
+class SoftArgmaxCodec(HeatmapCodec):
     """LPN's decoding on top of the Gaussian codec's target and geometry.
     ``image_size`` and ``heatmap_size`` are (width, height)."""
 
@@ -82,11 +82,11 @@ class SoftArgmaxCodec:
         """HRNet's rule: mirror back, swap pairs, shift one pixel with TEST.SHIFT_HEATMAP."""
         return flip_back(output_flipped, flip_pairs, shift=self.shift_heatmap)
 
-    def decode(self, heatmaps: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, K, H, W) heatmaps + per-crop center/scale (N, 2) -> image
-        coordinates (N, K, 2) float64 (float32 on MPS) and scores (N, K, 1)."""
-        heatmaps = heatmaps.detach()
+    def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + per-crop ``meta['center']``/``meta['scale']`` (N, 2)
+        -> image coordinates (N, K, 2) float64 (float32 on MPS) and scores (N, K, 1)."""
+        center, scale = meta["center"], meta["scale"]
+        heatmaps = output.detach()
         if heatmaps.dtype not in (torch.float32, torch.float64):
             heatmaps = heatmaps.float()  # LPN decodes in float32; beta * half-precision maps loses digits
         n, k, h, w = heatmaps.shape

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import flip_back, flip_permutation, get_udp_warp_matrix, udp_crop_to_image
-from .gaussian import get_max_preds
+from .gaussian import HeatmapCodec, get_max_preds
 
 __all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_argmax", "blurred_at", "gaussian_blur", "get_codec",
            "udp_taylor_refine"]
@@ -207,7 +207,7 @@ def _float(x: torch.Tensor) -> torch.Tensor:
 
 # --- codecs ------------------------------------------------------------------
 
-class _UDPGeometry:
+class _UDPGeometry(HeatmapCodec):
     """Crop matrix and back-mapping shared by both UDP target types.
     ``image_size`` and ``heatmap_size`` are (width, height)."""
 
@@ -280,11 +280,11 @@ class UDPHeatmapCodec(_UDPGeometry):
         mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
         return np.where(mask, target, 0).astype(np.float32), weight
 
-    def decode(self, heatmaps: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, K, H, W) heatmaps + center/scale (N, 2) -> image coordinates
-        (N, K, 2) float64 and raw maxima (N, K, 1)."""
-        heatmaps = _float(heatmaps.detach())
+    def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + ``meta['center']``/``meta['scale']`` (N, 2) ->
+        image coordinates (N, K, 2) float64 and raw maxima (N, K, 1)."""
+        center, scale = meta["center"], meta["scale"]
+        heatmaps = _float(output.detach())
         if heatmaps.shape[0] == 0:
             return self._empty(heatmaps, heatmaps.shape[1])
         coords, maxvals = get_max_preds(heatmaps)
@@ -310,6 +310,13 @@ class UDPOffsetCodec(_UDPGeometry):
             raise ValueError(f"LOSS.KPD must be positive, got {kpd}")
         self.kpd = float(kpd)
 
+    def loss_name(self, cfg) -> str:
+        """UDP's classification + offset loss; OHKM has no offset counterpart."""
+        if cfg.LOSS.USE_OHKM:
+            raise ValueError("LOSS.USE_OHKM is not available for MODEL.TARGET_TYPE offset (UDP); "
+                             "its loss is JointsOffsetMSELoss")
+        return "JointsOffsetMSELoss"
+
     def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Crop-pixel joints (K, >=2), visibility (K, >=1) -> target (3K, H, W)
         float32 and target weight (K, 1) = visibility (no bounds check, as
@@ -329,10 +336,11 @@ class UDPOffsetCodec(_UDPGeometry):
         target[:, 2] = np.where(keep, off_y, 0)
         return target.reshape(3 * k, h, w), weight
 
-    def decode(self, output: torch.Tensor, center: torch.Tensor, scale: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 3K, H, W) output + center/scale (N, 2) -> image coordinates
-        (N, K, 2) float64 and scores (N, K, 1): the blurred classification maxima."""
+    def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3K, H, W) output + ``meta['center']``/``meta['scale']`` (N, 2) ->
+        image coordinates (N, K, 2) float64 and scores (N, K, 1): the blurred
+        classification maxima."""
+        center, scale = meta["center"], meta["scale"]
         output = _float(output.detach())
         if output.shape[1] % 3:
             raise ValueError(f"offset output needs 3 channels per joint, got {output.shape[1]} channels")

@@ -122,6 +122,9 @@ _C.TRAIN.RESUME = False
 _C.TRAIN.CHECKPOINT = ""
 _C.TRAIN.BATCH_SIZE_PER_GPU = 32
 _C.TRAIN.SHUFFLE = True
+# posezoo: the training strategy (core/strategy.py): "supervised" (one loss on labelled crops), or a strategy
+# of core/adaptation.py, or a dotted module path exposing get_strategy(cfg)
+_C.TRAIN.STRATEGY = "supervised"
 # posezoo: mixed precision, false (off) | fp16 (with a GradScaler) | bf16. None
 # stands for false so that YAML's `false` and the strings both pass the type
 # check; posezoo.utils.utils.amp_dtype validates the value.

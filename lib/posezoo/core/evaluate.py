@@ -1,29 +1,80 @@
-"""Training-time accuracy on heatmaps (the official ``accuracy``): PCK of the
-argmax locations at 0.5 of a tenth of the heatmap size, vectorised."""
+"""Evaluation helpers shared by the datasets, the API, the training loop and the
+benchmark: the official instance rescoring, per-instance OKS against COCO
+ground truth, and the metric table."""
 from __future__ import annotations
 
-import torch
+import numpy as np
 
-from ..codecs.gaussian import get_max_preds
+from ..nms import oks_nms, soft_oks_nms
 
 
-def heatmap_accuracy(output: torch.Tensor, target: torch.Tensor, thr: float = 0.5
-                     ) -> tuple[torch.Tensor, float, int]:
-    """Per-joint accuracy (-1 where no joint is labelled), their mean over the
-    joints that have one, and how many such joints there are.
+def instance_scores(keypoints: np.ndarray, box_scores: np.ndarray, in_vis_thre: float) -> np.ndarray:
+    """Instance score of the official rescoring (HRNet's ``coco.py`` evaluate):
+    box score x mean keypoint score over the joints scoring above
+    ``in_vis_thre`` (``TEST.IN_VIS_THRE``; 0 when none does), which OKS-NMS and
+    the COCO evaluation rank by."""
+    scores = np.asarray(keypoints)[..., 2]
+    above = scores > in_vis_thre
+    count = above.sum(axis=-1)
+    mean = np.where(count > 0, (scores * above).sum(axis=-1) / np.maximum(count, 1), 0.0)
+    return mean * np.asarray(box_scores, dtype=np.float64)
 
-    As in the official code, a joint counts when both target argmax coordinates
-    are > 1, and distances are normalised by (H/10, W/10) applied to (x, y)."""
-    _, _, h, w = output.shape
-    pred, _ = get_max_preds(output.detach().float())
-    gt, _ = get_max_preds(target.detach().float())
-    norm = torch.tensor([h, w], dtype=pred.dtype, device=pred.device) / 10
-    labelled = (gt[..., 0] > 1) & (gt[..., 1] > 1)
-    dist = torch.linalg.norm(pred / norm - gt / norm, dim=2)
-    hits = ((dist < thr) & labelled).sum(0).to(pred.dtype)
-    counts = labelled.sum(0)
-    per_joint = torch.where(counts > 0, hits / counts.clamp(min=1), torch.full_like(hits, -1.0))
-    valid = per_joint >= 0
-    cnt = int(valid.sum())
-    avg = float(per_joint[valid].mean()) if cnt else 0.0
-    return per_joint, avg, cnt
+
+def nms_per_image(preds: np.ndarray, scores: np.ndarray, areas: np.ndarray, image_ids: np.ndarray,
+                  thresh: float, sigmas: np.ndarray, soft: bool = False) -> list[tuple[int, np.ndarray]]:
+    """OKS-NMS (soft with `soft`, ``TEST.SOFT_NMS``) among each image's
+    instances, as HRNet's ``coco.py`` evaluate runs it: per image (ascending
+    id), that image's id and the rows it keeps (all of them when NMS keeps none)."""
+    nms = soft_oks_nms if soft else oks_nms
+    image_ids = np.asarray(image_ids)
+    kept = []
+    for image_id in np.unique(image_ids):
+        idx = np.flatnonzero(image_ids == image_id)
+        keep = nms(preds[idx], scores[idx], areas[idx], thresh, sigmas)
+        kept.append((image_id, idx[keep] if len(keep) else idx))
+    return kept
+
+def instance_oks(dataset, preds: np.ndarray, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per predicted instance, its best OKS against the labelled people of its
+    image (COCOeval's per-pair OKS: mean over the GT's labelled joints of
+    exp(-d^2 / (2 area (2 sigma)^2))) and that person's GT keypoints (N, K, 3);
+    0 and zeros for an image without labelled people. None when the dataset
+    has no COCO ground truth (``dataset.coco`` and ``dataset.sigmas``)."""
+    coco, sigmas = getattr(dataset, "coco", None), getattr(dataset, "sigmas", None)
+    if coco is None or sigmas is None:
+        return None
+    num_joints = preds.shape[1]
+    variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    category = getattr(dataset, "category_id", 1)
+    oks, matched = np.zeros(len(preds)), np.zeros((len(preds), num_joints, 3))
+    for image_id in np.unique(image_ids):
+        anns = [a for a in coco.imgToAnns.get(int(image_id), []) if a.get("category_id") == category
+                and not a.get("iscrowd", 0) and len(a.get("keypoints", [])) == 3 * num_joints]
+        gt = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(-1, num_joints, 3)
+        labelled = gt[:, :, 2] > 0
+        keep = labelled.any(axis=1)
+        if not keep.any():
+            continue
+        gt, labelled = gt[keep], labelled[keep]
+        area = np.asarray([a.get("area", 0.0) for a in anns], dtype=np.float64)[keep]
+        rows = np.flatnonzero(image_ids == image_id)
+        d2 = ((preds[rows, None, :, :2] - gt[None, :, :, :2]) ** 2).sum(axis=3)
+        e = d2 / variances / (area[None, :, None] + np.spacing(1)) / 2
+        pair = (np.exp(-e) * labelled).sum(axis=2) / labelled.sum(axis=1)
+        best = pair.argmax(axis=1)
+        oks[rows] = pair[np.arange(len(rows)), best]
+        matched[rows] = gt[best]
+    return oks, matched
+
+
+
+
+def format_table(name_values: dict, model_name: str) -> str:
+    """HRNet's markdown results table."""
+    names = list(name_values)
+    header = "| Arch | " + " | ".join(names) + " |"
+    rule = "|---" * (len(names) + 1) + "|"
+    row = f"| {model_name} | " + " | ".join(f"{v:.3f}" for v in name_values.values()) + " |"
+    return "\n".join([header, rule, row])
+
+

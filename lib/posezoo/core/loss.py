@@ -1,7 +1,8 @@
-"""Heatmap losses. ``LOSS.NAME`` picks one by name (a key of ``LOSSES``) or by a
-dotted module path exposing ``get_loss(cfg)``; empty means JointsMSELoss, or
-JointsOHKMMSELoss when ``LOSS.USE_OHKM`` (a key the official train.py ignores),
-or JointsOffsetMSELoss for UDP's ``MODEL.TARGET_TYPE: offset``."""
+"""The training losses. The codec names the loss it trains with
+(``Codec.loss_name``: JointsMSELoss, or JointsOHKMMSELoss when
+``LOSS.USE_OHKM``, for heatmaps; JointsOffsetMSELoss for UDP's offsets; A2JLoss,
+AWRLoss); ``LOSS.NAME`` overrides it by name (a key of ``LOSSES``) or by a
+dotted module path exposing ``get_loss(cfg)``."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..codecs import build_codec
 from ..codecs.a2j import anchor_grid, anchor_vote, check_output
 from ..codecs.awr import adaptive_vote, awr_settings
 from ..utils.registry import UnknownComponentError, import_dotted
@@ -203,19 +205,8 @@ LOSSES = {
 }
 
 
-def _default_loss_name(cfg) -> str:
-    if cfg.MODEL.TARGET_TYPE in ("a2j", "awr"):  # the model-specific objectives of the depth models
-        return {"a2j": "A2JLoss", "awr": "AWRLoss"}[cfg.MODEL.TARGET_TYPE]
-    if cfg.MODEL.TARGET_TYPE == "offset":  # UDP's classification + offset target
-        if cfg.LOSS.USE_OHKM:
-            raise ValueError("LOSS.USE_OHKM is not available for MODEL.TARGET_TYPE offset (UDP); "
-                             "its loss is JointsOffsetMSELoss")
-        return "JointsOffsetMSELoss"
-    return "JointsOHKMMSELoss" if cfg.LOSS.USE_OHKM else "JointsMSELoss"
-
-
-def build_loss(cfg) -> nn.Module:
-    name = cfg.LOSS.NAME or _default_loss_name(cfg)
+def loss_by_name(name: str, cfg) -> nn.Module:
+    """The loss called `name`: a key of ``LOSSES`` or a dotted module path exposing ``get_loss(cfg)``."""
     if name in LOSSES:
         return LOSSES[name](cfg)
     if "." in name:
@@ -224,3 +215,8 @@ def build_loss(cfg) -> nn.Module:
             raise UnknownComponentError(f"LOSS.NAME = {name}: module has no get_loss(cfg)")
         return module.get_loss(cfg)
     raise UnknownComponentError(f"LOSS.NAME = {name} is not a posezoo loss; available: {', '.join(LOSSES)}")
+
+
+def build_loss(cfg, codec=None) -> nn.Module:
+    """The loss of `codec` (the config's codec when None): ``codec.loss(cfg)``."""
+    return (codec if codec is not None else build_codec(cfg)).loss(cfg)

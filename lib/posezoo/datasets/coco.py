@@ -26,13 +26,22 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..nms import oks_nms, soft_oks_nms
+from ..core.evaluate import instance_scores, nms_per_image
 from ..utils.transforms import box_to_center_scale
+from ..utils.utils import write_text_atomic
+from . import KeypointInfo
 from .joints_dataset import JointsDataset, make_record
 
 logger = logging.getLogger(__name__)
 
-COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
+COCO_KEYPOINT_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                       "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+                       "right_knee", "left_ankle", "right_ankle")
+#: COCO person skeleton, 0-based (the annotation files' 1-based skeleton minus one).
+COCO_SKELETON = [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
+                 (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)]
+#: (left, right) pairs: eyes, ears, shoulders, elbows, wrists, hips, knees, ankles.
+COCO_FLIP_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
 COCO_UPPER_BODY_IDS = list(range(11))
 COCO_JOINTS_WEIGHT = [1., 1., 1., 1., 1., 1., 1., 1.2, 1.2, 1.5, 1.5, 1., 1., 1.2, 1.2, 1.5, 1.5]
 COCO_SIGMAS = [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]
@@ -124,6 +133,23 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> list[in
     return keep
 
 
+def oks_sigmas(cfg, num_joints: int, sigmas: Sequence[float] | None = None) -> np.ndarray:
+    """Per-joint OKS sigmas as COCOeval uses them: ``DATASET.OKS_SIGMAS``, else
+    `sigmas`, else COCO person's for 17 joints; given x10 (COCO's table) or not."""
+    sigmas = cfg.DATASET.OKS_SIGMAS or sigmas or (COCO_SIGMAS if num_joints == 17 else None)
+    if sigmas is None or len(sigmas) != num_joints:
+        raise ValueError(f"DATASET.OKS_SIGMAS needs {num_joints} values for this keypoint set")
+    return np.asarray(sigmas, dtype=np.float64) / (10.0 if max(sigmas) > 0.5 else 1.0)
+
+
+def keypoint_info(cfg) -> KeypointInfo:
+    """COCO person's names, pairs, skeleton and sigmas for 17 joints; a custom
+    COCO-format set's skeleton is only known to its annotation file."""
+    if cfg.MODEL.NUM_JOINTS != 17:
+        return KeypointInfo(sigmas=oks_sigmas(cfg, cfg.MODEL.NUM_JOINTS) if cfg.DATASET.OKS_SIGMAS else None)
+    return KeypointInfo(COCO_KEYPOINT_NAMES, COCO_FLIP_PAIRS, COCO_SKELETON, oks_sigmas(cfg, 17))
+
+
 class COCODataset(JointsDataset):
     def __init__(self, cfg, image_set: str, is_train: bool, codec,
                  flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS,
@@ -139,10 +165,7 @@ class COCODataset(JointsDataset):
         num_joints = len(cats[0].get("keypoints", [])) or cfg.MODEL.NUM_JOINTS
         self.category_id = cats[0]["id"]
         self.skeleton = [(a - 1, b - 1) for a, b in cats[0].get("skeleton", [])]
-        sigmas = cfg.DATASET.OKS_SIGMAS or sigmas or (COCO_SIGMAS if num_joints == 17 else None)
-        if sigmas is None or len(sigmas) != num_joints:
-            raise ValueError(f"DATASET.OKS_SIGMAS needs {num_joints} values for this keypoint set")
-        self.sigmas = np.asarray(sigmas, dtype=np.float64) / (10.0 if max(sigmas) > 0.5 else 1.0)
+        self.sigmas = oks_sigmas(cfg, num_joints, sigmas)
         joints_weight = joints_weight or (COCO_JOINTS_WEIGHT if num_joints == 17 else [1.0] * num_joints)
         if num_joints != 17 and not cfg.DATASET.FLIP_PAIRS:
             flip_pairs = []
@@ -258,27 +281,18 @@ class COCODataset(JointsDataset):
         os.makedirs(res_folder, exist_ok=True)
         res_file = os.path.join(res_folder, f"keypoints_{self.image_set}_results_{rank}.json")
 
-        scores = preds[:, :, 2]
-        above = scores > cfg.TEST.IN_VIS_THRE
-        num_above = above.sum(axis=1)
-        kpt_score = np.where(num_above > 0, (scores * above).sum(axis=1) / np.maximum(num_above, 1), 0.0)
-        rescored = kpt_score * boxes[:, 5]
+        rescored = instance_scores(preds, boxes[:, 5], cfg.TEST.IN_VIS_THRE)
 
         results = []
-        image_ids = np.asarray(image_ids)
-        nms = soft_oks_nms if cfg.TEST.SOFT_NMS else oks_nms
-        for image_id in np.unique(image_ids):
-            idx = np.flatnonzero(image_ids == image_id)
-            keep = nms(preds[idx], rescored[idx], boxes[idx, 4], cfg.TEST.OKS_THRE, self.sigmas)
-            for i in (idx[keep] if len(keep) else idx):
+        for image_id, kept in nms_per_image(preds, rescored, boxes[:, 4], image_ids, cfg.TEST.OKS_THRE, self.sigmas,
+                                            cfg.TEST.SOFT_NMS):
+            for i in kept:
                 results.append({"image_id": int(image_id), "category_id": self.category_id,
                                 "keypoints": preds[i].reshape(-1).round(4).tolist(),
                                 "score": float(rescored[i]), "center": boxes[i, 0:2].tolist(),
                                 "scale": boxes[i, 2:4].tolist()})
-        tmp = res_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(json.dumps(results))  # the C encoder: json.dump streams through the slow Python one
-        os.replace(tmp, res_file)
+        # json.dumps: the C encoder (json.dump streams through the slow Python one)
+        write_text_atomic(res_file, json.dumps(results))
         if "test" in self.image_set:
             return OrderedDict([("Null", 0.0)]), 0.0
         return self.coco_eval(res_file)

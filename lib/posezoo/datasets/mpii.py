@@ -48,7 +48,9 @@ import numpy as np
 from scipy.io import loadmat, savemat
 
 from ..core.pck import SC_BIAS, pck_curve, normalized_distances, pooled_mean
+from . import KeypointInfo
 from .coco import AnnotationError, COCODataset, _read_json
+from ..utils.utils import write_atomic
 from .joints_dataset import JointsDataset, make_record
 
 logger = logging.getLogger(__name__)
@@ -208,9 +210,7 @@ def write_pred_mat(path: str, preds: np.ndarray) -> None:
     """Official ``pred.mat``: key ``preds``, (N, 16, 2), 1-based; ``preds`` is
     posezoo's 0-based (N, 16, >=2) image coordinates."""
     preds = np.asarray(preds, dtype=np.float64)[:, :, 0:2] + 1.0
-    tmp = path + ".tmp"
-    savemat(tmp, {"preds": preds}, appendmat=False)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: savemat(tmp, {"preds": preds}, appendmat=False))
 
 
 def load_pred_mat(path: str) -> np.ndarray:
@@ -366,6 +366,11 @@ class MPIIDataset(JointsDataset):
             return OrderedDict([("Null", 0.0)]), 0.0
         table = pckh_table(full + 1.0, self.ground_truth())  # the GT file is 1-based, as in HRNet
         return table, table["Mean"]
+
+
+def keypoint_info(cfg) -> KeypointInfo:
+    """MPII's 16 joints (PCKh, no OKS sigmas)."""
+    return KeypointInfo(MPII_JOINT_NAMES, MPII_FLIP_PAIRS, MPII_SKELETON)
 
 
 def get_dataset(cfg, image_set: str, is_train: bool, codec) -> MPIIDataset:

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..utils.transforms import uvd_to_xyz, xyz_to_uvd
+from . import KeypointInfo
 from .joints_dataset import ImageReadError
 
 logger = logging.getLogger(__name__)
@@ -226,16 +227,6 @@ def _awr_normalize(raw: np.ndarray, matrix: np.ndarray, center: np.ndarray, cube
 
 def _rotation_about(point: tuple[float, float], degrees: float, scale: float = 1.0) -> np.ndarray:
     return np.vstack([cv2.getRotationMatrix2D(point, degrees, scale), [0.0, 0.0, 1.0]])
-
-
-def crop_to_image(joints_crop: torch.Tensor, crop_to_image_matrix: torch.Tensor, center: torch.Tensor,
-                  depth_scale: torch.Tensor) -> torch.Tensor:
-    """Crop-space joints (N, K, 3) -> frame uvd, batched: the inverse crop affine on
-    (u_c, v_c) and d = dz * depth_scale + centre depth."""
-    joints_crop = joints_crop.to(crop_to_image_matrix.dtype)
-    uv = joints_crop[..., :2] @ crop_to_image_matrix[:, :, :2].transpose(1, 2) + crop_to_image_matrix[:, None, :, 2]
-    d = joints_crop[..., 2] * depth_scale.reshape(-1, 1).to(uv.dtype) + center[:, 2:3].to(uv.dtype)
-    return torch.cat([uv, d.unsqueeze(-1)], dim=-1)
 
 
 def depth_crop_settings(cfg) -> tuple[str, int, tuple[float, float, float]]:
@@ -550,6 +541,11 @@ class NYUDataset(Dataset):
                      title=f"frame {image_ids[worst] + 1}: {errors[worst]:.1f} mm (labels dashed)",
                      gt_xyz=nyu_uvd_to_xyz(self.labels[image_ids[worst]]))
         return sheets
+
+
+def keypoint_info(cfg) -> KeypointInfo:
+    """NYU's 14 evaluated hand joints; no flip pairs (the depth models have no flip test)."""
+    return KeypointInfo(JOINT_NAMES, [], SKELETON)
 
 
 def get_dataset(cfg, image_set: str, is_train: bool, codec) -> NYUDataset:

@@ -38,6 +38,9 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from ..utils.utils import write_bytes_atomic
+from .coco import COCO_KEYPOINT_NAMES, COCO_SKELETON, keypoint_info  # noqa: F401 (keypoint_info: registry)
+
 __all__ = [
     "DETECTIONS_FILE",
     "KEYPOINT_NAMES",
@@ -47,32 +50,9 @@ __all__ = [
     "is_generated",
 ]
 
-KEYPOINT_NAMES = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
-
-# Standard COCO skeleton, 1-based keypoint indices.
-SKELETON = (
-    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13),
-    (6, 7), (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3),
-    (2, 4), (3, 5), (4, 6), (5, 7),
-)
+KEYPOINT_NAMES = COCO_KEYPOINT_NAMES
+# Standard COCO skeleton, 1-based keypoint indices (as the annotation files write it).
+SKELETON = tuple((a + 1, b + 1) for a, b in COCO_SKELETON)
 
 MARKER_FILE = ".complete"
 DETECTIONS_FILE = "COCO_val2017_detections_synthetic.json"
@@ -515,14 +495,6 @@ def _categories() -> list[dict]:
         "keypoints": list(KEYPOINT_NAMES),
         "skeleton": [list(pair) for pair in SKELETON],
     }]
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write through a temporary file and a rename: a reader never sees half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _write_json(path: str, obj: object) -> None:

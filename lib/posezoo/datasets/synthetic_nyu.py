@@ -33,8 +33,9 @@ import cv2
 import numpy as np
 import scipy.io
 
-from .nyu import EVAL_JOINTS, FX, FY, U0, V0, joint_errors, nyu_xyz_to_uvd
-from .synthetic import MARKER_FILE, generation_complete, write_bytes_atomic
+from .nyu import EVAL_JOINTS, FX, FY, U0, V0, joint_errors, keypoint_info, nyu_xyz_to_uvd  # noqa: F401 (registry)
+from ..utils.utils import write_bytes_atomic
+from .synthetic import MARKER_FILE, generation_complete
 
 __all__ = ["DISPARITY_NOISE", "KINECT_DISPARITY", "MARKER_FILE", "NUM_JOINTS", "PART_FOREARM", "PART_PALM",
            "PART_WALL", "SyntheticFrame", "encode_depth", "generate_synthetic_nyu", "is_generated",

@@ -18,8 +18,9 @@ Data Processing for Human Pose Estimation", CVPR 2020). UDP-Pose's HRNet
 changes the last module: its fused highest-resolution output is 4x wider
 (128 channels for W32, and the identity path gets a 1x1 conv), and the final
 conv predicts 3 maps per joint (heatmap, x offset, y offset). UDP's code
-builds its output head from ``MODEL.TARGET_TYPE: offset``, and so does this
-file. Any other target type builds the plain HRNet, so HRNet's, DarkPose's and
+builds its output head from ``MODEL.TARGET_TYPE: offset``; here the head
+follows the codec that target type chooses (its ``channels_per_joint`` is 3).
+Any other codec builds the plain HRNet, so HRNet's, DarkPose's and
 LPN's YAMLs and checkpoints are unchanged. UDP's code widens the last module
 for every target type, so there its Gaussian YAMLs build the wider net; here
 they build the plain one.
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..codecs import build_codec
 from ..config import Config, ConfigError, read_extra
 from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
 from .common import BN_MOMENTUM, BasicBlock, Bottleneck, make_res_layer
@@ -330,8 +332,8 @@ def parse_stage(name: str, node: Any) -> StageSpec:
 
 
 def get_pose_net(cfg: Config, is_train: bool) -> PoseHighResolutionNet:
-    """HRNet from ``cfg.MODEL``; the UDP variant when ``MODEL.TARGET_TYPE`` is
-    ``offset``. Official initialisation (and ImageNet weights from
+    """HRNet from ``cfg.MODEL``; the UDP variant when the config's codec has
+    UDP's 3 maps per joint (``MODEL.TARGET_TYPE: offset``). Official initialisation (and ImageNet weights from
     ``MODEL.PRETRAINED``) when training with ``MODEL.INIT_WEIGHTS``."""
     extra = read_extra(cfg, EXTRA_DEFAULTS, "pose_hrnet")
     stages = [parse_stage(name, extra[name]) for name in STAGE_NAMES]
@@ -342,7 +344,7 @@ def get_pose_net(cfg: Config, is_train: bool) -> PoseHighResolutionNet:
         raise ConfigError(f"MODEL.EXTRA.PRETRAINED_LAYERS = {list(layers)!r}: expected a non-empty list of "
                           f"top-level module names (conv1, layer1, stage2, ...) or ['*']")
     model = PoseHighResolutionNet(stages, cfg.MODEL.NUM_JOINTS, extra.FINAL_CONV_KERNEL,
-                                  udp=cfg.MODEL.TARGET_TYPE == "offset")
+                                  udp=build_codec(cfg).channels_per_joint == UDP_MAPS_PER_JOINT)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED, layers)
     return model

@@ -194,3 +194,15 @@ def xyz_to_uvd(xyz: np.ndarray, fx: float, fy: float, u0: float, v0: float) -> n
     uvd[..., 1] = xyz[..., 1] * fy / xyz[..., 2] + v0
     uvd[..., 2] = xyz[..., 2]
     return uvd
+
+
+def depth_crop_to_frame(joints_crop: torch.Tensor, crop_to_image: torch.Tensor, center: torch.Tensor,
+                        depth_scale: torch.Tensor) -> torch.Tensor:
+    """Depth-crop joints (N, K, 3) = (u_c, v_c, dz) -> frame uvd, batched: each
+    crop's inverse affine ``crop_to_image`` (N, 2, 3) on (u_c, v_c), and
+    d = dz * depth_scale (N,) + the centre's depth ``center[:, 2]`` (the crops
+    of ``datasets.nyu``, A2J's and AWR's)."""
+    joints_crop = joints_crop.to(crop_to_image.dtype)
+    uv = joints_crop[..., :2] @ crop_to_image[:, :, :2].transpose(1, 2) + crop_to_image[:, None, :, 2]
+    d = joints_crop[..., 2] * depth_scale.reshape(-1, 1).to(uv.dtype) + center[:, 2:3].to(uv.dtype)
+    return torch.cat([uv, d.unsqueeze(-1)], dim=-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -83,38 +84,84 @@ def to_channels_last(tensor: torch.Tensor, enabled: bool) -> torch.Tensor:
     return tensor.contiguous(memory_format=torch.channels_last) if enabled and tensor.dim() == 4 else tensor
 
 
-def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg, model: nn.Module, extra_parameters: Sequence[nn.Parameter] = ()
+                    ) -> torch.optim.Optimizer:
     """Adam or SGD as in the official code (Adam ignores TRAIN.WD there, and so in
     every published number; ``TRAIN.ADAM_WEIGHT_DECAY: true`` applies it), or
     RMSprop with TRAIN.MOMENTUM and TRAIN.WD, the stacked hourglass's optimizer
-    (Newell et al. 2016; bearpaw's default, with momentum and weight decay 0)."""
+    (Newell et al. 2016; bearpaw's default, with momentum and weight decay 0).
+    `extra_parameters` (a training strategy's own, e.g. a discriminator's) are
+    optimised with the model's."""
     name = cfg.TRAIN.OPTIMIZER.lower()
+    params = list(model.parameters()) + list(extra_parameters)
     if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
+        return torch.optim.SGD(params, lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
                                weight_decay=cfg.TRAIN.WD, nesterov=cfg.TRAIN.NESTEROV)
     if name == "adam":
         if cfg.TRAIN.WD and not cfg.TRAIN.ADAM_WEIGHT_DECAY:
             logger.info("TRAIN.WD = %g is not applied under Adam, as in the official code "
                         "(set TRAIN.ADAM_WEIGHT_DECAY True to apply it)", cfg.TRAIN.WD)
         wd = cfg.TRAIN.WD if cfg.TRAIN.ADAM_WEIGHT_DECAY else 0.0
-        return torch.optim.Adam(model.parameters(), lr=cfg.TRAIN.LR, weight_decay=wd)
+        return torch.optim.Adam(params, lr=cfg.TRAIN.LR, weight_decay=wd)
     if name == "rmsprop":
-        return torch.optim.RMSprop(model.parameters(), lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
+        return torch.optim.RMSprop(params, lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
                                    weight_decay=cfg.TRAIN.WD)
     raise ValueError(f"TRAIN.OPTIMIZER = {cfg.TRAIN.OPTIMIZER}: expected 'adam', 'sgd' or 'rmsprop'")
 
 
-def save_atomic(obj: Any, path: str) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves a
-    half-written checkpoint in place of the previous good one."""
+def write_atomic(path: str, write: Callable[[str], Any]) -> None:
+    """The one atomic writer: ``write(tmp)`` writes the file at a temporary
+    path beside `path`, then one rename puts it in place, so a reader (or a
+    crash) never sees half a file in place of the previous good one; the
+    temporary file is removed when writing fails."""
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    write_atomic(path, write)
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    """torch.save, atomically (a checkpoint never half-written)."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+class AverageMeter:
+    """Running mean of a per-batch value, weighted by each batch's count."""
+
+    def __init__(self) -> None:
+        self.val = self.sum = self.avg = 0.0
+        self.count = 0
+
+    def update(self, val: float, n: int = 1) -> None:
+        self.val = val
+        self.sum += val * n
+        self.count += n
+        self.avg = self.sum / max(self.count, 1)
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    """A tensor, a dict of tensors (codecs with several targets, e.g. AWR) or a
+    list of either (one target per stage), on `device`."""
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_device(v, device) for v in x]
+    return x.to(device, non_blocking=True)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

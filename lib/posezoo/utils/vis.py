@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 
 __all__ = [
-    "COCO_SKELETON",
-    "COCO_FLIP_PAIRS",
     "LEFT_COLOR",
     "RIGHT_COLOR",
     "CENTER_COLOR",
@@ -35,20 +33,6 @@ __all__ = [
 Pairs = Sequence[Tuple[int, int]]
 Color = Tuple[int, int, int]
 ArrayLike = Union[np.ndarray, torch.Tensor]
-
-#: COCO person skeleton (standard 1-based annotation skeleton minus one).
-COCO_SKELETON: List[Tuple[int, int]] = [
-    (a - 1, b - 1)
-    for a, b in [
-        (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13),
-        (6, 7), (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3),
-        (2, 4), (3, 5), (4, 6), (5, 7),
-    ]
-]
-#: COCO (left, right) keypoint pairs: eyes, ears, shoulders, elbows, wrists,
-#: hips, knees, ankles.
-COCO_FLIP_PAIRS: List[Tuple[int, int]] = [
-    (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
 
 #: BGR colours of left-side, right-side and centre joints / limbs.
 LEFT_COLOR: Color = (255, 128, 0)     # blue

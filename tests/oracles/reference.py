@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ..utils.transforms import affine_transform, get_affine_transform
+from posezoo.utils.transforms import affine_transform, get_affine_transform
 
 
 def generate_target_loop(joints, joints_vis, image_size, heatmap_size, sigma):

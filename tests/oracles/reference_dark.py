@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..utils.transforms import affine_transform, get_affine_transform
+from posezoo.utils.transforms import affine_transform, get_affine_transform
 
 
 def gaussian_blur_loop(heatmaps, kernel):

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..utils.transforms import affine_transform, get_affine_transform
+from posezoo.utils.transforms import affine_transform, get_affine_transform
 
 
 def get_final_preds_soft_argmax_loop(batch_heatmaps, center, scale, beta=160.0, post_process=True, bias=0.0):

@@ -1,0 +1,118 @@
+"""The test-time path, one for every codec: the forward (flip test where the
+codec has one), the codec's decode with the crop geometry the dataset recorded,
+and the per-box arrays the datasets evaluate. ``PoseEstimator`` (``api.py``)
+runs the same functions on its own crops."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..codecs.base import last_stage
+from ..utils.distributed import is_distributed, is_main_process
+from ..utils.transforms import PIXEL_STD
+from ..utils.utils import AverageMeter, amp_dtype, to_channels_last, to_device
+
+
+def amp_forward(model: nn.Module, dtype: Optional[torch.dtype]):
+    """`model` itself when mixed precision is off (the float32 path is untouched);
+    otherwise a callable that runs it under torch.autocast to `dtype` and hands
+    back float32 outputs, so losses, flip-back and decoding stay float32."""
+    if dtype is None:
+        return model
+
+    def forward(inputs: torch.Tensor):
+        with torch.autocast(inputs.device.type, dtype=dtype):
+            outputs = model(inputs)
+        return [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
+    return forward
+
+
+def forward_test(model: nn.Module, inputs: torch.Tensor, codec, flip_pairs: Sequence[Sequence[int]],
+                 flip: bool) -> Any:
+    """The test-time forward of the last stage: with `flip`, the crops and their
+    mirrors go through one forward and the mirrored output is flipped back by
+    the codec's rule and averaged in (the flip test of Xiao et al. 2018 / Sun
+    et al. 2019)."""
+    if not flip:
+        return last_stage(model(inputs))
+    n = inputs.shape[0]
+    both = last_stage(model(torch.cat([inputs, inputs.flip(3)], dim=0)))
+    return (both[:n] + codec.flip_back(both[n:], flip_pairs)) * 0.5
+
+
+def decode_meta(codec, meta: Mapping[str, Any], inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What ``codec.decode`` reads: its ``meta_keys`` on the inputs' device, and the input batch."""
+    return {**{key: meta[key].to(inputs.device) for key in codec.meta_keys}, "inputs": inputs}
+
+
+def decode_batch(codec, output: Any, meta: Mapping[str, Any], inputs: torch.Tensor) -> torch.Tensor:
+    """One batch's decoded joints (N, K, 3): image x, y + score for 2D codecs,
+    the frame coordinates themselves for 3D ones."""
+    coords, scores = codec.decode(output, decode_meta(codec, meta, inputs))
+    if codec.prediction == "keypoints2d":
+        return torch.cat([coords.to(scores.dtype), scores], dim=2)
+    return coords
+
+
+def crop_boxes(meta: Mapping[str, torch.Tensor]) -> np.ndarray:
+    """Per person crop (N, 6): center, scale, area, detection score."""
+    center, scale = meta["center"], meta["scale"]
+    area = (scale * PIXEL_STD).prod(dim=1, keepdim=True)
+    return torch.cat([center, scale, area, meta["score"].reshape(-1, 1).to(center.dtype)], dim=1).numpy()
+
+
+@torch.no_grad()
+def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequence[Sequence[int]],
+            device: torch.device, criterion: Optional[nn.Module] = None, desc: str = "test"
+            ) -> dict[str, np.ndarray]:
+    """Run the model over every crop: flip test (where the codec has one) with
+    the image and its mirror in one forward, decode on the device. Returns
+    arrays ``preds`` (N, K, 3: image x, y, score for 2D codecs, frame uvd for
+    3D ones), ``boxes`` (N, 6: center, scale, area, score; None for crops that
+    are not person boxes), ``image_ids``, ``valid``, ``foreground`` where the
+    dataset records it, and the mean ``loss`` of the last stage against the
+    loader's targets."""
+    model.eval()
+    forward = amp_forward(model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
+    flip = bool(cfg.TEST.FLIP_TEST) and codec.supports_flip
+    person_boxes = codec.prediction == "keypoints2d"
+    columns: dict[str, list] = {"preds": [], "boxes": [], "image_ids": [], "valid": [], "foreground": []}
+    losses = AverageMeter()
+    for inputs, target, target_weight, meta in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
+                                                    leave=False, disable=not is_main_process()):
+        inputs = to_channels_last(inputs.to(device, non_blocking=True), cfg.MODEL.CHANNELS_LAST)
+        output = forward_test(forward, inputs, codec, flip_pairs, flip)
+        if criterion is not None:
+            loss = criterion(output, to_device(target, device), target_weight.to(device))
+            losses.update(loss.item(), inputs.shape[0])
+        columns["preds"].append(decode_batch(codec, output, meta, inputs).cpu().numpy())
+        if person_boxes:
+            columns["boxes"].append(crop_boxes(meta))
+        columns["image_ids"].append(meta["image_id"].numpy())
+        columns["valid"].append(meta["valid"].numpy())
+        if "foreground" in meta:
+            columns["foreground"].append(meta["foreground"].numpy())
+    if not columns["preds"]:
+        if is_distributed():  # more processes than boxes: this rank's shard is empty
+            return empty_shard(cfg, person_boxes)
+        raise ValueError(f"the test set is empty: no {'person box' if person_boxes else 'frame'} to predict")
+    out = {"preds": np.concatenate(columns["preds"]).astype(np.float64),
+           "boxes": np.concatenate(columns["boxes"]).astype(np.float64) if person_boxes else None,
+           "image_ids": np.concatenate(columns["image_ids"]), "valid": np.concatenate(columns["valid"]).astype(bool),
+           "loss": losses.avg}
+    if columns["foreground"]:
+        out["foreground"] = np.concatenate(columns["foreground"]).astype(bool)
+    return out
+
+
+def empty_shard(cfg, person_boxes: bool) -> dict:
+    """What a rank with no crop to predict contributes to the gather."""
+    out = {"preds": np.zeros((0, cfg.MODEL.NUM_JOINTS, 3)), "boxes": np.zeros((0, 6)) if person_boxes else None,
+           "image_ids": np.zeros(0, np.int64), "valid": np.zeros(0, bool), "loss": 0.0}
+    return out if person_boxes else {**out, "foreground": np.zeros(0, bool)}

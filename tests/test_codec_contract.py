@@ -1,0 +1,140 @@
+"""Every registered codec against the contract of the ``posezoo.codecs``
+package docstring: its prediction kind, encode's dtypes and shapes, decode's
+shapes and devices (and that it leaves its input alone), the flip rule, the
+loss it names, its training metrics and heatmaps."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from posezoo.codecs import available_codecs, build_codec
+from posezoo.codecs.base import PREDICTIONS, Codec
+from posezoo.config import load_config
+
+K, N = 5, 3
+SMALL_2D = ["MODEL.NUM_JOINTS", str(K), "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEATMAP_SIZE", "[8, 8]",
+            "MODEL.SIGMA", "1"]
+DEPTH = ["MODEL.NUM_JOINTS", str(K), "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEATMAP_SIZE", "[16, 16]"]
+# one or more configs per codec module: a new codec adds its own row here
+CONFIGS = {
+    "gaussian": [SMALL_2D],
+    "dark": [SMALL_2D + ["MODEL.TARGET_TYPE", "dark"]],
+    "soft_argmax": [SMALL_2D + ["MODEL.TARGET_TYPE", "soft_argmax"]],
+    "udp": [SMALL_2D + ["MODEL.TARGET_TYPE", "udp"], SMALL_2D + ["MODEL.TARGET_TYPE", "offset"]],
+    "a2j": [DEPTH + ["MODEL.TARGET_TYPE", "a2j"]],
+    "awr": [DEPTH + ["MODEL.TARGET_TYPE", "awr", "MODEL.EXTRA", json.dumps({"DOWNSAMPLE": 2})]],
+}
+CASES = [(name, i) for name in sorted(CONFIGS) for i in range(len(CONFIGS[name]))]
+
+
+def test_every_codec_has_a_contract_config():
+    assert sorted(CONFIGS) == available_codecs()
+
+
+def _sample(codec, rng):
+    """One encode's arguments: crop joints and visibility (2D) or crop joints and the depth crop (3D)."""
+    if codec.prediction == "keypoints3d":
+        joints = np.concatenate([rng.uniform(4, 28, (K, 2)), rng.uniform(-0.5, 0.5, (K, 1))], 1).astype(np.float32)
+        return joints, rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32)
+    joints = np.concatenate([rng.uniform(4, 28, (K, 2)), np.zeros((K, 1))], 1).astype(np.float32)
+    return joints, np.ones((K, 3), np.float32)
+
+
+def _stack(targets):
+    if isinstance(targets[0], dict):
+        return {k: torch.from_numpy(np.stack([t[k] for t in targets])) for k in targets[0]}
+    return torch.from_numpy(np.stack(targets))
+
+
+def _output(codec, target, rng):
+    """A plausible network output for the codec: a noisy copy of the 2D target,
+    or random tensors of the depth model's output layout."""
+    if codec.prediction == "keypoints2d":
+        return target + 0.01 * torch.from_numpy(rng.standard_normal(tuple(target.shape)).astype(np.float32))
+    if isinstance(target, dict):  # AWR: the dense layout
+        return torch.from_numpy(rng.standard_normal(tuple(target["dense"].shape)).astype(np.float32))
+    a = len(codec.anchors)
+    return {name: torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+            for name, shape in (("logits", (N, a, K)), ("offsets", (N, a, K, 2)), ("depth", (N, a, K)))}
+
+
+def _meta(codec, inputs):
+    if codec.prediction == "keypoints3d":
+        crop_to_image = torch.tensor([[2.0, 0.0, 10.0], [0.0, 2.0, 20.0]], dtype=torch.float64).repeat(N, 1, 1)
+        return {"inputs": inputs, "crop_to_image": crop_to_image,
+                "center": torch.tensor([[40.0, 50.0, 600.0]], dtype=torch.float64).repeat(N, 1),
+                "depth_scale": torch.full((N,), 150.0, dtype=torch.float64)}
+    return {"inputs": inputs, "center": torch.tensor([[16.0, 16.0]]).repeat(N, 1),
+            "scale": torch.tensor([[0.2, 0.2]]).repeat(N, 1)}
+
+
+def _clone(x):
+    return {k: v.clone() for k, v in x.items()} if isinstance(x, dict) else x.clone()
+
+
+def _equal(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a) if isinstance(a, dict) else torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name, index", CASES)
+def test_codec_follows_the_contract(name, index):
+    cfg = load_config(None, CONFIGS[name][index])
+    codec = build_codec(cfg)
+    rng = np.random.default_rng(0)
+    assert isinstance(codec, Codec) and codec.prediction in PREDICTIONS
+    assert isinstance(codec.channels_per_joint, int) and codec.channels_per_joint >= 1
+
+    samples = [_sample(codec, rng) for _ in range(N)]
+    encoded = [codec.encode(*s) for s in samples]
+    for target, weight in encoded:
+        arrays = list(target.values()) if isinstance(target, dict) else [target]
+        assert all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in arrays)
+        assert weight.dtype == np.float32 and weight.shape == (K, 1)
+    target, weight = _stack([t for t, _ in encoded]), torch.from_numpy(np.stack([w for _, w in encoded]))
+    if codec.prediction == "keypoints2d":
+        assert target.shape[1] == K * codec.channels_per_joint
+
+    output = _output(codec, target, rng)
+    inputs = torch.from_numpy(np.stack([s[1] for s in samples])) if codec.prediction == "keypoints3d" else \
+        torch.zeros(N, 3, 32, 32)
+    meta = _meta(codec, inputs)
+    assert set(codec.meta_keys) <= set(meta)
+    before, meta_before = _clone(output), _clone(meta)
+    coords, scores = codec.decode(output, meta)
+    assert _equal(output, before) and _equal(meta, meta_before), "decode modified its input"
+    dim = 3 if codec.prediction == "keypoints3d" else 2
+    assert coords.shape == (N, K, dim) and scores.shape == (N, K, 1)
+    assert coords.device == scores.device == inputs.device and coords.is_floating_point()
+    assert torch.isfinite(coords).all()
+    again, _ = codec.decode(output, meta)
+    assert torch.equal(again, coords)
+    if codec.prediction == "keypoints2d" and codec.channels_per_joint == 1:
+        # the noisy copy of a heatmap target decodes near the joints (UDP's offset disks of radius KPD
+        # cover half of an 8x8 map, too coarse for this check; test_codec_udp checks that decode)
+        joints = torch.from_numpy(np.stack([s[0][:, :2] for s in samples])).double()
+        # crops of scale 0.2 (40 px) around (16, 16) map 32 crop px onto 40 image px
+        image = (joints - 16) * 40 / 32 + 16
+        assert (coords.double() - image).abs().max() < 5
+
+    if codec.supports_flip:
+        assert codec.flip_back(output, [(0, 1)]).shape == output.shape
+
+    criterion = codec.loss(cfg)
+    assert isinstance(criterion, nn.Module)
+    value = criterion(output, target, weight)
+    assert value.dim() == 0 and torch.isfinite(value)
+
+    metrics = codec.train_metrics(output, target)
+    assert isinstance(metrics, dict)
+    for metric in metrics.values():
+        assert isinstance(metric, (float, tuple))
+    heatmaps = codec.heatmaps(output)
+    if heatmaps is None:
+        assert codec.prediction != "keypoints2d"
+    else:
+        assert heatmaps.shape[:2] == (N, K) and heatmaps.dim() == 4
+        assert metrics, "a codec with heatmaps logs their accuracy"
