@@ -30,7 +30,9 @@ def test_benchmark_tiny(tiny_cfg_file, capsys):
     assert result["decode_max_px_diff"] < 1e-3
     assert result["nms_identical"] is True
     assert result["eval_num_dets"] >= 2000 and 0 < result["eval_kept"] <= result["eval_num_dets"]
-    assert 0.0 <= result["eval_ap"] <= 1.0
+    # floor from the known-good run (contract branch, 2026-12-06, CPU): the generated evaluation
+    # set (seeded) scores AP 0.609 with 1608 of 2025 detections kept by OKS-NMS
+    assert 0.58 <= result["eval_ap"] <= 1.0
     assert result["params"] > 0 and result["gmacs"] > 0 and result["peak_memory_mb"] > 0
     assert result["batch"] == 4  # the trailing override reached the config
     assert result["input_size"] == [64, 64] and result["output_shape"] == (17, 16, 16)

@@ -6,14 +6,14 @@ import os
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from conftest import SHARED_DATA, TINY_MODEL, needs_shared, synthetic_opts
 from posezoo.codecs import build_codec
 from posezoo.config import load_config, update_config
-from posezoo.core.function import predict
+from posezoo.core.inference import predict
 from posezoo.datasets import build_dataset
-from posezoo.models import build_model
 
 COCO_SAMPLES = os.path.join(SHARED_DATA, "coco_mmpose_tests")
 
@@ -50,6 +50,35 @@ def gt_as_predictions(dataset):
     return preds, boxes, [rec["image_id"] for rec in dataset.db]
 
 
+class MeanPose(nn.Module):
+    """Ignores the image: every crop gets the codec's target of one fixed pose
+    in crop pixels, so the AP it scores measures the box path's geometry
+    (crop, flip test, decode, rescoring, NMS, COCOeval), not learning."""
+
+    def __init__(self, maps: torch.Tensor):
+        super().__init__()
+        self.register_buffer("maps", maps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps.expand(x.shape[0], -1, -1, -1).clone()
+
+
+def mean_pose_model(cfg, codec) -> MeanPose:
+    """The mean labelled pose of the GT people in crop pixels, as heatmaps."""
+    gt = build_dataset(update_config(cfg, ["TEST.USE_GT_BBOX", "True"]), "val2017", False, codec)
+    size = [int(v) for v in cfg.MODEL.IMAGE_SIZE]
+    total, count = np.zeros((17, 2)), np.zeros((17, 1))
+    for rec in gt.db:
+        trans = codec.crop_matrix(rec["center"], rec["scale"], 0.0, size)
+        crop = rec["joints"][:, :2] @ trans[:, :2].T + trans[:, 2]
+        labelled = rec["joints_vis"][:, :1] > 0
+        total += crop * labelled
+        count += labelled
+    joints = np.concatenate([total / np.maximum(count, 1), np.zeros((17, 1))], axis=1).astype(np.float32)
+    target, _ = codec.encode(joints, (count > 0).astype(np.float32).repeat(3, axis=1))
+    return MeanPose(torch.from_numpy(target)[None])
+
+
 @needs_shared
 def test_real_gt_fed_back_gives_ap_one(real_coco_root, tmp_path):
     cfg = coco_cfg(real_coco_root, str(tmp_path), "TEST.USE_GT_BBOX", "True")
@@ -76,8 +105,7 @@ def test_real_detections_run_through_the_detected_box_path(real_coco_root, tmp_p
     assert len(dataset) + dataset.skipped_boxes == expected
     image, _, _, meta = dataset[0]
     assert image.shape == (3, 64, 64) and meta["score"] >= 0.1
-    torch.manual_seed(0)
-    model = build_model(cfg, is_train=True)
+    model = mean_pose_model(cfg, codec)
     out = predict(cfg, DataLoader(dataset, batch_size=32), model, codec, dataset.flip_pairs, torch.device("cpu"))
     assert out["preds"].shape == (len(dataset), 17, 3)
     # predictions land inside their detection boxes (scale = padded box / 200)
@@ -85,7 +113,11 @@ def test_real_detections_run_through_the_detected_box_path(real_coco_root, tmp_p
     inside = np.abs(out["preds"][..., :2] - out["boxes"][:, None, 0:2]) <= half[:, None, :] + 1e-6
     assert inside.all()
     stats, ap = dataset.evaluate(out["preds"], out["boxes"], out["image_ids"], str(tmp_path))
-    assert set(stats) >= {"AP", "AP .75", "AR"} and 0.0 <= ap <= 1.0
+    assert set(stats) >= {"AP", "AP .75", "AR"}
+    # floors from the known-good run (contract branch, 2026-12-06, CPU): the mean pose scores
+    # AP 0.00297, AP .5 0.0099, AR 0.025 on these detections; a broken crop, flip, decode or
+    # rescoring path scores 0 (deterministic: no random weights, no augmentation)
+    assert ap >= 0.0025 and stats["Ap .5"] >= 0.009 and stats["AR"] >= 0.02
 
 
 def test_generated_gt_fed_back_gives_ap_one(synthetic_cfg, tmp_path):
