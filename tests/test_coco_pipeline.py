@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from conftest import SHARED_DATA, TINY_MODEL, needs_shared, synthetic_opts
+from oracles.mean_pose import mean_pose_model
 from posezoo.codecs import build_codec
 from posezoo.config import load_config, update_config
 from posezoo.core.inference import predict
@@ -50,35 +50,6 @@ def gt_as_predictions(dataset):
     return preds, boxes, [rec["image_id"] for rec in dataset.db]
 
 
-class MeanPose(nn.Module):
-    """Ignores the image: every crop gets the codec's target of one fixed pose
-    in crop pixels, so the AP it scores measures the box path's geometry
-    (crop, flip test, decode, rescoring, NMS, COCOeval), not learning."""
-
-    def __init__(self, maps: torch.Tensor):
-        super().__init__()
-        self.register_buffer("maps", maps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.maps.expand(x.shape[0], -1, -1, -1).clone()
-
-
-def mean_pose_model(cfg, codec) -> MeanPose:
-    """The mean labelled pose of the GT people in crop pixels, as heatmaps."""
-    gt = build_dataset(update_config(cfg, ["TEST.USE_GT_BBOX", "True"]), "val2017", False, codec)
-    size = [int(v) for v in cfg.MODEL.IMAGE_SIZE]
-    total, count = np.zeros((17, 2)), np.zeros((17, 1))
-    for rec in gt.db:
-        trans = codec.crop_matrix(rec["center"], rec["scale"], 0.0, size)
-        crop = rec["joints"][:, :2] @ trans[:, :2].T + trans[:, 2]
-        labelled = rec["joints_vis"][:, :1] > 0
-        total += crop * labelled
-        count += labelled
-    joints = np.concatenate([total / np.maximum(count, 1), np.zeros((17, 1))], axis=1).astype(np.float32)
-    target, _ = codec.encode(joints, (count > 0).astype(np.float32).repeat(3, axis=1))
-    return MeanPose(torch.from_numpy(target)[None])
-
-
 @needs_shared
 def test_real_gt_fed_back_gives_ap_one(real_coco_root, tmp_path):
     cfg = coco_cfg(real_coco_root, str(tmp_path), "TEST.USE_GT_BBOX", "True")
@@ -105,7 +76,7 @@ def test_real_detections_run_through_the_detected_box_path(real_coco_root, tmp_p
     assert len(dataset) + dataset.skipped_boxes == expected
     image, _, _, meta = dataset[0]
     assert image.shape == (3, 64, 64) and meta["score"] >= 0.1
-    model = mean_pose_model(cfg, codec)
+    model = mean_pose_model(cfg, codec, "val2017")
     out = predict(cfg, DataLoader(dataset, batch_size=32), model, codec, dataset.flip_pairs, torch.device("cpu"))
     assert out["preds"].shape == (len(dataset), 17, 3)
     # predictions land inside their detection boxes (scale = padded box / 200)
