@@ -53,6 +53,10 @@ _C.MODEL.IMAGE_SIZE = [256, 256]  # width, height
 _C.MODEL.HEATMAP_SIZE = [64, 64]  # width, height
 _C.MODEL.SIGMA = 2.0
 _C.MODEL.STYLE = "pytorch"  # SimpleBaseline: 'pytorch' or 'caffe' ResNet
+# TARGET_TYPE megvii (MSPN/RSN/CPN, codecs/megvii.py): the cv2.GaussianBlur kernel
+# of each model output's target, one per output in the model's order (the last is
+# the decoded one), e.g. MSPN-2stg [15, 11, 9, 7, 11, 9, 7, 5].
+_C.MODEL.TARGET_KERNELS = []
 # posezoo speed/scale switches: NHWC memory layout for model and inputs (train and
 # test); BatchNorm statistics synchronised across the processes of a torchrun job.
 _C.MODEL.CHANNELS_LAST = False
@@ -63,6 +67,10 @@ _C.LOSS = EasyDict()
 _C.LOSS.NAME = ""  # '' = JointsMSELoss, or JointsOHKMMSELoss when USE_OHKM
 _C.LOSS.USE_OHKM = False
 _C.LOSS.TOPK = 8
+# TARGET_TYPE megvii: the weight of each output's L2 loss (empty: 1 each), and the
+# outputs trained with OHKM (top-TOPK joints) instead of the plain L2.
+_C.LOSS.OUTPUT_WEIGHTS = []
+_C.LOSS.OHKM_OUTPUTS = []
 _C.LOSS.USE_TARGET_WEIGHT = True
 _C.LOSS.USE_DIFFERENT_JOINTS_WEIGHT = False
 _C.LOSS.REDUCTION = "mean"
@@ -144,6 +152,9 @@ _C.TEST.IN_VIS_THRE = 0.0
 _C.TEST.COCO_BBOX_FILE = ""
 _C.TEST.BBOX_THRE = 1.0
 _C.TEST.MODEL_FILE = ""
+# TARGET_TYPE megvii: BLUR_KERNEL is the official test.py's decode blur (MSPN/RSN 5,
+# MPII 9, CPN 21); NORMALIZE_HEATMAP divides each map by its maximum first (CPN).
+_C.TEST.NORMALIZE_HEATMAP = False
 _C.TEST.BLUR_KERNEL = 0  # DarkPose: > 0 selects DARK decoding with this blur kernel (their YAMLs use 11)
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN

@@ -131,12 +131,15 @@ def make_res_layer(block: type, inplanes: int, planes: int, blocks: int, stride:
 
 class ConvUnit(nn.Module):
     """princeton's ``Conv``: a biased conv ('same' padding), then BN and ReLU where
-    asked. The wrapper exists only for its key names (``conv``, ``bn``)."""
+    asked. The wrapper exists only for its key names (``conv``, ``bn``). MSPN/RSN's
+    ``conv_bn_relu`` is the same module (biased conv before its BN); mmpose's
+    ``ConvModule`` is it with ``bias=False``."""
 
     def __init__(self, inplanes: int, outplanes: int, kernel_size: int = 1, stride: int = 1,
-                 bn: bool = False, relu: bool = False):
+                 bn: bool = False, relu: bool = False, bias: bool = True, groups: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(inplanes, outplanes, kernel_size, stride, padding=(kernel_size - 1) // 2, bias=True)
+        self.conv = nn.Conv2d(inplanes, outplanes, kernel_size, stride, padding=(kernel_size - 1) // 2, bias=bias,
+                              groups=groups)
         self.bn = nn.BatchNorm2d(outplanes, momentum=BN_MOMENTUM) if bn else None
         self.relu = nn.ReLU(inplace=True) if relu else None
 
