@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from posezoo.codecs import available_codecs, build_codec
-from posezoo.codecs.base import PREDICTIONS, Codec
+from posezoo.codecs.base import PREDICTIONS, Codec, last_stage
 from posezoo.config import load_config
 
 K, N = 5, 3
@@ -25,6 +25,7 @@ CONFIGS = {
     "dark": [SMALL_2D + ["MODEL.TARGET_TYPE", "dark"]],
     "soft_argmax": [SMALL_2D + ["MODEL.TARGET_TYPE", "soft_argmax"]],
     "udp": [SMALL_2D + ["MODEL.TARGET_TYPE", "udp"], SMALL_2D + ["MODEL.TARGET_TYPE", "offset"]],
+    "megvii": [SMALL_2D + ["MODEL.TARGET_TYPE", "megvii", "MODEL.TARGET_KERNELS", "[7, 5]", "TEST.BLUR_KERNEL", "3"]],
     "a2j": [DEPTH + ["MODEL.TARGET_TYPE", "a2j"]],
     "awr": [DEPTH + ["MODEL.TARGET_TYPE", "awr", "MODEL.EXTRA", json.dumps({"DOWNSAMPLE": 2})]],
 }
@@ -45,6 +46,8 @@ def _sample(codec, rng):
 
 
 def _stack(targets):
+    if isinstance(targets[0], list):  # one target per model output (multi-stage codecs)
+        return [_stack([t[i] for t in targets]) for i in range(len(targets[0]))]
     if isinstance(targets[0], dict):
         return {k: torch.from_numpy(np.stack([t[k] for t in targets])) for k in targets[0]}
     return torch.from_numpy(np.stack(targets))
@@ -53,6 +56,8 @@ def _stack(targets):
 def _output(codec, target, rng):
     """A plausible network output for the codec: a noisy copy of the 2D target,
     or random tensors of the depth model's output layout."""
+    if isinstance(target, list):
+        return [_output(codec, t, rng) for t in target]
     if codec.prediction == "keypoints2d":
         return target + 0.01 * torch.from_numpy(rng.standard_normal(tuple(target.shape)).astype(np.float32))
     if isinstance(target, dict):  # AWR: the dense layout
@@ -73,10 +78,14 @@ def _meta(codec, inputs):
 
 
 def _clone(x):
+    if isinstance(x, list):
+        return [_clone(v) for v in x]
     return {k: v.clone() for k, v in x.items()} if isinstance(x, dict) else x.clone()
 
 
 def _equal(a, b):
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
     return all(torch.equal(a[k], b[k]) for k in a) if isinstance(a, dict) else torch.equal(a, b)
 
 
@@ -91,12 +100,13 @@ def test_codec_follows_the_contract(name, index):
     samples = [_sample(codec, rng) for _ in range(N)]
     encoded = [codec.encode(*s) for s in samples]
     for target, weight in encoded:
-        arrays = list(target.values()) if isinstance(target, dict) else [target]
+        arrays = list(target.values()) if isinstance(target, dict) else list(target) if isinstance(target, list) \
+            else [target]
         assert all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in arrays)
         assert weight.dtype == np.float32 and weight.shape == (K, 1)
     target, weight = _stack([t for t, _ in encoded]), torch.from_numpy(np.stack([w for _, w in encoded]))
     if codec.prediction == "keypoints2d":
-        assert target.shape[1] == K * codec.channels_per_joint
+        assert last_stage(target).shape[1] == K * codec.channels_per_joint
 
     output = _output(codec, target, rng)
     inputs = torch.from_numpy(np.stack([s[1] for s in samples])) if codec.prediction == "keypoints3d" else \
@@ -121,7 +131,8 @@ def test_codec_follows_the_contract(name, index):
         assert (coords.double() - image).abs().max() < 5
 
     if codec.supports_flip:
-        assert codec.flip_back(output, [(0, 1)]).shape == output.shape
+        flipped = last_stage(output)
+        assert codec.flip_back(flipped, [(0, 1)]).shape == flipped.shape
 
     criterion = codec.loss(cfg)
     assert isinstance(criterion, nn.Module)

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..utils.transforms import crop_to_image, flip_back, get_affine_transform
-from .base import Codec, last_stage
+from .base import Codec, Metric, last_stage
+from .gaussian import heatmap_accuracy
 
 BORDER = 10
 SHIFT = 0.25
@@ -144,10 +145,9 @@ class MegviiHeatmapCodec(Codec):
     def loss(self, cfg) -> nn.Module:
         return MultiOutputL2Loss(len(self.kernels), cfg.LOSS.OUTPUT_WEIGHTS, cfg.LOSS.OHKM_OUTPUTS, cfg.LOSS.TOPK)
 
-    def train_metrics(self, outputs, target) -> dict[str, float]:
-        from ..core.evaluate import heatmap_accuracy
-        _, acc, _ = heatmap_accuracy(last_stage(outputs).detach(), last_stage(target))
-        return {"acc": float(acc)}
+    def train_metrics(self, outputs, target) -> dict[str, Metric]:
+        _, avg, cnt = heatmap_accuracy(last_stage(outputs).detach(), last_stage(target))
+        return {"acc": (avg, cnt)}
 
     def heatmaps(self, outputs) -> torch.Tensor:
         return last_stage(outputs) / PEAK
