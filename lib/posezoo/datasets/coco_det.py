@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .joints_dataset import input_normalisation
+
 logger = logging.getLogger(__name__)
 
 EIG_VAL = np.array([0.2141788, 0.01817699, 0.00341571], np.float32)  # official dbs/coco.py (BGR)
@@ -54,6 +56,20 @@ def canvas_geometry(height: int, width: int, stride: int) -> tuple[int, int, np.
     top, left = ch // 2 - height // 2, cw // 2 - width // 2
     a = np.array([[cw / ow, 0, -left], [0, ch / oh, -top]], np.float32)
     return ch, cw, a
+
+
+def detector_input(image: np.ndarray, stride: int, mean: np.ndarray, std: np.ndarray
+                   ) -> tuple[torch.Tensor, dict]:
+    """The official test input of one image (uint8 HWC, the configured channel
+    order): centred in its zero canvas, /255, normalised; and its decode meta."""
+    h, w = image.shape[:2]
+    ch, cw, a = canvas_geometry(h, w, stride)
+    canvas = np.zeros((ch, cw, 3), np.float32)
+    top, left = ch // 2 - h // 2, cw // 2 - w // 2
+    canvas[top:top + h, left:left + w] = image.astype(np.float32) / 255.0
+    canvas = (canvas - mean) / std
+    meta = {"crop_to_image": torch.from_numpy(a), "image_size": torch.tensor([w, h], dtype=torch.float32)}
+    return torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))), meta
 
 
 def random_crop(image: np.ndarray, boxes: np.ndarray, scale: float, size, border: int, rng):
@@ -125,9 +141,7 @@ class COCODetection(Dataset):
         self.image_ids = sorted(self.coco.getImgIds())
         self.input_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
         self.stride = round((codec.input_size[0] + 1) / codec.output_size[0])
-        mean = np.asarray(cfg.DATASET.INPUT_MEAN, np.float32)
-        std = np.asarray(cfg.DATASET.INPUT_STD, np.float32)
-        self.mean, self.std = mean, std
+        self.mean, self.std = input_normalisation(cfg)
         self.rng = np.random.default_rng(cfg.SEED)
 
     def __len__(self) -> int:
@@ -185,15 +199,9 @@ class COCODetection(Dataset):
             {k: torch.from_numpy(v) for k, v in target.items()}, torch.from_numpy(weight), meta
 
     def _test_sample(self, image, image_id):
-        h, w = image.shape[:2]
-        ch, cw, a = canvas_geometry(h, w, self.stride)
-        canvas = np.zeros((ch, cw, 3), np.float32)
-        top, left = ch // 2 - h // 2, cw // 2 - w // 2
-        canvas[top:top + h, left:left + w] = image.astype(np.float32) / 255.0
-        canvas = (canvas - self.mean) / self.std
-        meta = {"image_id": image_id, "crop_to_image": torch.from_numpy(a),
-                "image_size": torch.tensor([w, h], dtype=torch.float32)}
-        return torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))), meta
+        tensor, meta = detector_input(image, self.stride, self.mean, self.std)
+        meta["image_id"] = image_id
+        return tensor, meta
 
     def results(self, detections: list) -> list[dict]:
         """COCO results entries from (image_id, boxes (D, 4) x1y1x2y2, scores (D,), classes (D,))."""
