@@ -1,4 +1,5 @@
 """Image -> CornerNet person boxes -> pose model, through the API and tools/infer.py."""
+import glob
 import json
 import os
 import sys
@@ -110,3 +111,29 @@ def test_infer_with_detector_writes_detections(synthetic_root, tmp_path, monkeyp
     with pytest.raises(ValueError, match="go together"):
         infer.main(["--cfg", pose_cfg, "--weights", str(pose_weights), "--images", images,
                     "--detector-cfg", det_cfg])
+
+
+def test_test_tool_runs_on_detected_boxes(synthetic_root, tmp_path, monkeypatch):
+    import test as test_tool
+    from conftest import synthetic_opts
+
+    _, _, det_weights = _detector(tmp_path)
+    real = PersonDetector.from_config
+
+    def with_fixed_corners(*args, **kwargs):
+        detector = real(*args, **kwargs)
+        detector.model = Corners()
+        return detector
+    monkeypatch.setattr(PersonDetector, "from_config", with_fixed_corners)
+    pose_cfg = write_cfg(tmp_path / "pose.yaml", synthetic_opts(synthetic_root, str(tmp_path / "output")))
+    pose_weights = tmp_path / "pose.pth"
+    torch.manual_seed(0)
+    torch.save(build_model(load_config(pose_cfg), is_train=False).state_dict(), pose_weights)
+    det_cfg = write_cfg(tmp_path / "det.yaml", DET)
+    stats = test_tool.main(["--cfg", pose_cfg, "--detector-cfg", det_cfg, "--detector-weights", det_weights,
+                            "--det-score-thr", "0.3", "TEST.MODEL_FILE", str(pose_weights)])
+    assert "AP" in stats and 0 <= stats["AP"] <= 1
+    det_files = glob.glob(str(tmp_path / "output" / "**" / "detections_val2017.json"), recursive=True)
+    assert len(det_files) == 1
+    dets = json.load(open(det_files[0]))
+    assert len(dets) == len(os.listdir(os.path.join(synthetic_root, "images", "val2017")))

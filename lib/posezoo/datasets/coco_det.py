@@ -217,23 +217,33 @@ class COCODetection(Dataset):
 
     def evaluate(self, results: list[dict], output_dir: str) -> "OrderedDict[str, float]":
         """Write ``bbox_results.json`` (atomically) and return COCOeval's bbox table."""
-        from pycocotools.cocoeval import COCOeval
+        path = write_results(results, os.path.join(output_dir, "bbox_results.json"))
+        return bbox_ap(self.coco, path if results else [], self.image_ids, self.cat_ids)
 
-        os.makedirs(output_dir, exist_ok=True)
-        path = os.path.join(output_dir, "bbox_results.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f)
-        os.replace(tmp, path)
-        if not results:
-            return OrderedDict((k, 0.0) for k in AP_NAMES)
-        coco_eval = COCOeval(self.coco, self.coco.loadRes(path), "bbox")
-        coco_eval.params.imgIds = self.image_ids
-        coco_eval.params.catIds = self.cat_ids
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-        return OrderedDict(zip(AP_NAMES, (float(v) for v in coco_eval.stats)))
+
+def write_results(results: list[dict], path: str) -> str:
+    """A COCO results JSON written atomically; returns its path."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def bbox_ap(coco, results, image_ids: list, cat_ids: list) -> "OrderedDict[str, float]":
+    """pycocotools' bbox table for a results file (or list) on a COCO object;
+    zeros for no results."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not len(results):
+        return OrderedDict((k, 0.0) for k in AP_NAMES)
+    coco_eval = COCOeval(coco, coco.loadRes(results), "bbox")
+    coco_eval.params.imgIds = list(image_ids)
+    coco_eval.params.catIds = list(cat_ids)
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+    return OrderedDict(zip(AP_NAMES, (float(v) for v in coco_eval.stats)))
 
 
 def collate(batch: list):
