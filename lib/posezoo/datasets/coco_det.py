@@ -142,7 +142,16 @@ class COCODetection(Dataset):
         self.input_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
         self.stride = round((codec.input_size[0] + 1) / codec.output_size[0])
         self.mean, self.std = input_normalisation(cfg)
-        self.rng = np.random.default_rng(cfg.SEED)
+        self._rng, self._rng_seed = None, None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The augmentation stream: seeded from ``SEED`` and torch's process seed,
+        which differs per DataLoader worker and epoch (no two workers repeat)."""
+        seed = torch.initial_seed() % 2 ** 63
+        if self._rng_seed != seed:
+            self._rng, self._rng_seed = np.random.default_rng([self.cfg.SEED, seed]), seed
+        return self._rng
 
     def __len__(self) -> int:
         return len(self.image_ids)
