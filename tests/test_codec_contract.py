@@ -29,11 +29,14 @@ CONFIGS = {
     "a2j": [DEPTH + ["MODEL.TARGET_TYPE", "a2j"]],
     "awr": [DEPTH + ["MODEL.TARGET_TYPE", "awr", "MODEL.EXTRA", json.dumps({"DOWNSAMPLE": 2})]],
 }
+# codecs predicting boxes (their encode takes boxes and classes): tested by test_box_codec_follows_the_contract
+BOX_CONFIGS = {"cornernet": ["MODEL.TARGET_TYPE", "cornernet", "MODEL.IMAGE_SIZE", "[63, 63]",
+                             "MODEL.EXTRA", json.dumps({"NUM_CLASSES": 2, "VARIANT": "hourglass104"})]}
 CASES = [(name, i) for name in sorted(CONFIGS) for i in range(len(CONFIGS[name]))]
 
 
 def test_every_codec_has_a_contract_config():
-    assert sorted(CONFIGS) == available_codecs()
+    assert sorted(list(CONFIGS) + list(BOX_CONFIGS)) == available_codecs()
 
 
 def _sample(codec, rng):
@@ -149,3 +152,38 @@ def test_codec_follows_the_contract(name, index):
     else:
         assert heatmaps.shape[:2] == (N, K) and heatmaps.dim() == 4
         assert metrics, "a codec with heatmaps logs their accuracy"
+
+
+@pytest.mark.parametrize("name", sorted(BOX_CONFIGS))
+def test_box_codec_follows_the_contract(name):
+    """A box codec's decode of the logits of its own target gives the encoded
+    boxes back, in image pixels through ``crop_to_image``, with (N, M, 1) scores."""
+    cfg = load_config(None, BOX_CONFIGS[name])
+    codec = build_codec(cfg)
+    assert isinstance(codec, Codec) and codec.prediction == "boxes"
+    boxes = np.array([[[4.0, 8.0, 40.0, 52.0]], [[20.0, 12.0, 60.0, 30.0]]], np.float32)
+    encoded = [codec.encode(b, [1]) for b in boxes]
+    target = {k: torch.from_numpy(np.stack([t[k] for t, _ in encoded])) for k in encoded[0][0]}
+    h, w = target["tl_heat"].shape[-2:]
+    logits = {k: torch.where(target[k] == 1, 10.0, -10.0) for k in ("tl_heat", "br_heat")}
+    off = {}
+    for corner in ("tl", "br"):  # the offset target placed at its corner's cell
+        maps = torch.zeros(2, 2, h * w)
+        maps.scatter_(2, target[f"{corner}_ind"][:, None, :1].expand(-1, 2, -1), target[f"{corner}_off"][:, :1, :]
+                      .transpose(1, 2))
+        off[f"{corner}_off"] = maps.reshape(2, 2, h, w)
+    output = [dict(logits, tl_tag=torch.zeros(2, 1, h, w), br_tag=torch.zeros(2, 1, h, w), **off)]
+    stride = cfg.MODEL.IMAGE_SIZE[0] / w
+    meta = {"crop_to_image": torch.tensor([[stride, 0.0, 0.0], [0.0, stride, 0.0]]).repeat(2, 1, 1),
+            "image_size": torch.tensor([[64.0, 64.0]]).repeat(2, 1)}
+    before = _clone(output[0])
+    coords, scores = codec.decode(output, meta)
+    assert _equal(output[0], before), "decode modified its input"
+    assert coords.shape[0] == 2 and coords.shape[2] == 4 and scores.shape == coords.shape[:2] + (1,)
+    best = scores[..., 0].argmax(1)
+    found = coords[torch.arange(2), best]
+    assert (found - torch.from_numpy(boxes[:, 0])).abs().max() < 0.5  # input pixels: stride x grid = 63 / 16 x 16
+    criterion = codec.loss(cfg)
+    value = criterion(output, target, torch.from_numpy(np.stack([m for _, m in encoded])))
+    assert value.dim() == 0 and torch.isfinite(value)
+    assert codec.heatmaps(output).shape == (2, 2, h, w)

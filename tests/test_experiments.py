@@ -62,6 +62,8 @@ _DONE: dict = {}  # signature -> predictions of the first YAML that ran it
 @pytest.mark.parametrize("path", EXPERIMENTS)
 def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthetic_nyu_root, tmp_path):
     official = load_config(os.path.join(ROOT, path))
+    if official.MODEL.NAME == "cornernet":
+        return detector_step(official, synthetic_root, str(tmp_path))
     depth = official.DATASET.DATASET in ("nyu", "synthetic_nyu")
     overrides = (tiny_depth_overrides(synthetic_nyu_root, str(tmp_path), official) if depth
                  else tiny_overrides(synthetic_root, str(tmp_path)))
@@ -94,3 +96,32 @@ def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthet
         out = predict(cfg, loader, model, codec, val_set.flip_pairs, torch.device("cpu"))
         assert out["preds"].shape == (min(4, len(val_set)), 17, 3) and np.isfinite(out["preds"]).all()
     _DONE[key] = path
+
+
+def detector_step(official, root, out):
+    """A CornerNet YAML: one step with its codec's loss and a test pass with box AP
+    on the synthetic persons, at tiny widths of the YAML's variant and layout."""
+    from posezoo.core.detection import evaluate_detector
+    from posezoo.datasets.coco_det import collate
+
+    depth = 4 if official.MODEL.EXTRA.get("VARIANT") == "squeeze" else 5
+    extra = dict(official.MODEL.EXTRA, NUM_CLASSES=1, DIMS=[8] * (depth + 1), MODULES=[1] * (depth + 1),
+                 STEM_DIM=8, POOL_DIM=8, HEAD_DIM=8)
+    cfg = update_config(official, ["DATASET.ROOT", root, "OUTPUT_DIR", out, "WORKERS", "0", "MODEL.IMAGE_SIZE",
+                                   "[127, 127]", "MODEL.EXTRA", repr(extra), "CORNERNET.CATEGORIES", "[1]",
+                                   "CORNERNET.BORDER", "32"])
+    torch.manual_seed(0)
+    codec = build_codec(cfg)
+    model = build_model(cfg, is_train=True)
+    train_set = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
+    images, target, weight, _ = collate([train_set[0], train_set[1]])
+    loss = codec.loss(cfg)(model(images), target, weight)
+    optimizer = build_optimizer(cfg, model)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    val_set = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
+    val_set.image_ids = val_set.image_ids[:2]
+    stats, _ = evaluate_detector(model, codec, val_set, out, flip=cfg.CORNERNET.FLIP_TEST, batch_size=2)
+    assert 0.0 <= stats["AP"] <= 1.0

@@ -19,6 +19,10 @@ stem is all digits (000000100000.jpg -> 100000), else the stem itself; a video
 frame's id is its 0-based index. Boxes scoring below --score-thr (default
 TEST.IMAGE_THRE) are ignored; an image with no box gets no person. Without
 --boxes the whole image is one person box (padded by 25 % like every box).
+With --detector-cfg/--detector-weights (a CornerNet YAML and checkpoint) the
+person boxes come from that detector instead (scoring >= --det-score-thr, after
+its soft-NMS) and are also written as detections_results.json (COCO results,
+usable as --boxes or TEST.COCO_BBOX_FILE).
 
 Writes to --output (default OUTPUT_DIR/infer/<input name>):
 keypoints_results.json (COCO results: image_id, category_id 1, keypoints as 3K
@@ -59,7 +63,7 @@ import _setup  # puts lib/ on the path
 import cv2
 import numpy as np
 import scipy.io
-from posezoo.api import PoseEstimator, whole_image_box
+from posezoo.api import PersonDetector, PoseEstimator, whole_image_box
 from posezoo.core.evaluate import instance_scores
 from posezoo.datasets.joints_dataset import ImageReadError, read_image
 from posezoo.datasets.nyu import nyu_uvd_to_xyz, nyu_xyz_to_uvd, read_depth
@@ -72,6 +76,7 @@ logger = logging.getLogger("posezoo.infer")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 RESULTS_FILE = "keypoints_results.json"
+DETECTIONS_FILE = "detections_results.json"
 DEPTH_RESULTS_FILE, DEPTH_FILES_FILE = "results_uvd.txt", "results_files.txt"
 AWR_CENTERS = re.compile(r"center_.*_refined\.txt")
 NO_MATCH = ("no box above --score-thr matches any input image by file_name or image_id "
@@ -83,6 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights", required=True, help="checkpoint (state dict, loaded strictly)")
     parser.add_argument("--images", required=True, help="an image, a folder of images or a video")
     parser.add_argument("--boxes", default="", help="person boxes: COCO detections/results or annotation JSON")
+    parser.add_argument("--detector-cfg", default="",
+                        help="a CornerNet YAML: detect the person boxes instead of --boxes")
+    parser.add_argument("--detector-weights", default="", help="the detector's checkpoint (loaded strictly)")
+    parser.add_argument("--det-score-thr", type=float, default=0.3, help="keep detected persons scoring this or more")
     parser.add_argument("--centers", default="",
                         help="depth configs: hand centres, one 'u v d' line per frame (sorted file order), "
                              "A2J's nyu_center_*.mat or AWR's center_*_refined.txt (default: estimated)")
@@ -283,7 +292,11 @@ def main(argv=None) -> list[dict] | dict:
         raise FileNotFoundError(f"--images {source}: no such file or directory")
     is_video = os.path.isfile(source) and source.lower().endswith(VIDEO_EXTS)
     files = [] if is_video else list_images(source)
-    estimator = PoseEstimator.from_config(args.cfg, args.weights, args.opts, args.device, args.batch_size)
+    if bool(args.detector_cfg) != bool(args.detector_weights) or (args.detector_cfg and args.boxes):
+        raise ValueError("--detector-cfg and --detector-weights go together, and replace --boxes")
+    detector = (PersonDetector.from_config(args.detector_cfg, args.detector_weights, device=args.device,
+                                           score_thr=args.det_score_thr) if args.detector_cfg else None)
+    estimator = PoseEstimator.from_config(args.cfg, args.weights, args.opts, args.device, args.batch_size, detector)
     cfg = estimator.cfg
     out_dir = args.output or os.path.join(cfg.OUTPUT_DIR, "infer", os.path.splitext(os.path.basename(source))[0])
     if estimator.prediction == "keypoints3d":
@@ -333,16 +346,19 @@ def main(argv=None) -> list[dict] | dict:
         items = read_all()
         os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
 
-    results, matched, frames_written = [], 0, 0
+    results, detections, matched, frames_written = [], [], 0, 0
     progress = tqdm(total=total or None, desc="infer", unit="frame" if is_video else "image", dynamic_ncols=True)
     try:
         for chunk in batched(items, estimator.batch_size):
-            boxes = [boxes_for(name, image_id) for name, image_id, _ in chunk]
+            boxes = [detector.detect(image) if detector else boxes_for(name, image_id) for name, image_id, image in chunk]
             keypoints = estimator.estimate_batch([image for _, _, image in chunk], boxes)
             for (name, image_id, image), image_boxes, kpts in zip(chunk, boxes, keypoints):
                 if image_boxes is None:
                     image_boxes = whole_image_box(*image.shape[:2])
                 matched += int(len(image_boxes) > 0)
+                if detector:
+                    detections += [{"image_id": image_id, "category_id": 1, "bbox": b[:4].round(2).tolist(),
+                                    "score": float(b[4]), "file_name": name} for b in image_boxes]
                 scores = instance_scores(kpts, image_boxes[:, 4], cfg.TEST.IN_VIS_THRE)
                 for box, kp, score in zip(image_boxes, kpts, scores):
                     results.append({"image_id": image_id, "category_id": 1,
@@ -363,6 +379,10 @@ def main(argv=None) -> list[dict] | dict:
         raise ValueError(f"--boxes {args.boxes}: {NO_MATCH}")
     res_file = os.path.join(out_dir, RESULTS_FILE)
     write_text_atomic(res_file, json.dumps(results))
+    if detector:  # reusable as --boxes or TEST.COCO_BBOX_FILE
+        det_file = os.path.join(out_dir, DETECTIONS_FILE)
+        write_text_atomic(det_file, json.dumps(detections))
+        logger.info("=> %d detected person boxes: %s", len(detections), det_file)
     drawn_to = video_path if is_video else os.path.join(out_dir, "images")
     logger.info("=> %d people in %d %s: %s; skeletons drawn in %s", len(results), frames_written or total,
                 "frames" if is_video else "images", res_file, drawn_to)

@@ -4,13 +4,18 @@
     python tools/test.py --cfg X.yaml TEST.USE_GT_BBOX False   # detected boxes from TEST.COCO_BBOX_FILE
     torchrun --nproc_per_node=4 tools/test.py --cfg X.yaml      # boxes sharded over 4 processes
     python tools/test.py --cfg experiments/nyu/a2j_resnet50_176x176.yaml TEST.MODEL_FILE models/nyu/NYU.pth
+    python tools/test.py --cfg X.yaml --detector-cfg cornernet.yaml --detector-weights det.pth  # own boxes
 
 Loads TEST.MODEL_FILE (default: this experiment's final_state.pth) strictly,
 runs the flip test as configured, writes results/keypoints_<set>_results_0.json
 and a PNG of predicted skeletons, and prints the metric table. Depth models
 (NYU: A2J, AWR) write results/nyu_<set>_uvd.txt in the released format, per-joint
 errors, the success-frame curve and galleries of the best and worst frames,
-and report the mean 3D joint error in mm. Under torchrun
+and report the mean 3D joint error in mm. With --detector-cfg/--detector-weights
+(a CornerNet YAML and checkpoint) the person boxes of the test images come from
+that detector: they are written to results/detections_<set>.json (COCO results),
+their person box AP is logged, and the test runs on them as TEST.COCO_BBOX_FILE
+with TEST.USE_GT_BBOX False. Under torchrun
 each process predicts every WORLD_SIZE-th box; rank 0 gathers them and
 evaluates each box once, so the numbers equal a single-process run's.
 """
@@ -22,7 +27,7 @@ import _setup  # puts lib/ on the path
 import torch
 
 from posezoo.codecs import build_codec
-from posezoo.config import load_config
+from posezoo.config import load_config, update_config
 from posezoo.core.function import TrainContext, validate
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model, load_checkpoint
@@ -34,12 +39,38 @@ logger = logging.getLogger("posezoo.test")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = _setup.config_parser(__doc__, "TEST.MODEL_FILE m.pth TEST.FLIP_TEST True")
+    parser.add_argument("--detector-cfg", default="", help="a CornerNet YAML: detect the test set's person boxes")
+    parser.add_argument("--detector-weights", default="", help="the detector's checkpoint (loaded strictly)")
+    parser.add_argument("--det-score-thr", type=float, default=0.0, help="keep detected persons scoring this or more")
     return parser.parse_args(argv)
+
+
+def detected_boxes(cfg, cfg_path, args):
+    """The config testing on the detector's boxes, written under results/."""
+    from pycocotools.coco import COCO
+
+    from posezoo.api import PersonDetector
+    from posezoo.datasets.coco_det import bbox_ap, write_results
+
+    if not args.detector_weights:
+        raise ValueError("--detector-cfg needs --detector-weights")
+    detector = PersonDetector.from_config(args.detector_cfg, args.detector_weights, score_thr=args.det_score_thr)
+    root, image_set = cfg.DATASET.ROOT, cfg.DATASET.TEST_SET
+    coco = COCO(os.path.join(root, "annotations", f"person_keypoints_{image_set}.json"))
+    results = detector.detect_coco_images(coco, os.path.join(root, "images", image_set))
+    final_dir, _ = output_dirs(cfg, cfg_path, "test")
+    path = write_results(results, os.path.join(final_dir, "results", f"detections_{image_set}.json"))
+    ap = bbox_ap(coco, path if results else [], sorted(coco.getImgIds()), [1])
+    logger.info("=> %d detected person boxes in %s; person box AP %.4f, AP .5 %.4f", len(results), path,
+                ap["AP"], ap["AP .5"])
+    return update_config(cfg, ["TEST.COCO_BBOX_FILE", path, "TEST.USE_GT_BBOX", "False"])
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
+    if args.detector_cfg:
+        cfg = detected_boxes(cfg, args.cfg, args)
     try:
         return run_test(cfg, args.cfg)
     finally:

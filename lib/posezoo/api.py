@@ -26,6 +26,7 @@ numbers use).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import cv2
@@ -44,7 +45,7 @@ from .models import build_model, load_checkpoint
 from .utils.transforms import box_to_center_scale
 from .utils.utils import amp_dtype, select_device, to_channels_last
 
-__all__ = ["PoseEstimator", "instance_scores", "keypoint_metadata", "whole_image_box"]
+__all__ = ["PersonDetector", "PoseEstimator", "instance_scores", "keypoint_metadata", "whole_image_box"]
 
 Pairs = list[tuple[int, int]]
 
@@ -107,18 +108,87 @@ def _as_centers(centers, depth: np.ndarray) -> np.ndarray:
     return arr
 
 
+class PersonDetector:
+    """A CornerNet config and weights as the person detector of the top-down
+    pipeline: ``detect(image_bgr)`` -> (M, 5) [x, y, w, h, score] person boxes in
+    image pixels, scoring at least ``score_thr``. Each image goes through the
+    dataset's test input (``datasets.coco_det.detector_input``) and
+    ``core.detection.detect``, so the boxes are those of ``evaluate_detector``
+    (already soft-NMSed by the codec)."""
+
+    def __init__(self, cfg, model: nn.Module, device: str | torch.device | None = None, score_thr: float = 0.3):
+        from .datasets.coco_det import detector_input
+
+        self.cfg = cfg
+        self.codec = build_codec(cfg)
+        if getattr(self.codec, "prediction", "keypoints2d") != "boxes":
+            raise ValueError(f"--detector-cfg: MODEL.TARGET_TYPE {cfg.MODEL.TARGET_TYPE} does not predict boxes; "
+                             f"use a CornerNet config")
+        cats = list(cfg.CORNERNET.CATEGORIES)
+        if cats and 1 not in cats:
+            raise ValueError(f"detector CORNERNET.CATEGORIES {cats} has no person class (COCO id 1)")
+        self.person_class = cats.index(1) if cats else 0  # COCO's sorted ids start with person
+        self.device = torch.device(device) if device is not None else select_device(cfg)
+        self.model = model.to(self.device).eval()
+        self.stride = round((self.codec.input_size[0] + 1) / self.codec.output_size[0])
+        self.mean, self.std = (np.asarray(v, np.float32) for v in input_normalisation(cfg))
+        self.score_thr = float(score_thr)
+        self._input = detector_input
+
+    @classmethod
+    def from_config(cls, cfg_path: str | None, weights: str, opts: Sequence[str] = (),
+                    device: str | torch.device | None = None, score_thr: float = 0.3) -> "PersonDetector":
+        cfg = load_config(cfg_path, list(opts))
+        model = build_model(cfg, is_train=False)
+        load_checkpoint(model, weights, strict=True)
+        return cls(cfg, model, device, score_thr)
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        from .core.detection import detect
+
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        if self.cfg.DATASET.COLOR_RGB:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        x, meta = self._input(image, self.stride, self.mean, self.std)
+        det = detect(self.model, self.codec, x[None], {k: v[None] for k, v in meta.items()},
+                     bool(self.cfg.CORNERNET.FLIP_TEST))
+        boxes, scores, classes = (det[k][0].cpu().numpy() for k in ("boxes", "scores", "classes"))
+        keep = (classes == self.person_class) & (scores >= self.score_thr)
+        keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        b = boxes[keep].astype(np.float64)
+        return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2], scores[keep, None].astype(np.float64)], 1)
+
+
+    def detect_coco_images(self, coco, image_dir: str) -> list[dict]:
+        """COCO results (category 1) of every image of a pycocotools ``COCO``
+        under ``image_dir``: the boxes ``TEST.COCO_BBOX_FILE`` reads."""
+        from .datasets.joints_dataset import read_image
+
+        results = []
+        for image_id in sorted(coco.getImgIds()):
+            image = read_image(os.path.join(image_dir, coco.imgs[image_id]["file_name"]), color_rgb=False)
+            results += [{"image_id": int(image_id), "category_id": 1, "bbox": [round(float(v), 2) for v in b[:4]],
+                         "score": float(b[4])} for b in self.detect(image)]
+        return results
+
+
 class PoseEstimator:
     """A model, its codec and its crop geometry, ready for images.
 
     ``estimate(image, boxes)`` is for one image; ``estimate_batch`` crops the
     boxes of several images and runs them through the model together, in
     chunks of ``batch_size`` crops (``TEST.BATCH_SIZE_PER_GPU`` by default).
+    With a ``detector`` (``PersonDetector``), an image given no boxes gets the
+    detector's person boxes instead of the whole-image box.
     A depth config (``prediction == "keypoints3d"``) uses ``estimate_depth``
     / ``estimate_depth_batch`` instead."""
 
     def __init__(self, cfg, model: nn.Module, device: str | torch.device | None = None,
-                 batch_size: int | None = None):
+                 batch_size: int | None = None, detector: "PersonDetector | None" = None):
         self.cfg = cfg
+        self.detector = detector
         self.device = torch.device(device) if device is not None else select_device(cfg)
         self.channels_last = bool(cfg.MODEL.CHANNELS_LAST)
         self.model = model.to(self.device).eval()
@@ -141,14 +211,14 @@ class PoseEstimator:
 
     @classmethod
     def from_config(cls, cfg_path: str | None, weights: str, opts: Sequence[str] = (),
-                    device: str | torch.device | None = None, batch_size: int | None = None
-                    ) -> PoseEstimator:
+                    device: str | torch.device | None = None, batch_size: int | None = None,
+                    detector: "PersonDetector | None" = None) -> PoseEstimator:
         """Load the YAML (plus ``KEY VALUE`` overrides), build the model and load
         `weights` strictly (``models.load_checkpoint``, weights_only)."""
         cfg = load_config(cfg_path, list(opts))
         model = build_model(cfg, is_train=False)
         load_checkpoint(model, weights, strict=True)
-        return cls(cfg, model, device, batch_size)
+        return cls(cfg, model, device, batch_size, detector)
 
     def crop(self, image: np.ndarray, boxes: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """Network inputs (M, 3, h, w) and the crops' center/scale (M, 2) float32
@@ -193,6 +263,8 @@ class PoseEstimator:
             image = np.asarray(image)
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+            if image_boxes is None and self.detector is not None:
+                image_boxes = self.detector.detect(image)
             x, c, s = self.crop(image, _as_boxes(image_boxes, image.shape))
             inputs.append(x)
             centers.append(c)
@@ -207,8 +279,8 @@ class PoseEstimator:
 
     def estimate(self, image: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
         """(M, K, 3) keypoints (x, y, score) in image pixels for a BGR uint8
-        image and boxes (M, 4) [x, y, w, h] or (M, 5) with a score; the whole
-        image is one box when `boxes` is None."""
+        image and boxes (M, 4) [x, y, w, h] or (M, 5) with a score; when `boxes`
+        is None, the detector's person boxes, or without one the whole image."""
         return self.estimate_batch([image], [boxes])[0]
 
     def estimate_depth_batch(self, depths: Sequence[np.ndarray], centers: Sequence[np.ndarray | None]

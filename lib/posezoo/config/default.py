@@ -160,6 +160,37 @@ _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN
 _C.TEST.AMP = None  # posezoo: false | fp16 | bf16 for the forward pass; decoding stays float32
 
+# posezoo, CornerNet (codecs/cornernet.py, datasets/coco_det.py). Defaults: the
+# official CornerNet-Lite configs/CornerNet.json with core/dbs/detection.py's
+# defaults for the keys it leaves out.
+_C.CORNERNET = EasyDict()
+_C.CORNERNET.GAUSSIAN_IOU = 0.3  # corner Gaussian radius: IoU kept by displaced corners
+_C.CORNERNET.MAX_OBJECTS = 128  # objects encoded per image (official max_tag_len)
+_C.CORNERNET.TOP_K = 100  # corners per heatmap kept for pairing (Squeeze: 20)
+_C.CORNERNET.AE_THRESHOLD = 0.5  # largest |tl - br| embedding distance of a pair
+_C.CORNERNET.NMS_KERNEL = 3  # max-pool NMS on the corner heatmaps
+_C.CORNERNET.NUM_DETS = 1000  # best pairs kept per image before soft-NMS
+_C.CORNERNET.NMS_SIGMA = 0.5  # Gaussian soft-NMS sigma
+_C.CORNERNET.NMS_MIN_SCORE = 0.001  # soft-NMS drops boxes below this score
+_C.CORNERNET.MAX_PER_IMAGE = 100  # detections per image after soft-NMS
+_C.CORNERNET.FLIP_TEST = True  # decode the mirrored image too (official)
+_C.CORNERNET.PULL_WEIGHT = 0.1
+_C.CORNERNET.PUSH_WEIGHT = 0.1
+_C.CORNERNET.OFF_WEIGHT = 1.0
+_C.CORNERNET.FOCAL_ALPHA = 2.0
+_C.CORNERNET.FOCAL_BETA = 4.0  # (1 - y)^beta penalty reduction near corners
+# training augmentation (official sample/cornernet.py): random crop of the image
+# scaled by one of RAND_SCALES (min, max, step) around a centre at least BORDER
+# from the edges, flip, colour jitter (brightness, contrast, saturation 0.4) and
+# PCA lighting (std 0.1)
+_C.CORNERNET.RAND_CROP = True
+_C.CORNERNET.RAND_SCALES = [0.6, 1.4, 0.1]
+_C.CORNERNET.BORDER = 128
+_C.CORNERNET.RAND_COLOR = True
+_C.CORNERNET.LIGHTING = True
+# COCO detection classes: [] = all 80, or category ids, e.g. [1] (person)
+_C.CORNERNET.CATEGORIES = []
+
 _C.DEBUG = EasyDict()
 _C.DEBUG.DEBUG = False
 _C.DEBUG.SAVE_BATCH_IMAGES_GT = False

@@ -1,0 +1,311 @@
+"""CornerNet's codec: boxes <-> corner heatmaps, embeddings and offsets (Law and
+Deng, ECCV 2018), with its loss. ``MODEL.TARGET_TYPE: cornernet``.
+
+Encode (official CornerNet-Lite ``core/sample/cornernet.py``): each box, in
+network-input pixels, puts an unnormalised Gaussian on its class's top-left and
+bottom-right heatmaps at the corner truncated to the output grid. The radius is
+the largest for which a box with both corners displaced inside it still has IoU >=
+``CORNERNET.GAUSSIAN_IOU`` with the ground truth (paper Sec. 3.2; official
+``gaussian_radius``, its three quadratic cases), sigma = diameter / 6. The
+corner's flat index feeds the embedding gather, its fractional part is the
+offset target (paper eq. 2).
+
+Decode (official ``_decode`` in ``core/models/py_utils/utils.py`` and the test
+loop of ``core/test/cornernet.py``), batched in torch: sigmoid and a 3x3 max-pool
+NMS on both heatmaps, top-K corners over all classes, every (tl, br) pair scored by
+the mean of its corners' scores and rejected where the classes differ, the
+embedding distance exceeds ``AE_THRESHOLD``, or br lies left of / above tl; the
+best ``NUM_DETS`` pairs, offsets added; with a flipped output the mirrored
+detections are appended (x -> W - x, the official mapping, without the -1);
+then to image pixels through ``meta['crop_to_image']``, clipped to
+``meta['image_size']``, per-class Gaussian soft-NMS (Bodla et al. 2017; sigma
+``NMS_SIGMA``, boxes below ``NMS_MIN_SCORE`` dropped, the +1 pixel areas of the
+official Cython ``soft_nms``), and the best ``MAX_PER_IMAGE``.
+
+Deliberate difference: the official test code calls ``soft_nms`` for its side
+effect and ignores the kept count it returns, so its per-class arrays also keep
+the boxes soft-NMS dropped and copies left by its swap-with-last removal. Here
+only the kept boxes are returned (those are equal to the official ones); the
+per-image cut takes the top ``MAX_PER_IMAGE`` (the official ``>=`` k-th score
+keeps every tie).
+
+Loss (official ``CornerNet_Loss`` in ``core/models/py_utils/losses.py``): per stack,
+the focal loss of paper eq. 1 (alpha 2, beta 4 on (1 - y)) on sigmoid heatmaps
+clamped to [1e-4, 1 - 1e-4], normalised by the number of positives; pull/push
+embedding losses (eqs. 3-4, margin 1) weighted 0.1; smooth-L1 offsets (eq. 2);
+the sum over stacks divided by their number.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import Codec, last_stage
+
+SETTINGS = ("GAUSSIAN_IOU", "MAX_OBJECTS", "TOP_K", "AE_THRESHOLD", "NMS_KERNEL", "NUM_DETS", "NMS_SIGMA",
+            "NMS_MIN_SCORE", "MAX_PER_IMAGE", "PULL_WEIGHT", "PUSH_WEIGHT", "OFF_WEIGHT", "FOCAL_ALPHA",
+            "FOCAL_BETA")
+
+
+def gaussian_radius(height: float, width: float, min_overlap: float) -> float:
+    """Corner radius keeping IoU >= min_overlap (official ``gaussian_radius``: the
+    smallest root of the three displacement cases)."""
+    b1 = height + width
+    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 - math.sqrt(b1 ** 2 - 4 * c1)) / 2
+    b2 = 2 * (height + width)
+    c2 = (1 - min_overlap) * width * height
+    r2 = (b2 - math.sqrt(b2 ** 2 - 16 * c2)) / 8
+    a3 = 4 * min_overlap
+    b3 = -2 * min_overlap * (height + width)
+    c3 = (min_overlap - 1) * width * height
+    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / (2 * a3)
+    return min(r1, r2, r3)
+
+
+def draw_gaussian(heatmap: np.ndarray, x: int, y: int, radius: int) -> None:
+    """Max-paste an unnormalised Gaussian (sigma = diameter / 6, values below
+    eps * peak zeroed) centred on integer (x, y), clipped at the borders."""
+    d = 2 * radius + 1
+    sigma = d / 6
+    r = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-(r[None, :] ** 2 + r[:, None] ** 2) / (2 * sigma * sigma))
+    g[g < np.finfo(g.dtype).eps * g.max()] = 0
+    h, w = heatmap.shape
+    left, right = min(x, radius), min(w - x, radius + 1)
+    top, bottom = min(y, radius), min(h - y, radius + 1)
+    patch = heatmap[y - top:y + bottom, x - left:x + right]
+    np.maximum(patch, g[radius - top:radius + bottom, radius - left:radius + right], out=patch)
+
+
+def gather_at(feat: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) features at flat indices (N, M) -> (N, M, C)."""
+    n, c = feat.shape[:2]
+    flat = feat.reshape(n, c, -1)
+    return flat.gather(2, ind.unsqueeze(1).expand(n, c, ind.shape[1])).transpose(1, 2)
+
+
+def focal_loss(logits: torch.Tensor, gt: torch.Tensor, alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+    """Paper eq. 1 summed and divided by the number of positives (or, with none,
+    the negative term alone), on sigmoids clamped as the official ``_sigmoid``."""
+    pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = gt.eq(1)
+    pos_loss = (torch.log(pred) * (1 - pred) ** alpha)[pos].sum()
+    neg_loss = (torch.log(1 - pred) * pred ** alpha * (1 - gt) ** beta)[gt.lt(1)].sum()
+    num_pos = pos.sum()
+    return -neg_loss if num_pos == 0 else -(pos_loss + neg_loss) / num_pos
+
+
+def embedding_loss(tl: torch.Tensor, br: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pull (eq. 3) and push (eq. 4, margin 1) over (N, M) embeddings of each
+    image's objects, as the official ``_ae_loss`` (its push includes each object's
+    pair with itself, then subtracts 1/num for it)."""
+    num = mask.sum(dim=1, keepdim=True).float()
+    mean = (tl + br) / 2
+    pull = (((tl - mean) ** 2 + (br - mean) ** 2) / (num + 1e-4))[mask].sum()
+    pair = mask.unsqueeze(1) & mask.unsqueeze(2)
+    num = num.unsqueeze(2)
+    dist = torch.relu(1 - (mean.unsqueeze(1) - mean.unsqueeze(2)).abs()) - 1 / (num + 1e-4)
+    push = (dist / ((num - 1) * num + 1e-4))[pair].sum()
+    return pull, push
+
+
+def offset_loss(off: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Smooth-L1 over the objects' (N, M, 2) offsets, per object (eq. 2)."""
+    m = mask.unsqueeze(2).expand_as(gt)
+    return nn.functional.smooth_l1_loss(off[m], gt[m], reduction="sum") / (mask.sum().float() + 1e-4)
+
+
+class CornerNetLoss(nn.Module):
+    """Official ``CornerNet_Loss``: ``loss(outputs, target)`` with ``outputs`` the
+    model's list of per-stack dicts and ``target`` the batched encode dict."""
+
+    def __init__(self, pull_weight: float = 0.1, push_weight: float = 0.1, off_weight: float = 1.0,
+                 alpha: float = 2.0, beta: float = 4.0):
+        super().__init__()
+        self.pull_weight, self.push_weight, self.off_weight = pull_weight, push_weight, off_weight
+        self.alpha, self.beta = alpha, beta
+
+    def terms(self, outputs: list, target: Mapping) -> dict[str, torch.Tensor]:
+        """The summed focal, pull, push and offset terms (weighted, not yet divided by stacks)."""
+        mask = target["mask"].bool()
+        focal = pull = push = off = 0.0
+        for out in outputs:
+            focal = focal + focal_loss(out["tl_heat"], target["tl_heat"], self.alpha, self.beta)
+            focal = focal + focal_loss(out["br_heat"], target["br_heat"], self.alpha, self.beta)
+            p, q = embedding_loss(gather_at(out["tl_tag"], target["tl_ind"])[..., 0],
+                                  gather_at(out["br_tag"], target["br_ind"])[..., 0], mask)
+            pull, push = pull + p, push + q
+            off = off + offset_loss(gather_at(out["tl_off"], target["tl_ind"]), target["tl_off"], mask)
+            off = off + offset_loss(gather_at(out["br_off"], target["br_ind"]), target["br_off"], mask)
+        return {"focal": focal, "pull": self.pull_weight * pull, "push": self.push_weight * push,
+                "off": self.off_weight * off}
+
+    def forward(self, outputs: Any, target: Mapping, target_weight: Any = None) -> torch.Tensor:
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return sum(self.terms(outputs, target).values()) / max(len(outputs), 1)
+
+
+def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor,
+             sigma: float = 0.5, min_score: float = 0.001) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian soft-NMS per image and class, batched: (N, D, 4) boxes, (N, D)
+    scores, classes and valid mask -> the selection order (N, D) indices and the
+    scores at selection (N, D), -1 where nothing was selected.
+
+    Each step selects every image's best remaining box; its IoU (official +1
+    pixel convention, zero unless both overlaps are positive) decays the
+    remaining boxes of its class by exp(-IoU^2 / sigma); those under
+    ``min_score`` leave. Per class this is the official greedy order."""
+    n, d = scores.shape
+    area = (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
+    s = torch.where(valid, scores, torch.full_like(scores, -1.0))
+    active = valid.clone()
+    order = torch.full((n, d), -1, dtype=torch.long, device=scores.device)
+    picked = torch.full((n, d), -1.0, dtype=scores.dtype, device=scores.device)
+    rows = torch.arange(n, device=scores.device)
+    for step in range(d):
+        if not bool(active.any()):
+            break
+        best = torch.where(active, s, torch.full_like(s, -2.0)).argmax(dim=1)
+        has = active[rows, best]
+        order[:, step] = torch.where(has, best, torch.full_like(best, -1))
+        picked[:, step] = torch.where(has, s[rows, best], torch.full_like(s[:, 0], -1.0))
+        active[rows, best] = False
+        b = boxes[rows, best]
+        iw = torch.minimum(b[:, None, 2], boxes[..., 2]) - torch.maximum(b[:, None, 0], boxes[..., 0]) + 1
+        ih = torch.minimum(b[:, None, 3], boxes[..., 3]) - torch.maximum(b[:, None, 1], boxes[..., 1]) + 1
+        overlap = (iw > 0) & (ih > 0) & (classes == classes[rows, best][:, None]) & active & has[:, None]
+        inter = iw * ih
+        iou = inter / (area[rows, best][:, None] + area - inter)
+        s = torch.where(overlap, s * torch.exp(-(iou * iou) / sigma), s)
+        active &= ~(overlap & (s < min_score))
+    return order, picked
+
+
+class CornerNetCodec(Codec):
+    """Boxes (x1, y1, x2, y2) <-> corner targets; ``stride`` is the network's
+    output stride (4 for hourglass-104, 8 for Squeeze)."""
+
+    prediction = "boxes"
+    supports_flip = False  # the flipped pass is decoded with the original (decode_detections)
+
+    def __init__(self, num_classes: int, input_size, output_size, settings: Mapping):
+        self.num_classes = int(num_classes)
+        self.input_size = tuple(int(v) for v in input_size)  # (width, height)
+        self.output_size = tuple(int(v) for v in output_size)
+        self.s = dict(settings)
+
+    def encode(self, boxes, labels, **sample) -> tuple[dict, np.ndarray]:
+        """(M, 4) boxes in network-input pixels and (M,) 0-based classes -> the
+        target dict and the (MAX_OBJECTS,) object mask (also ``target['mask']``)."""
+        w_out, h_out = self.output_size
+        rw, rh = w_out / self.input_size[0], h_out / self.input_size[1]
+        m = int(self.s["MAX_OBJECTS"])
+        tl_heat = np.zeros((self.num_classes, h_out, w_out), np.float32)
+        br_heat = np.zeros_like(tl_heat)
+        tl_off, br_off = np.zeros((m, 2), np.float32), np.zeros((m, 2), np.float32)
+        tl_ind, br_ind = np.zeros(m, np.int64), np.zeros(m, np.int64)
+        mask = np.zeros(m, np.uint8)
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        for i, (box, label) in enumerate(zip(boxes[:m], np.asarray(labels).reshape(-1)[:m])):
+            fx1, fy1, fx2, fy2 = box[0] * rw, box[1] * rh, box[2] * rw, box[3] * rh
+            x1, y1, x2, y2 = int(fx1), int(fy1), int(fx2), int(fy2)
+            radius = max(0, int(gaussian_radius(math.ceil((box[3] - box[1]) * rh), math.ceil((box[2] - box[0]) * rw),
+                                                self.s["GAUSSIAN_IOU"])))
+            draw_gaussian(tl_heat[int(label)], x1, y1, radius)
+            draw_gaussian(br_heat[int(label)], x2, y2, radius)
+            tl_off[i], br_off[i] = (fx1 - x1, fy1 - y1), (fx2 - x2, fy2 - y2)
+            tl_ind[i], br_ind[i] = y1 * w_out + x1, y2 * w_out + x2
+            mask[i] = 1
+        target = {"tl_heat": tl_heat, "br_heat": br_heat, "tl_off": tl_off, "br_off": br_off,
+                  "tl_ind": tl_ind, "br_ind": br_ind, "mask": mask}
+        return target, mask.astype(np.float32)
+
+    def pairs(self, out: Mapping) -> torch.Tensor:
+        """Official ``_decode``: (N, NUM_DETS, 8) rows x1, y1, x2, y2, score, tl
+        score, br score, class in output-map pixels; rejected pairs score -1."""
+        s = self.s
+        k, kernel = int(s["TOP_K"]), int(s["NMS_KERNEL"])
+        n, c, h, w = out["tl_heat"].shape
+
+        def peaks(logits):
+            heat = torch.sigmoid(logits)
+            hmax = nn.functional.max_pool2d(heat, kernel, stride=1, padding=(kernel - 1) // 2)
+            score, ind = (heat * (hmax == heat)).reshape(n, -1).topk(k)
+            cls = torch.div(ind, h * w, rounding_mode="floor")
+            ind = ind % (h * w)
+            return score, ind, cls, torch.div(ind, w, rounding_mode="floor").to(heat.dtype), (ind % w).to(heat.dtype)
+
+        tl_s, tl_i, tl_c, tl_y, tl_x = peaks(out["tl_heat"])
+        br_s, br_i, br_c, br_y, br_x = peaks(out["br_heat"])
+        tl_o, br_o = gather_at(out["tl_off"], tl_i), gather_at(out["br_off"], br_i)
+        tl_x, tl_y = (tl_x + tl_o[..., 0])[:, :, None], (tl_y + tl_o[..., 1])[:, :, None]
+        br_x, br_y = (br_x + br_o[..., 0])[:, None, :], (br_y + br_o[..., 1])[:, None, :]
+        tl_t, br_t = gather_at(out["tl_tag"], tl_i)[..., 0], gather_at(out["br_tag"], br_i)[..., 0]
+        shape = (n, k, k)
+        bboxes = torch.stack([tl_x.expand(shape), tl_y.expand(shape), br_x.expand(shape), br_y.expand(shape)], 3)
+        tl_s, br_s = tl_s[:, :, None].expand(shape), br_s[:, None, :].expand(shape)
+        scores = (tl_s + br_s) / 2
+        reject = ((tl_c[:, :, None] != br_c[:, None, :]) | ((tl_t[:, :, None] - br_t[:, None, :]).abs()
+                  > s["AE_THRESHOLD"]) | (br_x < tl_x) | (br_y < tl_y))
+        scores = torch.where(reject, torch.full_like(scores, -1.0), scores).reshape(n, -1)
+        scores, inds = scores.topk(min(int(s["NUM_DETS"]), k * k))
+        pick = inds[..., None]
+        return torch.cat([bboxes.reshape(n, -1, 4).gather(1, pick.expand(-1, -1, 4)), scores[..., None],
+                          tl_s.reshape(n, -1, 1).gather(1, pick), br_s.reshape(n, -1, 1).gather(1, pick),
+                          tl_c[:, :, None].expand(shape).reshape(n, -1, 1).gather(1, pick).to(scores.dtype)], 2)
+
+    def decode_detections(self, output: Any, meta: Mapping[str, torch.Tensor],
+                          output_flipped: Optional[Any] = None) -> dict[str, torch.Tensor]:
+        """Detections per image: ``boxes`` (N, MAX_PER_IMAGE, 4) image pixels,
+        ``scores`` (N, MAX_PER_IMAGE) after soft-NMS (-1 where fewer), ``classes``
+        (N, MAX_PER_IMAGE) 0-based. ``output_flipped`` is the output for the
+        horizontally mirrored inputs (the official flip test)."""
+        out = last_stage(output)
+        dets = self.pairs(out)
+        if output_flipped is not None:
+            f = self.pairs(last_stage(output_flipped))
+            w = out["tl_heat"].shape[-1]
+            f = torch.cat([w - f[..., 2:3], f[..., 1:2], w - f[..., 0:1], f[..., 3:]], 2)
+            dets = torch.cat([dets, f], 1)
+        a = meta["crop_to_image"].to(dets)
+        size = meta["image_size"].to(dets)
+        xs = dets[..., 0:4:2] * a[:, 0, 0, None, None] + a[:, 0, 2, None, None]
+        ys = dets[..., 1:4:2] * a[:, 1, 1, None, None] + a[:, 1, 2, None, None]
+        xs = torch.minimum(xs.clamp(min=0), size[:, 0, None, None])
+        ys = torch.minimum(ys.clamp(min=0), size[:, 1, None, None])
+        boxes = torch.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1]], 2)
+        scores, classes = dets[..., 4], dets[..., 7].long()
+        order, picked = soft_nms(boxes, scores, classes, scores > -1, self.s["NMS_SIGMA"], self.s["NMS_MIN_SCORE"])
+        top = min(int(self.s["MAX_PER_IMAGE"]), order.shape[1])
+        best, pos = picked.topk(top, dim=1)
+        idx = order.gather(1, pos).clamp(min=0)
+        return {"boxes": boxes.gather(1, idx[..., None].expand(-1, -1, 4)), "scores": best,
+                "classes": classes.gather(1, idx)}
+
+    def decode(self, output: Any, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, MAX_PER_IMAGE, 4) boxes and (N, MAX_PER_IMAGE, 1) scores (-1: none);
+        the classes come with ``decode_detections``."""
+        det = self.decode_detections(output, meta)
+        return det["boxes"], det["scores"][..., None]
+
+    def loss(self, cfg) -> nn.Module:
+        s = self.s
+        return CornerNetLoss(s["PULL_WEIGHT"], s["PUSH_WEIGHT"], s["OFF_WEIGHT"], s["FOCAL_ALPHA"], s["FOCAL_BETA"])
+
+    def heatmaps(self, outputs: Any) -> Optional[torch.Tensor]:
+        out = last_stage(outputs)
+        return torch.sigmoid(torch.maximum(out["tl_heat"], out["br_heat"]))
+
+
+def get_codec(cfg) -> CornerNetCodec:
+    extra = cfg.MODEL.EXTRA
+    stride = 8 if extra.get("VARIANT", "hourglass104") == "squeeze" else 4
+    w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
+    return CornerNetCodec(extra.get("NUM_CLASSES", 80), (w, h), ((w + 1) // stride, (h + 1) // stride),
+                          {k: cfg.CORNERNET[k] for k in SETTINGS})
