@@ -34,6 +34,7 @@ def nms_per_image(preds: np.ndarray, scores: np.ndarray, areas: np.ndarray, imag
         kept.append((image_id, idx[keep] if len(keep) else idx))
     return kept
 
+
 def instance_oks(dataset, preds: np.ndarray, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Per predicted instance, its best OKS against the labelled people of its
     image (COCOeval's per-pair OKS: mean over the GT's labelled joints of
@@ -45,10 +46,10 @@ def instance_oks(dataset, preds: np.ndarray, image_ids: np.ndarray) -> tuple[np.
         return None
     num_joints = preds.shape[1]
     variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
-    category = getattr(dataset, "category_id", 1)
+    categories = getattr(dataset, "category_ids", {getattr(dataset, "category_id", 1)})
     oks, matched = np.zeros(len(preds)), np.zeros((len(preds), num_joints, 3))
     for image_id in np.unique(image_ids):
-        anns = [a for a in coco.imgToAnns.get(int(image_id), []) if a.get("category_id") == category
+        anns = [a for a in coco.imgToAnns.get(int(image_id), []) if a.get("category_id") in categories
                 and not a.get("iscrowd", 0) and len(a.get("keypoints", [])) == 3 * num_joints]
         gt = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(-1, num_joints, 3)
         labelled = gt[:, :, 2] > 0

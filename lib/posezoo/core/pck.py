@@ -42,8 +42,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
-__all__ = ["SC_BIAS", "PCKResult", "head_sizes", "torso_sizes", "bbox_sizes", "normalized_distances",
-           "pck_curve", "pooled_mean", "pck", "pckh"]
+__all__ = ["SC_BIAS", "PCKResult", "head_sizes", "torso_sizes", "bbox_sizes", "keypoint_crop_sizes",
+           "normalized_distances", "pck_curve", "pooled_mean", "pck", "pckh", "ccssl_pck"]
 
 #: MPII's head-size factor: the PCKh normaliser is 0.6 x the head-box diagonal.
 SC_BIAS = 0.6
@@ -93,6 +93,22 @@ def bbox_sizes(boxes: np.ndarray, mode: str = "max") -> np.ndarray:
     if mode == "wh":
         return wh.copy()
     raise ValueError(f"bbox_sizes mode must be 'max', 'diag' or 'wh'; got {mode!r}")
+
+
+def keypoint_crop_sizes(gt: np.ndarray, factor: float = 1.5) -> np.ndarray:
+    """(N,) side of CC-SSL's square crop: ``factor`` x the longer side of the box
+    around the labelled keypoints, where x > 0 bounds x and y > 0 bounds y
+    (Learning-from-Synthetic-Animals ``pose/datasets/real_animal_sp.py``, the
+    ``x_min ... s = max(x_max-x_min, y_max-y_min)/200.0 * 1.5`` lines: the
+    crop is s x 200 pixels). An instance without labelled joints gets 0."""
+    gt = np.asarray(gt, dtype=np.float64)
+    x, y = gt[..., 0], gt[..., 1]
+    with np.errstate(invalid="ignore"):
+        xs = np.where(x > 0, x, np.nan)
+        ys = np.where(y > 0, y, np.nan)
+        w = np.nanmax(xs, axis=1) - np.nanmin(xs, axis=1) if xs.size else np.zeros(len(gt))
+        h = np.nanmax(ys, axis=1) - np.nanmin(ys, axis=1) if ys.size else np.zeros(len(gt))
+    return np.nan_to_num(np.maximum(w, h) * factor)
 
 
 def _check_shapes(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray) -> None:
@@ -193,3 +209,44 @@ def pckh(pred: np.ndarray, gt: np.ndarray, head_size: np.ndarray, visible: np.nd
     if head_size.shape != (pred.shape[0],):
         raise ValueError(f"head_size must be ({pred.shape[0]},); got {head_size.shape}")
     return pck_curve(normalized_distances(pred, gt, head_size), visible, thresholds, strict)
+
+
+def ccssl_pck(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, crop_size: np.ndarray,
+              alpha: float = 0.05, batch_size: int = 6) -> PCKResult:
+    """PCK@alpha as CC-SSL reports it on TigDog (Mu et al. 2020).
+
+    Normaliser: the side of the square test crop (``keypoint_crop_sizes``). The
+    official ``accuracy`` compares heatmap argmaxes on the 64x64 grid with a
+    normaliser of 64 / 10 and a threshold of 0.5, i.e. ``distance < 0.05 x
+    64`` = ``distance / crop side < 0.05`` (``pose/utils/evaluation.py:111-132``,
+    ``calc_dists`` 76-86, ``dist_acc`` 88-94, strict ``<``).
+    Averaging: per batch of ``batch_size`` crops (``--test-batch`` 6), each
+    joint's accuracy over its labelled instances, the batch mean over joints
+    labelled in it; the reported mean is the batch means weighted by batch size
+    (``AverageMeter.update(acc[0], n)``) and the per-joint figure the plain mean
+    of that joint's batch accuracies (``evaluation/test.py:193-199, 228-229``).
+    ``batch_size=len(pred)`` gives the dataset-level (pooled per joint) figures.
+
+    Deliberate difference: coordinates are compared as given (posezoo's
+    sub-pixel image-space predictions), not as integer heatmap argmaxes."""
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    visible = np.asarray(visible).astype(bool)
+    _check_shapes(pred, gt, visible)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    n, k = visible.shape
+    with np.errstate(invalid="ignore"):
+        correct = (normalized_distances(pred, gt, crop_size) < alpha) & visible
+    pad = (-n) % batch_size
+    shape = (-1, batch_size, k)
+    hits = np.pad(correct, ((0, pad), (0, 0))).reshape(shape).sum(axis=1).astype(np.float64)
+    labelled = np.pad(visible, ((0, pad), (0, 0))).reshape(shape).sum(axis=1)
+    sizes = np.minimum(batch_size, n - batch_size * np.arange(len(hits)))
+    present = labelled > 0
+    acc = np.where(present, hits / np.maximum(labelled, 1), 0.0)  # (B, K)
+    batch_mean = np.where(present.any(axis=1), acc.sum(axis=1) / np.maximum(present.sum(axis=1), 1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_joint = np.where(present.any(axis=0), acc.sum(axis=0) / present.sum(axis=0), np.nan)
+    mean = float((batch_mean * sizes).sum() / max(sizes.sum(), 1))
+    return PCKResult(100.0 * per_joint, visible.sum(axis=0), 100.0 * mean)

@@ -151,19 +151,23 @@ def keypoint_info(cfg) -> KeypointInfo:
 
 
 class COCODataset(JointsDataset):
+    #: keep boxes without any labelled keypoint (unlabelled target domains to pseudo-label)
+    keep_unlabelled = False
+
     def __init__(self, cfg, image_set: str, is_train: bool, codec,
                  flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS,
                  upper_body_ids: Sequence[int] = COCO_UPPER_BODY_IDS,
                  joints_weight: Sequence[float] | None = None, sigmas: Sequence[float] | None = None):
         root = cfg.DATASET.ROOT
-        ann_file = os.path.join(root, "annotations", f"person_keypoints_{image_set}.json")
+        ann_file = self.annotation_file(root, image_set)
         self.ann_file = ann_file
         self.coco = load_coco_json(ann_file)
-        cats = [c for c in self.coco.dataset["categories"] if c.get("id") == 1] or self.coco.dataset["categories"]
+        cats = self.keypoint_categories(self.coco.dataset["categories"])
         if not cats:
             raise AnnotationError(f"annotation file {ann_file} has no category")
         num_joints = len(cats[0].get("keypoints", [])) or cfg.MODEL.NUM_JOINTS
         self.category_id = cats[0]["id"]
+        self.category_ids = {c["id"] for c in cats}
         self.skeleton = [(a - 1, b - 1) for a, b in cats[0].get("skeleton", [])]
         self.sigmas = oks_sigmas(cfg, num_joints, sigmas)
         joints_weight = joints_weight or (COCO_JOINTS_WEIGHT if num_joints == 17 else [1.0] * num_joints)
@@ -172,7 +176,7 @@ class COCODataset(JointsDataset):
         super().__init__(cfg, image_set, is_train, codec, num_joints, flip_pairs,
                          upper_body_ids if num_joints == 17 else [], joints_weight)
 
-        self.image_dir = os.path.join(root, "images", image_set)
+        self.image_dir = self.images_folder(root, image_set)
         self.image_ids = sorted(self.coco.getImgIds())
         self.use_gt_bbox = is_train or cfg.TEST.USE_GT_BBOX
         self.skipped_boxes = 0
@@ -182,6 +186,21 @@ class COCODataset(JointsDataset):
         logger.info("=> %s %s: %d person boxes from %s (%d boxes with w or h <= 0 skipped)",
                     cfg.DATASET.DATASET, image_set, len(self.db),
                     "GT boxes" if self.use_gt_bbox else cfg.TEST.COCO_BBOX_FILE, self.skipped_boxes)
+
+    @staticmethod
+    def annotation_file(root: str, image_set: str) -> str:
+        """HRNet's layout; animal sets name their files differently."""
+        return os.path.join(root, "annotations", f"person_keypoints_{image_set}.json")
+
+    @staticmethod
+    def images_folder(root: str, image_set: str) -> str:
+        return os.path.join(root, "images", image_set)
+
+    @staticmethod
+    def keypoint_categories(categories: list[dict]) -> list[dict]:
+        """The categories whose boxes are read: COCO's person (id 1), or the
+        first category of a custom set. Multi-species sets take them all."""
+        return [c for c in categories if c.get("id") == 1] or categories[:1]
 
     def image_path(self, image_id: int) -> str:
         return os.path.join(self.image_dir, self.coco.imgs[image_id]["file_name"])
@@ -195,7 +214,7 @@ class COCODataset(JointsDataset):
             info = self.coco.imgs[image_id]
             width, height = info["width"], info["height"]
             for ann in self.coco.imgToAnns.get(image_id, []):
-                if ann.get("category_id") != self.category_id:
+                if ann.get("category_id") not in self.category_ids:
                     continue
                 kpts, bbox = ann.get("keypoints"), ann.get("bbox")
                 if not _finite_numbers(kpts, 3 * k):
@@ -213,14 +232,16 @@ class COCODataset(JointsDataset):
                     self.skipped_boxes += 1
                     continue
                 kp = np.asarray(kpts, dtype=np.float32).reshape(k, 3)
-                if kp.max() == 0:  # no labelled keypoint: nothing to learn or score
+                if kp.max() == 0 and not self.keep_unlabelled:  # no labelled keypoint: nothing to learn or score
                     continue
                 joints = np.zeros((k, 3), np.float32)
                 joints[:, :2] = kp[:, :2]
                 joints_vis = np.zeros((k, 3), np.float32)
                 joints_vis[:, :2] = np.minimum(kp[:, 2:3], 1)
                 center, scale = box_to_center_scale([x1, y1, x2 - x1, y2 - y1], self.aspect_ratio)
-                db.append(make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis))
+                record = make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis)
+                record["category_id"], record["bbox"] = ann["category_id"], [x1, y1, x2 - x1, y2 - y1]
+                db.append(record)
         return db
 
     def _detection_db(self) -> list[dict]:
@@ -284,10 +305,15 @@ class COCODataset(JointsDataset):
         rescored = instance_scores(preds, boxes[:, 5], cfg.TEST.IN_VIS_THRE)
 
         results = []
+        # Multi-species sets with GT boxes (one prediction per record, in order):
+        # each result keeps its box's species, so COCOeval matches within it.
+        one_per_record = self.use_gt_bbox and len(preds) == len(self.db)
+        categories = [r.get("category_id", self.category_id) for r in self.db] if one_per_record \
+            else [self.category_id] * len(preds)
         for image_id, kept in nms_per_image(preds, rescored, boxes[:, 4], image_ids, cfg.TEST.OKS_THRE, self.sigmas,
                                             cfg.TEST.SOFT_NMS):
             for i in kept:
-                results.append({"image_id": int(image_id), "category_id": self.category_id,
+                results.append({"image_id": int(image_id), "category_id": int(categories[i]),
                                 "keypoints": preds[i].reshape(-1).round(4).tolist(),
                                 "score": float(rescored[i]), "center": boxes[i, 0:2].tolist(),
                                 "scale": boxes[i, 2:4].tolist()})
