@@ -8,6 +8,8 @@ of github.com/ilovepose/DarkPose (commit 0185b42; numpy 2.4, OpenCV 5.0) on
 copy, since it blurs in place) and ``lib/dataset/JointsDataset.py::generate_target``
 on the heatmap joints below.
 """
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,8 @@ from oracles.reference_dark import (gaussian_blur_loop, generate_target_dark_loo
 from posezoo.codecs.dark import DarkCodec, blur_keep_max
 from posezoo.config import load_config
 from posezoo.utils.transforms import affine_transform, flip_back, flip_permutation, fliplr_joints
+
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "coco", "hrnet")
 
 COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
 
@@ -280,3 +284,37 @@ def test_maps_too_small_for_the_stencil_decode_to_the_argmax():
                              np.tile([1.5, 1.5], (2, 1)), np.tile([4 / 200, 4 / 200], (2, 1)))
     np.testing.assert_allclose(preds.numpy(), np.tile([1.0, 2.0], (2, 3, 1)))
     assert (maxvals == 1).all()
+
+
+@pytest.mark.parametrize("yaml_name, override, expected", [
+    ("w32_256x192_adam_lr1e-3_dark.yaml", [], (10 + 99 / 2, 20 + 149 / 2)),  # DarkPose: x + (w - 1) / 2
+    ("w32_256x192_adam_lr1e-3.yaml", [], (10 + 100 / 2, 20 + 150 / 2)),  # HRNet: x + w / 2
+    ("w32_256x192_adam_lr1e-3_offset_ofm.yaml", [], (60.0, 95.0)),  # UDP keeps HRNet's
+    ("w32_256x192_adam_lr1e-3_dark.yaml", ["DATASET.BOX_CENTER", "hrnet"], (60.0, 95.0)),
+    ("w32_256x192_adam_lr1e-3.yaml", ["DATASET.BOX_CENTER", "darkpose"], (59.5, 94.5)),
+])
+def test_box_centre_follows_the_official_yaml(yaml_name, override, expected):
+    """The dataset and the API cut a box [10, 20, 100, 150] around the official
+    reader's centre: DarkPose's YAMLs get DarkPose's, the others HRNet's."""
+    from posezoo.api import PoseEstimator
+    from posezoo.datasets.joints_dataset import box_center_rule
+    from posezoo.utils.transforms import box_to_center_scale
+
+    cfg = load_config(os.path.join(EXPERIMENTS, yaml_name), ["MODEL.NAME", "pose_resnet", "MODEL.EXTRA",
+                                                             "{NUM_LAYERS: 18, NUM_DECONV_FILTERS: [8, 8, 8]}",
+                                                             "MODEL.PRETRAINED", "''"] + override)
+    codec = build_codec(cfg)
+    rule = box_center_rule(cfg, codec)
+    center, _ = box_to_center_scale([10, 20, 100, 150], 192 / 256, center_rule=rule)
+    np.testing.assert_allclose(center, expected)
+    from posezoo.models import build_model
+    estimator = PoseEstimator(cfg, build_model(cfg, is_train=False), device="cpu")
+    _, centers, _ = estimator.crop(np.zeros((200, 200, 3), np.uint8), np.array([[10, 20, 100, 150, 1.0]]))
+    np.testing.assert_allclose(centers[0], expected)
+
+
+def test_unknown_box_centre_rule_is_one_clear_line():
+    from posezoo.utils.transforms import box_to_center_scale
+
+    with pytest.raises(ValueError, match="DATASET.BOX_CENTER = 'middle'"):
+        box_to_center_scale([0, 0, 10, 10], 1.0, center_rule="middle")

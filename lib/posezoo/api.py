@@ -39,7 +39,7 @@ from .config import load_config
 from .core.evaluate import instance_scores
 from .core.inference import amp_forward, decode_batch, forward_test
 from .datasets import keypoint_info
-from .datasets.joints_dataset import input_normalisation, to_input_tensor
+from .datasets.joints_dataset import box_center_rule, input_normalisation, to_input_tensor
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
 from .utils.transforms import box_to_center_scale
@@ -201,6 +201,7 @@ class PoseEstimator:
             depth_crop_settings(cfg)  # a bad DEPTH_CROP / IMAGE_SIZE / CUBE_SIZE fails here, not at the first frame
         self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
+        self.box_center = box_center_rule(cfg, self.codec)
         self.flip_pairs, self.skeleton = keypoint_metadata(cfg)
         self.flip_test = bool(cfg.TEST.FLIP_TEST) and self.codec.supports_flip
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
@@ -228,7 +229,7 @@ class PoseEstimator:
         width, height = self.image_size
         inputs, centers, scales = [], [], []
         for box in boxes:
-            center, scale = box_to_center_scale(box[:4], self.aspect_ratio)
+            center, scale = box_to_center_scale(box[:4], self.aspect_ratio, center_rule=self.box_center)
             trans = self.codec.crop_matrix(center, scale, 0.0, (width, height))
             crop = cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)
             inputs.append(to_input_tensor(crop, self.input_mean, self.input_std))

@@ -34,6 +34,9 @@ class Codec:
     #: the keys of the dataset's ``meta`` that ``decode`` reads (the caller
     #: moves exactly these to the output's device, plus ``inputs``).
     meta_keys: tuple[str, ...] = ("center", "scale")
+    #: the box-centre rule of the official code this codec reproduces
+    #: (``utils.transforms.BOX_CENTERS``); ``DATASET.BOX_CENTER`` overrides it.
+    box_center: str = "hrnet"
 
     def encode(self, joints, joints_vis, **sample):
         raise NotImplementedError(f"{type(self).__name__}.encode")

@@ -12,8 +12,9 @@ It has four parts, each equal to DarkPose:
   ``crop_matrix`` and the inverse in ``decode`` call the shared
   ``get_affine_transform`` / ``crop_to_image`` with ``scale - 1/200`` and
   ``size - 1``. The official checkpoints were trained on these crops. DarkPose's
-  COCO reader also puts box centres at ``x + (w - 1) / 2``. That is the
-  dataset's business, not the codec's.
+  COCO reader also puts box centres at ``x + (w - 1) / 2``: ``box_center``
+  says so, and the datasets and the API cut boxes by it unless
+  ``DATASET.BOX_CENTER`` names another rule.
 - **Encode.** An unbiased Gaussian target. DarkPose maps each joint into heatmap
   pixels with its own affine transform, keeps the sub-pixel centre ``mu``
   without rounding, and draws ``exp(-|p - mu|^2 / 2 sigma^2)`` over the whole
@@ -167,6 +168,7 @@ def dark_scale(scale: np.ndarray | torch.Tensor):
 
 
 class DarkCodec(HeatmapCodec):
+    box_center = "darkpose"
     """``image_size`` and ``heatmap_size`` are (width, height). ``blur_kernel`` is
     DarkPose's ``TEST.BLUR_KERNEL``. It must be odd, and 1 means no blur."""
 

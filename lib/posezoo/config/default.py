@@ -99,6 +99,10 @@ _C.DATASET.UPPER_BODY_IDS = []
 # posezoo: input normalisation, (pixel / 255 - mean) / std per channel in the
 # image's channel order; ImageNet's by default (HRNet, SimpleBaseline, LPN, DarkPose,
 # UDP). Princeton's stacked hourglass takes pixel / 255 (mean 0, std 1).
+# posezoo: box centre rule, x + (w - offset) / 2 (utils.transforms.BOX_CENTERS): hrnet
+# (offset 0; HRNet, SimpleBaseline, UDP) | darkpose (offset 1); '' follows the codec
+# (the DARK codec of DarkPose's YAMLs: darkpose; every other: hrnet).
+_C.DATASET.BOX_CENTER = ""
 _C.DATASET.INPUT_MEAN = [0.485, 0.456, 0.406]
 _C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
 # posezoo: skip (and count) unreadable images instead of stopping.

@@ -238,7 +238,8 @@ class COCODataset(JointsDataset):
                 joints[:, :2] = kp[:, :2]
                 joints_vis = np.zeros((k, 3), np.float32)
                 joints_vis[:, :2] = np.minimum(kp[:, 2:3], 1)
-                center, scale = box_to_center_scale([x1, y1, x2 - x1, y2 - y1], self.aspect_ratio)
+                center, scale = box_to_center_scale([x1, y1, x2 - x1, y2 - y1], self.aspect_ratio,
+                                                    center_rule=self.box_center)
                 record = make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis)
                 record["category_id"], record["bbox"] = ann["category_id"], [x1, y1, x2 - x1, y2 - y1]
                 db.append(record)
@@ -255,7 +256,7 @@ class COCODataset(JointsDataset):
             if det["bbox"][2] <= 0 or det["bbox"][3] <= 0:
                 self.skipped_boxes += 1
                 continue
-            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio)
+            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio, center_rule=self.box_center)
             db.append(make_record(self.image_path(det["image_id"]), det["image_id"], center, scale,
                                   np.zeros((k, 3), np.float32), np.ones((k, 3), np.float32), det["score"]))
         return db

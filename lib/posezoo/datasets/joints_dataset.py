@@ -60,6 +60,12 @@ def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray =
     return torch.from_numpy(((crop.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1).copy())
 
 
+def box_center_rule(cfg, codec) -> str:
+    """``DATASET.BOX_CENTER``, else the codec's official rule (DarkPose YAMLs
+    select the DARK codec and so DarkPose's centre; HRNet/UDP ones HRNet's)."""
+    return cfg.DATASET.BOX_CENTER or getattr(codec, "box_center", "hrnet")
+
+
 class JointsDataset(Dataset):
     """Keypoint metadata (flip pairs, upper body, joint weights, OKS sigmas) is set
     by the subclass and may be overridden from ``DATASET.*`` for custom sets."""
@@ -81,6 +87,7 @@ class JointsDataset(Dataset):
 
         self.image_size = np.asarray(cfg.MODEL.IMAGE_SIZE)
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
+        self.box_center = box_center_rule(cfg, codec)
         self.scale_factor = cfg.DATASET.SCALE_FACTOR
         self.rotation_factor = cfg.DATASET.ROT_FACTOR
         self.flip = cfg.DATASET.FLIP

@@ -16,13 +16,22 @@ PIXEL_STD = 200.0
 BOX_PADDING = 1.25  # official top-down crops enlarge every person box by 25 %
 
 
-def box_to_center_scale(box: Sequence[float], aspect_ratio: float, padding: float = BOX_PADDING
-                        ) -> tuple[np.ndarray, np.ndarray]:
+#: Where a box's centre lies: ``x + (w - offset) / 2``. HRNet/SimpleBaseline/UDP
+#: ``_xywh2cs`` halve the width (offset 0); DarkPose's ``lib/dataset/coco.py``
+#: ``_xywh2cs`` takes one pixel off first (offset 1), for GT and detected boxes.
+BOX_CENTERS = {"hrnet": 0.0, "darkpose": 1.0}
+
+
+def box_to_center_scale(box: Sequence[float], aspect_ratio: float, padding: float = BOX_PADDING,
+                        center_rule: str = "hrnet") -> tuple[np.ndarray, np.ndarray]:
     """COCO box [x, y, w, h] -> center, scale: the box is widened or heightened to
     the crop's aspect ratio (w/h), divided by 200 px and enlarged by `padding`
-    (HRNet/SimpleBaseline ``_xywh2cs``)."""
+    (HRNet/SimpleBaseline ``_xywh2cs``); ``center_rule`` is a ``BOX_CENTERS`` key."""
+    if center_rule not in BOX_CENTERS:
+        raise ValueError(f"DATASET.BOX_CENTER = {center_rule!r}: expected one of {', '.join(BOX_CENTERS)}")
     x, y, w, h = (float(v) for v in box[:4])
-    center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
+    off = BOX_CENTERS[center_rule]
+    center = np.array([x + (w - off) * 0.5, y + (h - off) * 0.5], dtype=np.float32)
     if w > aspect_ratio * h:
         h = w * 1.0 / aspect_ratio
     elif w < aspect_ratio * h:
