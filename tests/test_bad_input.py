@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -112,22 +113,46 @@ def restore_logging():
 
 @pytest.fixture
 def broken_images(synthetic_root, tmp_path):
-    """A copy where one val image is missing, one val image is garbage bytes and
-    one train image is missing. Returns (root, {image_id: path})."""
+    """A copy where one val image is missing, one val image is garbage bytes, one
+    val image is a truncated JPEG (its first third) and one train image is
+    missing. Returns (root, {image_id: path})."""
     root = copy_root(synthetic_root, tmp_path)
     bad = {}
-    for split, n in (("val2017", 2), ("train2017", 1)):
+    for split, n in (("val2017", 3), ("train2017", 1)):
         data = read_json(ann_path(root, split))
         files = {im["id"]: os.path.join(root, "images", split, im["file_name"]) for im in data["images"]}
         ids = sorted({a["image_id"] for a in data["annotations"] if labelled(a)})[:n]
         for k, image_id in enumerate(ids):
             if k == 0:
                 os.remove(files[image_id])
+            elif k == 2:
+                with open(files[image_id], "rb") as f:
+                    data = f.read()
+                with open(files[image_id], "wb") as f:
+                    f.write(data[:len(data) // 3])
             else:
                 with open(files[image_id], "wb") as f:
                     f.write(b"\x00\x01 this is not an image \xff\xd8" * 40)
             bad[image_id] = files[image_id]
     return root, bad
+
+
+def test_truncated_jpeg_is_refused_though_opencv_decodes_it(synthetic_root, tmp_path):
+    """libjpeg decodes the first third of a JPEG (grey below) and only warns on
+    stderr; read_image refuses it from its missing end marker."""
+    from posezoo.datasets.joints_dataset import ImageReadError, read_image
+
+    folder = os.path.join(synthetic_root, "images", "val2017")
+    source = os.path.join(folder, sorted(os.listdir(folder))[0])
+    with open(source, "rb") as f:
+        data = f.read()
+    path = str(tmp_path / "cut.jpg")
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 3])
+    assert cv2.imread(path) is not None, "opencv no longer decodes partial JPEGs: the check is moot"
+    assert read_image(source, False).shape[2] == 3
+    with pytest.raises(ImageReadError, match=r"cut\.jpg is truncated .*DATASET.SKIP_CORRUPT_IMAGES"):
+        read_image(path, False)
 
 
 def test_unreadable_image_raises_naming_the_file(broken_images, tmp_path):

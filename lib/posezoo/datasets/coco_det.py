@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .joints_dataset import input_normalisation
+from .joints_dataset import ImageReadError, input_normalisation, truncated
 from ..utils.utils import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -167,9 +167,11 @@ class COCODetection(Dataset):
     def read(self, image_id: int) -> np.ndarray:
         info = self.coco.loadImgs(image_id)[0]
         path = os.path.join(self.image_dir, info["file_name"])
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if truncated(path):  # the pose readers' rule (read_image)
+            raise ImageReadError(f"coco_det: image {path} is truncated (its end marker is missing)")
+        image = cv2.imread(path, cv2.IMREAD_COLOR)  # the official cv2.imread applies EXIF orientation
         if image is None:
-            raise OSError(f"coco_det: cannot read image {path}")
+            raise ImageReadError(f"coco_det: cannot read image {path}")
         if self.cfg.DATASET.COLOR_RGB:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         return image
