@@ -195,6 +195,38 @@ _C.CORNERNET.LIGHTING = True
 # COCO detection classes: [] = all 80, or category ids, e.g. [1] (person)
 _C.CORNERNET.CATEGORIES = []
 
+# posezoo: domain adaptation (TRAIN.STRATEGY ws_cda / cc_ssl, core/adaptation.py).
+_C.ADAPT = EasyDict()
+# Extra domains next to DATASET.TRAIN_SET (domain 0, labelled, weight 1): a list of
+# {DATASET: name ('' = DATASET.DATASET), ROOT: path ('' = DATASET.ROOT), SET: split,
+#  LABELLED: bool, WEIGHT: pose-loss weight}. cc_ssl pseudo-labels the first unlabelled one.
+_C.ADAPT.DOMAINS = []
+# ws_cda (Cao et al. 2019): discriminator on the input of the model's last conv (or
+# FEATURE_LAYER, a module name), gradient reversal with GRL_WEIGHT, domain loss weight.
+_C.ADAPT.FEATURE_LAYER = ""
+_C.ADAPT.GRL_WEIGHT = 1.0
+_C.ADAPT.DOMAIN_WEIGHT = 0.1
+_C.ADAPT.DISCRIMINATOR_CHANNELS = 64
+# cc_ssl (Mu et al. 2020; CCSSL/CCSSL.py): supervised source epochs first, then a new
+# round of pseudo-labels every EPOCHS_PER_ROUND epochs (official 10), kept share of the
+# most confident target joints KEEP_START + KEEP_STEP x round up to KEEP_MAX (official
+# 0.2, 0.2, 0.8), target loss weight TARGET_WEIGHT (official gamma_ 10), NUM_TRANSFORMS
+# scale/rotation views (official 5, the first the identity; FLIP adds the mirror of
+# each), optional spatial-consistency cut MAX_SPREAD (fraction of the heatmap side; 0 off)
+# and confidence floor MIN_CONFIDENCE (0 off; not in the official code).
+_C.ADAPT.SOURCE_EPOCHS = 0
+_C.ADAPT.EPOCHS_PER_ROUND = 10
+_C.ADAPT.KEEP_START = 0.2
+_C.ADAPT.KEEP_STEP = 0.2
+_C.ADAPT.KEEP_MAX = 0.8
+_C.ADAPT.TARGET_WEIGHT = 10.0
+_C.ADAPT.NUM_TRANSFORMS = 5
+_C.ADAPT.SCALE_FACTOR = 0.25
+_C.ADAPT.ROT_FACTOR = 30.0
+_C.ADAPT.FLIP = True
+_C.ADAPT.MAX_SPREAD = 0.0
+_C.ADAPT.MIN_CONFIDENCE = 0.0
+
 _C.DEBUG = EasyDict()
 _C.DEBUG.DEBUG = False
 _C.DEBUG.SAVE_BATCH_IMAGES_GT = False

@@ -1,0 +1,446 @@
+"""Learning across domains: ``TRAIN.STRATEGY: ws_cda`` and ``cc_ssl``.
+
+Both are strategies of the one training loop (``core/strategy.py``) and work
+with any posezoo model; ``cc_ssl`` needs a heatmap codec (one channel per
+joint). Domains: domain 0 is ``DATASET.TRAIN_SET`` (labelled, weight 1), the
+others come from ``ADAPT.DOMAINS`` (see ``config/default.py``).
+
+- **WS-CDA** (Cao et al., ICCV 2019, Sec. 4): mixed batches, one
+  ``TRAIN.BATCH_SIZE_PER_GPU`` slice per domain, in one forward; the pose loss
+  on labelled domains only, each with its ``WEIGHT``; a domain discriminator
+  on backbone features (the input of the model's last conv unless
+  ``ADAPT.FEATURE_LAYER`` names a module) classifies the domain, and a
+  gradient-reversal layer (Ganin & Lempitsky 2015) makes the features
+  domain-confusing. Deliberate difference: the paper alternates discriminator
+  and feature-extractor updates with weights alpha/beta; the reversal layer
+  is the one-step equivalent (``GRL_WEIGHT`` plays alpha, ``DOMAIN_WEIGHT``
+  beta). The paper's human-to-animal keypoint mapping is left to the datasets.
+- **CC-SSL** (Mu et al., CVPR 2020; JitengMu/Learning-from-Synthetic-Animals
+  ``CCSSL/CCSSL.py``): after ``SOURCE_EPOCHS`` source-only epochs, every
+  ``EPOCHS_PER_ROUND`` epochs (official 10, ``CCSSL.py:109``) the model labels
+  the unlabelled target crops: heatmaps of ``NUM_TRANSFORMS`` scaled/rotated
+  views (the first the identity, ``scripts/consistency.py:31-39``) and, with
+  ``FLIP``, their mirrors are warped back and averaged (spatial consistency,
+  ``consistency.py:49-69``); the confidence is the averaged map's maximum
+  (line 70). Joints are kept when their confidence exceeds the value ranked
+  at ``1 - keep`` among all target joints, ``keep`` growing per round
+  (``CCSSL.py:143-156``: 20 % of the joints, then 40, 60, 80 %). Training then
+  sums the source loss and ``TARGET_WEIGHT`` (gamma_ 10) x the pseudo-label
+  loss, one forward per domain (``CCSSL.py:199-231``). Each round's labels
+  are written to ``<output>/pseudo_labels/round_<r>.json`` and read back when
+  a run resumes inside that round. Not implemented: the temporal (optical
+  flow) constraint, which needs video neighbours (TigDog shots).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+from itertools import cycle
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..codecs.base import last_stage
+from ..codecs.gaussian import get_max_preds
+from ..config import update_config
+from ..datasets import build_dataset
+from ..utils.utils import write_text_atomic
+from .function import TrainContext, _prepare
+from .strategy import SupervisedStrategy, stage_loss
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- domains
+
+def domain_specs(cfg) -> list[dict]:
+    """Domain 0 (the training set) and ``ADAPT.DOMAINS``, each as
+    ``{dataset, root, set, labelled, weight}``."""
+    specs = [{"dataset": cfg.DATASET.DATASET, "root": cfg.DATASET.ROOT, "set": cfg.DATASET.TRAIN_SET,
+              "labelled": True, "weight": 1.0}]
+    for i, d in enumerate(cfg.ADAPT.DOMAINS):
+        if not isinstance(d, dict) or not d.get("SET"):
+            raise ValueError(f"ADAPT.DOMAINS[{i}] = {d!r}: expected {{SET: split, DATASET: name, ROOT: path, "
+                             f"LABELLED: bool, WEIGHT: float}} (SET required)")
+        unknown = set(d) - {"DATASET", "ROOT", "SET", "LABELLED", "WEIGHT"}
+        if unknown:
+            raise ValueError(f"ADAPT.DOMAINS[{i}]: unknown keys {sorted(unknown)}")
+        specs.append({"dataset": d.get("DATASET") or cfg.DATASET.DATASET, "root": d.get("ROOT") or cfg.DATASET.ROOT,
+                      "set": d["SET"], "labelled": bool(d.get("LABELLED", False)),
+                      "weight": float(d.get("WEIGHT", 1.0))})
+    return specs
+
+
+def build_domain_dataset(cfg, spec: dict, is_train: bool, codec):
+    """The dataset of one domain: ``cfg`` with that domain's DATASET and ROOT."""
+    domain_cfg = update_config(cfg, ["DATASET.DATASET", spec["dataset"], "DATASET.ROOT", spec["root"]])
+    return build_dataset(domain_cfg, spec["set"], is_train, codec)
+
+
+def domain_loader(cfg, dataset, shuffle: bool = True) -> DataLoader:
+    """A loader drawing from torch's global RNG, which the loop reseeds each epoch."""
+    return DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU, shuffle=shuffle, num_workers=cfg.WORKERS,
+                      drop_last=len(dataset) > cfg.TRAIN.BATCH_SIZE_PER_GPU)
+
+
+class MixedBatches:
+    """One batch from every loader per step; as many steps as the first
+    loader has, the others cycled. Each item is the first loader's batch as
+    the loop's batch dict (``core/strategy.py``: so the loop logs its metrics)
+    with the other domains' batch dicts under ``"domains"``; ``prepare`` is
+    the loop's own tuple-to-dict step (``core.function._prepare``)."""
+
+    def __init__(self, loaders: Sequence[Iterable], prepare: Callable):
+        self.loaders = list(loaders)
+        self.prepare = prepare
+
+    def __len__(self) -> int:
+        return len(self.loaders[0])
+
+    def __iter__(self):
+        others = [cycle(loader) for loader in self.loaders[1:]]
+        for first in self.loaders[0]:
+            yield {**self.prepare(first), "domains": [self.prepare(next(o)) for o in others]}
+
+
+def _mixed(ctx: TrainContext, loaders: Sequence[Iterable]) -> MixedBatches:
+    return MixedBatches(loaders, lambda item: _prepare(ctx, item))
+
+
+# ---------------------------------------------------------------- WS-CDA
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.weight * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """Identity forward, ``-weight`` x the gradient backward."""
+    return _ReverseGradient.apply(x, weight)
+
+
+class DomainDiscriminator(nn.Module):
+    """Two stride-2 convs, global pooling, a linear domain classifier.
+    ``in_channels`` 0: the first conv is lazy (its input width is only known
+    once the model's features are seen; the strategy is built from the config
+    alone, before the optimizer, which holds the same parameter objects that
+    the first forward materialises)."""
+
+    def __init__(self, in_channels: int, num_domains: int, channels: int = 64):
+        super().__init__()
+        first = nn.Conv2d(in_channels, channels, 3, 2, 1) if in_channels else nn.LazyConv2d(channels, 3, 2, 1)
+        self.features = nn.Sequential(
+            first, nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, 2, 1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Linear(channels, num_domains)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+def feature_module(model: nn.Module, name: str = "") -> nn.Module:
+    """The module whose input the discriminator reads: ``name`` (dotted, as in
+    ``model.named_modules()``), else the model's last Conv2d (the keypoint
+    head: its input is the backbone's feature map)."""
+    modules = dict(model.named_modules())
+    if name:
+        if name not in modules:
+            raise ValueError(f"ADAPT.FEATURE_LAYER {name!r} is not a module of {type(model).__name__}")
+        return modules[name]
+    convs = [m for m in modules.values() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no Conv2d; set ADAPT.FEATURE_LAYER")
+    return convs[-1]
+
+
+class FeatureTap:
+    """Keeps the input of ``module`` from the latest forward (as a hook)."""
+
+    def __init__(self, module: nn.Module):
+        self.value: Optional[torch.Tensor] = None
+        self.handle = module.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args) -> None:
+        self.value = args[0]
+
+
+def domain_loss(discriminator: nn.Module, features: torch.Tensor, domains: torch.Tensor,
+                grl_weight: float) -> torch.Tensor:
+    """Cross-entropy of the discriminator on reversed-gradient features: the
+    discriminator descends it, the features ascend it (scaled by grl_weight)."""
+    return F.cross_entropy(discriminator(reverse_gradient(features, grl_weight)), domains)
+
+
+class WSCDA(SupervisedStrategy):
+    """``TRAIN.STRATEGY: ws_cda`` (module docstring)."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.specs = domain_specs(cfg)
+        if len(self.specs) < 2:
+            raise ValueError("TRAIN.STRATEGY ws_cda needs at least one ADAPT.DOMAINS entry next to the training set")
+        self.discriminator = DomainDiscriminator(0, len(self.specs), cfg.ADAPT.DISCRIMINATOR_CHANNELS)
+        self.tap: Optional[FeatureTap] = None
+        self.loaders: Optional[list] = None
+        self.domain_accuracy = float("nan")
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        return list(self.discriminator.parameters())
+
+    def before_epoch(self, ctx: TrainContext, epoch: int, loader: Iterable) -> Iterable:
+        if self.tap is None:
+            model = ctx.model.module if hasattr(ctx.model, "module") else ctx.model
+            self.tap = FeatureTap(feature_module(model, self.cfg.ADAPT.FEATURE_LAYER))
+            self.discriminator.to(ctx.device)
+        if self.loaders is None:
+            self.loaders = [loader] + [domain_loader(self.cfg, build_domain_dataset(self.cfg, s, True, ctx.codec))
+                                       for s in self.specs[1:]]
+        self.discriminator.train()
+        return _mixed(ctx, self.loaders)
+
+    def step(self, ctx: TrainContext, batch: dict) -> torch.Tensor:
+        parts = [batch] + batch["domains"]
+        sizes = [len(p["inputs"]) for p in parts]
+        outputs = ctx.forward(torch.cat([p["inputs"] for p in parts]))
+        starts = np.cumsum([0] + sizes)
+        pose = 0.0
+        for d, (spec, part) in enumerate(zip(self.specs, parts)):
+            if spec["labelled"]:
+                out = _slice_outputs(outputs, starts[d], starts[d + 1])
+                pose = pose + spec["weight"] * stage_loss(ctx.criterion, out, part["target"], part["target_weight"])
+        domains = torch.cat([torch.full((n,), d, dtype=torch.long, device=ctx.device) for d, n in enumerate(sizes)])
+        features = self.tap.value.float()
+        adv = domain_loss(self.discriminator, features, domains, self.cfg.ADAPT.GRL_WEIGHT)
+        with torch.no_grad():
+            self.domain_accuracy = (self.discriminator(features).argmax(1) == domains).float().mean().item()
+        batch["outputs"] = _slice_outputs(outputs, 0, sizes[0])
+        return pose + self.cfg.ADAPT.DOMAIN_WEIGHT * adv
+
+
+def _slice_outputs(outputs, start: int, end: int):
+    if isinstance(outputs, (list, tuple)):
+        return [o[start:end] for o in outputs]
+    return outputs[start:end]
+
+
+# ---------------------------------------------------------------- CC-SSL pseudo-labels
+
+def view_matrices(num_views: int, scale_factor: float, rot_factor: float, generator: torch.Generator,
+                  aspect: float = 1.0) -> torch.Tensor:
+    """(V, 2, 3) affine maps in normalised [-1, 1] coordinates from a view to
+    the original crop: view 0 the identity, the others scale
+    ``clamp(1 + sf N, 1 - sf, 1 + sf)`` and rotation ``clamp(rf N, -2 rf, 2 rf)``
+    degrees, CC-SSL's draws (``consistency.py:38-39``). ``aspect`` = W / H keeps
+    rotations rigid in pixels."""
+    mats = torch.zeros(num_views, 2, 3, dtype=torch.float64)
+    mats[:, 0, 0] = mats[:, 1, 1] = 1.0
+    for v in range(1, num_views):
+        s = float(torch.randn((), generator=generator).mul(scale_factor).add(1).clamp(1 - scale_factor,
+                                                                                       1 + scale_factor))
+        r = math.radians(float(torch.randn((), generator=generator).mul(rot_factor).clamp(-2 * rot_factor,
+                                                                                            2 * rot_factor)))
+        c, n = math.cos(r), math.sin(r)
+        # pixel rotation R conjugated by diag(aspect, 1): normalised x spans W, y spans H
+        mats[v, :, :2] = s * torch.tensor([[c, -n / aspect], [n * aspect, c]], dtype=torch.float64)
+    return mats
+
+
+def _invert(mats: torch.Tensor) -> torch.Tensor:
+    inv = torch.linalg.inv(mats[:, :, :2])
+    return torch.cat([inv, -inv @ mats[:, :, 2:]], dim=2)
+
+
+def _warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Sample ``x`` (N, C, H, W) at ``theta`` (2, 3) x the output grid."""
+    grid = F.affine_grid(theta.to(x.dtype).expand(len(x), 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@torch.no_grad()
+def fuse_views(model, inputs: torch.Tensor, mats: torch.Tensor, codec=None, flip_pairs: Sequence = (),
+               flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """CC-SSL's spatial consistency: the heatmaps of every view (and with
+    ``flip`` its mirror, flipped back by the codec's rule) warped back to the
+    crop and averaged. Returns the fused heatmaps (N, K, h, w) and the spread
+    (N, K): the mean distance of the views' argmaxes from their mean, as a
+    fraction of the heatmap width."""
+    fused, peaks = 0.0, []
+    for theta in mats:
+        view = _warp(inputs, theta)
+        outs = [last_stage(model(view))]
+        if flip:
+            outs.append(codec.flip_back(last_stage(model(view.flip(3))), flip_pairs))
+        for out in outs:
+            back = _warp(out.float(), _invert(theta[None])[0])
+            fused = fused + back
+            peaks.append(get_max_preds(back)[0])
+    fused = fused / len(peaks)
+    peaks = torch.stack(peaks)  # (V, N, K, 2)
+    spread = (peaks - peaks.mean(0)).norm(dim=-1).mean(0) / fused.shape[3]
+    return fused, spread
+
+
+def keep_threshold(confidence: np.ndarray, keep: float) -> float:
+    """CC-SSL's ranked threshold (``CCSSL.py:143-153``): all target joint
+    confidences sorted (with the extra leading 0 of its ``np.zeros(1)``
+    start), the value at index ``int((1 - keep) x count)``; joints above it
+    are kept, about the top ``keep`` share."""
+    ranked = np.sort(np.concatenate([np.zeros(1), np.asarray(confidence, np.float64).reshape(-1)]))
+    return float(ranked[min(int((1.0 - keep) * len(ranked)), len(ranked) - 1)])
+
+
+def select_pseudo_labels(confidence: np.ndarray, spread: np.ndarray, keep: float, max_spread: float = 0.0,
+                         min_confidence: float = 0.0) -> tuple[np.ndarray, float]:
+    """(N, K) kept mask and the confidence threshold: above CC-SSL's ranked
+    threshold and ``min_confidence``, and (``max_spread`` > 0) with the views
+    agreeing within ``max_spread`` of the heatmap width."""
+    thresh = keep_threshold(confidence, keep)
+    kept = (confidence > thresh) & (confidence >= min_confidence)
+    if max_spread > 0:
+        kept &= spread <= max_spread
+    return kept, thresh
+
+
+def keep_fraction(cfg, round_index: int) -> float:
+    """The share of target joints kept in round ``round_index``: CC-SSL's
+    ``1 - p`` with ``p = 1 - 0.02 (epoch + 10)`` at epochs 0, 10, 20, ...,
+    floored at 0.2 (``CCSSL.py:148-153``)."""
+    a = cfg.ADAPT
+    return float(min(a.KEEP_MAX, a.KEEP_START + a.KEEP_STEP * round_index))
+
+
+@torch.no_grad()
+def pseudo_label(cfg, model: nn.Module, dataset, codec, device: torch.device, round_index: int) -> dict:
+    """Label every crop of the unlabelled `dataset` (test-time crops): fused
+    views, codec decode to image coordinates, selection. Returns the JSON
+    document written for the round."""
+    if getattr(codec, "channels_per_joint", 1) != 1 or getattr(codec, "is_3d", False):
+        raise ValueError("TRAIN.STRATEGY cc_ssl needs a 2D heatmap codec with one channel per joint")
+    a = cfg.ADAPT
+    w, h = cfg.MODEL.IMAGE_SIZE
+    generator = torch.Generator().manual_seed(cfg.SEED * 1000 + round_index)
+    was_training = model.training
+    model.eval()
+    coords, confidence, spread = [], [], []
+    loader = DataLoader(dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, shuffle=False, num_workers=cfg.WORKERS)
+    for inputs, _, _, meta in loader:
+        inputs = inputs.to(device)
+        mats = view_matrices(a.NUM_TRANSFORMS, a.SCALE_FACTOR, a.ROT_FACTOR, generator, w / h).to(device)
+        fused, sp = fuse_views(model, inputs, mats, codec, dataset.flip_pairs, a.FLIP)
+        xy, maxvals = codec.decode(fused, {"center": meta["center"], "scale": meta["scale"]})
+        coords.append(xy.cpu().numpy())
+        confidence.append(maxvals[..., 0].cpu().numpy())
+        spread.append(sp.cpu().numpy())
+    model.train(was_training)
+    k = dataset.num_joints
+    coords = np.concatenate(coords) if coords else np.zeros((0, k, 2))
+    confidence = np.concatenate(confidence) if confidence else np.zeros((0, k))
+    spread = np.concatenate(spread) if spread else np.zeros((0, k))
+    keep = keep_fraction(cfg, round_index)
+    kept, thresh = select_pseudo_labels(confidence, spread, keep, a.MAX_SPREAD, a.MIN_CONFIDENCE)
+    labels = [{"index": i, "image_id": int(rec["image_id"]), "image": rec["image"],
+               "keypoints": np.round(coords[i], 3).tolist(), "confidence": confidence[i].tolist(),
+               "spread": np.round(spread[i], 5).tolist(), "kept": kept[i].astype(int).tolist()}
+              for i, rec in enumerate(dataset.db)]
+    return {"round": round_index, "keep_fraction": keep, "threshold": thresh, "num_transforms": a.NUM_TRANSFORMS,
+            "flip": bool(a.FLIP), "kept_joints": int(kept.sum()), "joints": int(kept.size), "labels": labels}
+
+
+def labelled_copy(dataset, document: dict):
+    """A shallow copy of the unlabelled `dataset` whose records carry the
+    kept pseudo-labels as joints (visibility 1 where kept); crops with no kept
+    joint are left out."""
+    if len(document["labels"]) != len(dataset.db):
+        raise ValueError(f"pseudo-label file has {len(document['labels'])} crops, the target set {len(dataset.db)}")
+    out = copy.copy(dataset)
+    out.db = []
+    for rec, lab in zip(dataset.db, document["labels"]):
+        kept = np.asarray(lab["kept"], np.float32)
+        if lab["image_id"] != rec["image_id"] or not kept.any():
+            continue
+        joints = np.zeros_like(rec["joints"])
+        joints[:, :2] = np.asarray(lab["keypoints"], np.float32)
+        vis = np.repeat(kept[:, None], 3, axis=1)
+        vis[:, 2] = 0
+        out.db.append({**rec, "joints": joints, "joints_vis": vis})
+    return out
+
+
+class CCSSL(SupervisedStrategy):
+    """``TRAIN.STRATEGY: cc_ssl`` (module docstring)."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.specs = domain_specs(cfg)
+        unlabelled = [s for s in self.specs[1:] if not s["labelled"]]
+        if not unlabelled:
+            raise ValueError("TRAIN.STRATEGY cc_ssl needs an unlabelled ADAPT.DOMAINS entry (the target set)")
+        self.target_spec = unlabelled[0]
+        if cfg.ADAPT.EPOCHS_PER_ROUND < 1:
+            raise ValueError("ADAPT.EPOCHS_PER_ROUND must be >= 1")
+        self.round: Optional[int] = None
+        self.target_loader = None
+
+    def round_of(self, epoch: int) -> Optional[int]:
+        start = self.cfg.ADAPT.SOURCE_EPOCHS
+        return None if epoch < start else (epoch - start) // self.cfg.ADAPT.EPOCHS_PER_ROUND
+
+    @staticmethod
+    def label_file(output_dir: str, round_index: int) -> str:
+        return os.path.join(output_dir, "pseudo_labels", f"round_{round_index:02d}.json")
+
+    def labels_for_round(self, ctx: TrainContext, round_index: int, target) -> dict:
+        """The round's pseudo-labels: read back when the file exists (a resumed
+        run), else predicted now and written atomically."""
+        path = self.label_file(ctx.output_dir, round_index)
+        if os.path.isfile(path):
+            with open(path) as f:
+                document = json.load(f)
+            logger.info("=> CC-SSL round %d: pseudo-labels read from %s", round_index, path)
+            return document
+        model = ctx.model.module if hasattr(ctx.model, "module") else ctx.model
+        document = pseudo_label(self.cfg, model, target, ctx.codec, ctx.device, round_index)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_text_atomic(path, json.dumps(document))
+        logger.info("=> CC-SSL round %d: kept %d of %d target joints (top %.0f %%, confidence > %.4f); %s",
+                    round_index, document["kept_joints"], document["joints"], 100 * document["keep_fraction"],
+                    document["threshold"], path)
+        return document
+
+    def before_epoch(self, ctx: TrainContext, epoch: int, loader: Iterable) -> Iterable:
+        round_index = self.round_of(epoch)
+        if round_index is None:
+            return loader
+        if round_index != self.round:
+            target = build_domain_dataset(self.cfg, self.target_spec, False, ctx.codec)
+            document = self.labels_for_round(ctx, round_index, target)
+            train_target = labelled_copy(build_domain_dataset(self.cfg, self.target_spec, True, ctx.codec), document)
+            self.round = round_index
+            self.target_loader = domain_loader(self.cfg, train_target) if len(train_target) else None
+        return loader if self.target_loader is None else _mixed(ctx, [loader, self.target_loader])
+
+    def step(self, ctx: TrainContext, batch: dict) -> torch.Tensor:
+        """The source loss plus ``TARGET_WEIGHT`` x the pseudo-label loss, one
+        forward per domain (``CCSSL.py:199-231``)."""
+        loss = super().step(ctx, batch)
+        for target in batch.get("domains", ()):
+            target_loss = stage_loss(ctx.criterion, ctx.forward(target["inputs"]), target["target"],
+                                     target["target_weight"])
+            loss = loss + self.cfg.ADAPT.TARGET_WEIGHT * target_loss
+        return loss
+
+
+STRATEGIES = {"ws_cda": WSCDA, "cc_ssl": CCSSL}

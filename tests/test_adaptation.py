@@ -1,0 +1,256 @@
+"""WS-CDA and CC-SSL (core/adaptation.py): the reversal's gradient sign, the
+discriminator/feature tug of war, pseudo-label selection on a constructed case
+whose right labels are known, CC-SSL's ranked threshold, the resume of a
+round from its JSON file, and one training epoch of each strategy through
+the loop (core.function.train_one_epoch) on the synthetic animal domains."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import TINY_MODEL
+from posezoo.codecs import build_codec
+from posezoo.config import load_config
+from posezoo.core import adaptation
+from posezoo.core.adaptation import (CCSSL, WSCDA, DomainDiscriminator, domain_loss, fuse_views, keep_fraction,
+                                     keep_threshold, reverse_gradient, select_pseudo_labels, view_matrices)
+from posezoo.core.function import TrainContext, train_one_epoch
+from posezoo.core.strategy import SupervisedStrategy, build_strategy
+from posezoo.datasets import build_dataset
+from posezoo.datasets.synthetic_animal import generate_synthetic_animals
+from posezoo.models import build_model
+from posezoo.utils.registry import UnknownComponentError
+from posezoo.utils.utils import build_optimizer
+
+
+def test_gradient_reversal_sign():
+    x = torch.randn(4, 3, requires_grad=True)
+    w = torch.randn(4, 3)
+    (reverse_gradient(x, 0.5) * w).sum().backward()
+    torch.testing.assert_close(x.grad, -0.5 * w)
+    assert torch.equal(reverse_gradient(x, 0.5), x)
+
+
+def test_reversal_flips_the_discriminator_gradient_reaching_the_features():
+    torch.manual_seed(0)
+    disc = DomainDiscriminator(8, 2, channels=16)
+    domains = torch.tensor([0, 1, 0, 1])
+    feats = torch.randn(4, 8, 8, 8, requires_grad=True)
+    (plain,) = torch.autograd.grad(nn.functional.cross_entropy(disc(feats), domains), feats)
+    (reversed_,) = torch.autograd.grad(domain_loss(disc, feats, domains, grl_weight=0.3), feats)
+    assert plain.abs().sum() > 0
+    torch.testing.assert_close(reversed_, -0.3 * plain)
+    # the discriminator's own gradient is not reversed
+    disc.zero_grad()
+    domain_loss(disc, feats, domains, 0.3).backward()
+    reversed_grads = [p.grad.clone() for p in disc.parameters()]
+    disc.zero_grad()
+    nn.functional.cross_entropy(disc(feats), domains).backward()
+    for a, p in zip(reversed_grads, disc.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
+def test_discriminator_descends_and_features_ascend_domain_loss():
+    """One SGD step on the total: the discriminator's own step lowers the
+    domain loss, the features' step (through the reversal) raises it."""
+    torch.manual_seed(0)
+    disc = DomainDiscriminator(8, 2, channels=16)
+    feats = nn.Parameter(torch.randn(6, 8, 8, 8))
+    domains = torch.tensor([0, 0, 0, 1, 1, 1])
+    loss = domain_loss(disc, feats, domains, grl_weight=1.0)
+    loss.backward()
+    lr = 1e-2
+    with torch.no_grad():
+        base = nn.functional.cross_entropy(disc(feats), domains)
+        stepped_feats = feats - lr * feats.grad
+        after_features = nn.functional.cross_entropy(disc(stepped_feats), domains)
+        for p in disc.parameters():
+            p -= lr * p.grad
+        after_disc = nn.functional.cross_entropy(disc(feats), domains)
+    assert torch.allclose(base, loss)
+    assert after_features > base  # features move to confuse the discriminator
+    assert after_disc < base  # the discriminator moves to tell the domains apart
+
+
+class _Equivariant(nn.Module):
+    """Heatmap j = input channel j, average-pooled 4x: an oracle that follows
+    any warp of the image (what spatial consistency rewards); channel 2 is a
+    fixed blob at one heatmap place, whatever the input (what it rejects)."""
+
+    def forward(self, x):
+        maps = nn.functional.avg_pool2d(x[:, :2], 4)
+        n, _, h, w = maps.shape
+        yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        fixed = torch.exp(-((xx - 3.0) ** 2 + (yy - 3.0) ** 2) / 2.0).to(x)
+        return torch.cat([maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6), fixed.expand(n, 1, h, w)], 1)
+
+
+def _dots(n, size=64):
+    """Crops with a 5x5 bright square per joint channel at known places."""
+    rng = np.random.default_rng(0)
+    x = torch.zeros(n, 3, size, size)
+    where = rng.integers(20, 44, size=(n, 2, 2))
+    for i in range(n):
+        for j in range(2):
+            cx, cy = where[i, j]
+            x[i, j, cy - 2:cy + 3, cx - 2:cx + 3] = 1.0
+    return x, where
+
+
+def test_spatial_consistency_keeps_the_right_labels():
+    inputs, where = _dots(6)
+    mats = view_matrices(5, 0.25, 30.0, torch.Generator().manual_seed(0))
+    assert torch.equal(mats[0], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=torch.float64))
+    fused, spread = fuse_views(_Equivariant(), inputs, mats)
+    peaks = adaptation.get_max_preds(fused)[0].numpy()  # heatmap pixels (16 x 16 for 64 x 64 crops)
+    truth = (where + 0.5) / 4.0 - 0.5
+    np.testing.assert_allclose(peaks[:, :2], truth, atol=1.01)  # argmax on the 16-pixel grid
+    conf = fused.amax(dim=(2, 3)).numpy()
+    assert (spread[:, :2] < spread[:, 2:]).all()
+    kept, thresh = select_pseudo_labels(conf, spread.numpy(), keep=2 / 3)
+    # the two equivariant joints of every crop are kept, the input-blind one nowhere
+    assert kept[:, :2].all() and not kept[:, 2].any()
+    assert thresh >= conf[:, 2].max()
+    by_spread, _ = select_pseudo_labels(np.ones_like(conf), spread.numpy(), keep=1.0, max_spread=0.05)
+    assert by_spread[:, :2].all() and not by_spread[:, 2].any()
+
+
+def test_ccssl_ranked_threshold_and_schedule():
+    conf = np.array([[0.9, 0.1], [0.5, 0.7], [0.3, 0.2], [0.8, 0.6]])
+    # ranked with CC-SSL's extra 0: [0, .1, .2, .3, .5, .6, .7, .8, .9]; keep 0.2 -> index int(0.8 * 9) = 7 -> 0.8
+    assert keep_threshold(conf, 0.2) == pytest.approx(0.8)
+    kept, _ = select_pseudo_labels(conf, np.zeros_like(conf), 0.2)
+    assert kept.sum() == 1 and kept[0, 0]
+    # keep 0.6 -> index int(0.4 * 9) = 3 -> 0.3: strictly above it
+    kept, thresh = select_pseudo_labels(conf, np.zeros_like(conf), 0.6)
+    assert thresh == pytest.approx(0.3) and kept.sum() == 5
+    kept, _ = select_pseudo_labels(conf, np.zeros_like(conf), 0.6, min_confidence=0.65)
+    assert kept.sum() == 3
+    cfg = load_config(None, [])
+    assert [keep_fraction(cfg, r) for r in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 0.8, 0.8])
+
+
+@pytest.fixture(scope="module")
+def quadrupeds(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("quadrupeds"))
+    generate_synthetic_animals(root, seed=1, counts={"source_train": 6, "source_val": 2, "target_train": 4,
+                                                    "target_test": 2})
+    return root
+
+
+def _adapt_cfg(root, out, strategy, extra=()):
+    return load_config(None, [
+        "DATASET.DATASET", "synthetic_animal", "DATASET.ROOT", root, "DATASET.TRAIN_SET", "source_train",
+        "DATASET.TEST_SET", "target_test", "MODEL.NUM_JOINTS", "18", "WORKERS", "0", "OUTPUT_DIR", out,
+        "TRAIN.BATCH_SIZE_PER_GPU", "4", "TEST.BATCH_SIZE_PER_GPU", "4", "TEST.USE_GT_BBOX", "True",
+        "TRAIN.STRATEGY", strategy, "ADAPT.DOMAINS", "[{SET: target_train, LABELLED: false}]",
+        "ADAPT.NUM_TRANSFORMS", "2", "ADAPT.EPOCHS_PER_ROUND", "2"] + TINY_MODEL + list(extra))
+
+
+def _ctx(cfg, out, strategy=None):
+    torch.manual_seed(0)
+    codec = build_codec(cfg)
+    model = build_model(cfg, is_train=True)
+    dataset = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
+    return TrainContext(cfg, model, codec, codec.loss(cfg), output_dir=out, dataset=dataset, strategy=strategy)
+
+
+def _source(ctx):
+    return torch.utils.data.DataLoader(ctx.dataset, batch_size=4)
+
+
+def test_ccssl_round_is_written_and_resumed(quadrupeds, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    cfg = _adapt_cfg(quadrupeds, out, "cc_ssl")
+    ctx = _ctx(cfg, out)
+    strategy = ctx.strategy
+    assert isinstance(strategy, CCSSL)
+    batches = strategy.before_epoch(ctx, 0, _source(ctx))
+    path = CCSSL.label_file(out, 0)
+    with open(path) as f:
+        doc = json.load(f)
+    assert doc["round"] == 0 and doc["keep_fraction"] == pytest.approx(0.2)
+    with open(os.path.join(quadrupeds, "annotations", "quadruped_target_train.json")) as f:
+        animals = json.load(f)
+    assert len(doc["labels"]) == len(animals["annotations"])
+    kept = np.array([lab["kept"] for lab in doc["labels"]])
+    conf = np.array([lab["confidence"] for lab in doc["labels"]])
+    # the configured share (20 %) of the most confident joints, by CC-SSL's ranked threshold
+    assert kept.sum() == (conf > keep_threshold(conf, 0.2)).sum() > 0
+    assert abs(kept.sum() - 0.2 * kept.size) <= 2
+    assert conf[kept == 1].min() > conf[kept == 0].max()
+    batch = next(iter(batches))
+    assert set(batch) >= {"inputs", "target", "target_weight", "meta", "domains"} and len(batch["domains"]) == 1
+    loss = strategy.step(ctx, batch)
+    assert torch.isfinite(loss) and batch["outputs"].shape[0] == 4
+    # the total is the source loss plus the weighted pseudo-label loss (kept joints exist, so it is larger)
+    assert loss > SupervisedStrategy().step(ctx, dict(batch))
+
+    # a resumed run inside round 0 (epoch 1) reads the file back instead of predicting again
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("a resumed round must not predict again")
+
+    monkeypatch.setattr(adaptation, "pseudo_label", no_prediction)
+    resumed = build_strategy(cfg)
+    resumed.before_epoch(_ctx(cfg, out), 1, _source(ctx))
+    assert resumed.round == 0
+    train_target = resumed.target_loader.dataset
+    first = next(lab for lab in doc["labels"] if any(lab["kept"]))
+    rec = next(r for r in train_target.db if r["image_id"] == first["image_id"])
+    np.testing.assert_allclose(rec["joints"][:, :2], np.array(first["keypoints"]), rtol=1e-5)
+    np.testing.assert_array_equal(rec["joints_vis"][:, 0], first["kept"])
+    # the next round predicts (and would write round_01.json)
+    with pytest.raises(AssertionError, match="must not predict"):
+        resumed.before_epoch(_ctx(cfg, out), 2, _source(ctx))
+    assert not os.path.exists(CCSSL.label_file(out, 1))
+
+
+def test_ccssl_epoch_through_the_loop(quadrupeds, tmp_path):
+    out = str(tmp_path / "run")
+    ctx = _ctx(_adapt_cfg(quadrupeds, out, "cc_ssl"), out)
+    ctx.optimizer = build_optimizer(ctx.cfg, ctx.model, ctx.strategy.extra_parameters())
+    before = [p.detach().clone() for p in ctx.model.parameters()]
+    assert train_one_epoch(ctx, _source(ctx), 0) == 2  # 6 source crops, batches of 4
+    assert any(not torch.equal(a, p) for a, p in zip(before, ctx.model.parameters()))
+
+
+def test_wscda_epoch_trains_discriminator_and_pose(quadrupeds, tmp_path):
+    out = str(tmp_path / "run")
+    cfg = _adapt_cfg(quadrupeds, out, "ws_cda", ["ADAPT.DOMAIN_WEIGHT", "1.0"])
+    ctx = _ctx(cfg, out)
+    strategy = ctx.strategy
+    assert isinstance(strategy, WSCDA)
+    ctx.optimizer = build_optimizer(cfg, ctx.model, strategy.extra_parameters())
+    params = list(strategy.extra_parameters())
+    assert len(params) == 6 and all(any(p is q for group in ctx.optimizer.param_groups for q in group["params"])
+                                    for p in params)
+    batch = next(iter(strategy.before_epoch(ctx, 0, _source(ctx))))
+    loss = strategy.step(ctx, batch)
+    assert torch.isfinite(loss) and batch["outputs"].shape[0] == 4
+    assert strategy.tap.value.shape[:2] == (8, 32)  # 4 source + 4 target crops, the deconv features feeding the head
+    assert 0.0 <= strategy.domain_accuracy <= 1.0
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in strategy.extra_parameters())
+    ctx.model.zero_grad(set_to_none=True)
+    disc = [p.detach().clone() for p in strategy.extra_parameters()]
+    model = [p.detach().clone() for p in ctx.model.parameters()]
+    train_one_epoch(ctx, _source(ctx), 0)
+    # the optimizer stepped the (lazily materialised) discriminator and the model
+    assert all(not torch.equal(a, p) for a, p in zip(disc, strategy.extra_parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(model, ctx.model.parameters()))
+
+
+def test_unknown_strategy_is_one_clear_error():
+    cfg = load_config(None, ["TRAIN.STRATEGY", "pplo"])
+    with pytest.raises(UnknownComponentError, match="available: cc_ssl, supervised, ws_cda"):
+        build_strategy(cfg)
+
+
+def test_adaptation_needs_an_extra_domain():
+    with pytest.raises(ValueError, match="ws_cda needs at least one ADAPT.DOMAINS"):
+        build_strategy(load_config(None, ["TRAIN.STRATEGY", "ws_cda"]))
+    with pytest.raises(ValueError, match="cc_ssl needs an unlabelled ADAPT.DOMAINS"):
+        build_strategy(load_config(None, ["TRAIN.STRATEGY", "cc_ssl", "ADAPT.DOMAINS", "[{SET: x, LABELLED: true}]"]))
