@@ -760,3 +760,25 @@ def test_save_atomic_leaves_no_temporary_file_when_saving_fails(tmp_path, monkey
     with pytest.raises(OSError):
         posezoo_utils.save_atomic({"w": torch.zeros(5)}, path)
     assert os.listdir(tmp_path) == []
+
+
+def test_detections_outside_the_image_are_skipped_and_counted(synthetic_root, tmp_path):
+    root = copy_root(synthetic_root, tmp_path)
+    cfg = det_cfg(root, tmp_path)
+    n = len(read_json(det_path(root)))
+
+    def move(dets):
+        dets[0]["bbox"][:2] = [5000.0, 5000.0]
+        dets[1]["bbox"][:2] = [-500.0, 3.0]
+        dets[2]["bbox"][0] = -dets[2]["bbox"][2] / 2  # half outside: kept, as the official pipeline crops it
+    edit_json(det_path(root), move)
+    dataset = build(cfg, "val2017", False)
+    assert dataset.skipped_boxes == 2 and len(dataset) == n - 2
+
+
+def test_api_refuses_a_box_outside_the_image(synthetic_cfg):
+    from posezoo.api import PoseEstimator
+
+    estimator = PoseEstimator(synthetic_cfg, build_model(synthetic_cfg, is_train=False), device="cpu")
+    with pytest.raises(ValueError, match=r"box \[5000.0, 5000.0, 10.0, 10.0\] lies outside the 640x425 image"):
+        estimator.estimate(np.zeros((425, 640, 3), np.uint8), np.array([[5000, 5000, 10, 10]]))

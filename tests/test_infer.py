@@ -420,3 +420,22 @@ def test_depth_errors_are_one_clear_line(depth_setup, setup, tmp_path):
         run_infer_depth(depth_setup, depth_setup["frames"], tmp_path / "o", "--boxes", setup["dets"])
     with pytest.raises(ValueError, match="--centers is for depth configs"):
         run_infer(setup, setup["val"], tmp_path / "o", "--centers", depth_setup["centers_file"])
+
+
+def test_degenerate_and_off_image_boxes_are_dropped_and_counted(setup, tmp_path, caplog):
+    """The three silent cases of issue 17: a box far outside the image and boxes
+    of zero or negative size are not people; they are dropped, counted in one
+    warning, and the other boxes of the same image are still scored."""
+    with open(setup["dets"]) as f:
+        dets = json.load(f)
+    image_id = dets[0]["image_id"]
+    same = [d for d in dets if d["image_id"] == image_id]
+    bad = [dict(same[0], bbox=[5000.0, 5000.0, 10.0, 10.0], score=0.99), dict(same[0], bbox=[10.0, 10.0, 0.0, 20.0]),
+           dict(same[0], bbox=[10.0, 10.0, 30.0, -5.0])]
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(same + bad))
+    with caplog.at_level("WARNING"):
+        results = run_infer(setup, setup["val"], tmp_path / "o", "--boxes", str(path), "--score-thr", "0")
+    assert len(results) == len(same)
+    assert all(r["bbox"][0] < 5000 and r["bbox"][2] > 0 and r["bbox"][3] > 0 for r in results)
+    assert "dropped 3 boxes with a width or height <= 0 or lying outside their image" in caplog.text

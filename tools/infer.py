@@ -67,6 +67,7 @@ from posezoo.api import PersonDetector, PoseEstimator, whole_image_box
 from posezoo.core.evaluate import instance_scores
 from posezoo.datasets.joints_dataset import ImageReadError, read_image
 from posezoo.datasets.nyu import nyu_uvd_to_xyz, nyu_xyz_to_uvd, read_depth
+from posezoo.utils.transforms import usable_boxes
 from posezoo.utils.utils import write_atomic, write_text_atomic
 from posezoo.utils.vis import draw_hand_uvd, draw_skeletons, plot_hand_3d
 from tqdm import tqdm
@@ -148,7 +149,7 @@ def load_boxes(path: str, score_thr: float) -> tuple[dict, dict]:
         ok = isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box + [score])
         if not ok or not np.isfinite(box + [score]).all():
             raise ValueError(f"--boxes {path}: entry #{i} needs bbox [x, y, w, h] and score as finite numbers")
-        if det.get("category_id", 1) != 1 or score < score_thr or box[2] <= 0 or box[3] <= 0:
+        if det.get("category_id", 1) != 1 or score < score_thr:
             continue
         row = [float(v) for v in box] + [float(score)]
         if det.get("file_name"):
@@ -346,16 +347,21 @@ def main(argv=None) -> list[dict] | dict:
         items = read_all()
         os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
 
-    results, detections, matched, frames_written = [], [], 0, 0
+    results, detections, matched, frames_written, dropped = [], [], 0, 0, 0
     progress = tqdm(total=total or None, desc="infer", unit="frame" if is_video else "image", dynamic_ncols=True)
     try:
         for chunk in batched(items, estimator.batch_size):
             boxes = [detector.detect(image) if detector else boxes_for(name, image_id) for name, image_id, image in chunk]
+            for j, ((_, _, image), image_boxes) in enumerate(zip(chunk, boxes)):
+                if image_boxes is not None:  # the shared rule: degenerate or off-image boxes are not people
+                    matched += int(len(image_boxes) > 0)
+                    usable = usable_boxes(image_boxes, image.shape[1], image.shape[0])
+                    dropped += int((~usable).sum())
+                    boxes[j] = image_boxes[usable]
             keypoints = estimator.estimate_batch([image for _, _, image in chunk], boxes)
             for (name, image_id, image), image_boxes, kpts in zip(chunk, boxes, keypoints):
                 if image_boxes is None:
                     image_boxes = whole_image_box(*image.shape[:2])
-                matched += int(len(image_boxes) > 0)
                 if detector:
                     detections += [{"image_id": image_id, "category_id": 1, "bbox": b[:4].round(2).tolist(),
                                     "score": float(b[4]), "file_name": name} for b in image_boxes]
@@ -375,6 +381,8 @@ def main(argv=None) -> list[dict] | dict:
         progress.close()
         if writer is not None:
             writer.release()
+    if dropped:
+        logger.warning("=> dropped %d boxes with a width or height <= 0 or lying outside their image", dropped)
     if args.boxes and not matched:
         raise ValueError(f"--boxes {args.boxes}: {NO_MATCH}")
     res_file = os.path.join(out_dir, RESULTS_FILE)

@@ -42,7 +42,7 @@ from .datasets import keypoint_info
 from .datasets.joints_dataset import box_center_rule, input_normalisation, to_input_tensor
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
-from .utils.transforms import box_to_center_scale
+from .utils.transforms import box_to_center_scale, usable_boxes
 from .utils.utils import amp_dtype, select_device, to_channels_last
 
 __all__ = ["PersonDetector", "PoseEstimator", "instance_scores", "keypoint_metadata", "whole_image_box"]
@@ -80,6 +80,11 @@ def _as_boxes(boxes, image_shape: tuple[int, ...]) -> np.ndarray:
     if (arr[:, 2:4] <= 0).any():
         bad = arr[np.flatnonzero((arr[:, 2:4] <= 0).any(axis=1))[0], :4].tolist()
         raise ValueError(f"box {bad} has a width or height <= 0 (boxes are [x, y, w, h], not corners)")
+    outside = ~usable_boxes(arr, image_shape[1], image_shape[0])
+    if outside.any():
+        bad = arr[np.flatnonzero(outside)[0], :4].tolist()
+        raise ValueError(f"box {bad} lies outside the {image_shape[1]}x{image_shape[0]} image ([x, y, w, h] in "
+                         f"pixels); drop it, or let tools/infer.py drop and count such boxes")
     if arr.shape[1] == 4:
         arr = np.concatenate([arr, np.ones((len(arr), 1))], axis=1)
     return arr

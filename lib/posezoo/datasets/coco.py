@@ -27,7 +27,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..core.evaluate import instance_scores, nms_per_image
-from ..utils.transforms import box_to_center_scale
+from ..utils.transforms import box_to_center_scale, usable_boxes
 from ..utils.utils import write_text_atomic
 from . import KeypointInfo
 from .joints_dataset import JointsDataset, make_record
@@ -253,7 +253,8 @@ class COCODataset(JointsDataset):
         db = []
         k = self.num_joints
         for det in dets:
-            if det["bbox"][2] <= 0 or det["bbox"][3] <= 0:
+            info = self.coco.imgs[det["image_id"]]
+            if not usable_boxes(det["bbox"], info["width"], info["height"])[0]:
                 self.skipped_boxes += 1
                 continue
             center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio, center_rule=self.box_center)

@@ -22,6 +22,17 @@ BOX_PADDING = 1.25  # official top-down crops enlarge every person box by 25 %
 BOX_CENTERS = {"hrnet": 0.0, "darkpose": 1.0}
 
 
+def usable_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """The one box rule of datasets, ``tools/infer.py`` and the API: a box
+    [x, y, w, h, ...] is usable when w > 0, h > 0 and it overlaps the image.
+    Returns the boolean mask; boxes partly outside are kept unclipped, as the
+    official detected-box pipelines (HRNet ``_load_coco_person_detection_results``)
+    crop them."""
+    b = np.atleast_2d(np.asarray(boxes, dtype=np.float64))
+    return ((b[:, 2] > 0) & (b[:, 3] > 0) & (b[:, 0] < width) & (b[:, 1] < height)
+            & (b[:, 0] + b[:, 2] > 0) & (b[:, 1] + b[:, 3] > 0))
+
+
 def box_to_center_scale(box: Sequence[float], aspect_ratio: float, padding: float = BOX_PADDING,
                         center_rule: str = "hrnet") -> tuple[np.ndarray, np.ndarray]:
     """COCO box [x, y, w, h] -> center, scale: the box is widened or heightened to
