@@ -55,3 +55,17 @@ def test_tools_help_describes_usage(capsys):
     with pytest.raises(SystemExit):
         train_tool.parse_args(["--help"])
     assert "KEY VALUE" in capsys.readouterr().out
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    """A redirected log (file, CI) gets the logger's lines and no bar refreshes;
+    a terminal gets the bar with its ETA (issue 18)."""
+    import sys
+
+    from posezoo.utils.utils import progress_bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert progress_bar(range(3)).disable
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = progress_bar(range(3), file=open(os.devnull, "w"))
+    assert not bar.disable and list(bar) == [0, 1, 2]

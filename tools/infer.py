@@ -68,9 +68,8 @@ from posezoo.core.evaluate import instance_scores
 from posezoo.datasets.joints_dataset import ImageReadError, read_image
 from posezoo.datasets.nyu import nyu_uvd_to_xyz, nyu_xyz_to_uvd, read_depth
 from posezoo.utils.transforms import usable_boxes
-from posezoo.utils.utils import write_atomic, write_text_atomic
+from posezoo.utils.utils import progress_bar, write_atomic, write_text_atomic
 from posezoo.utils.vis import draw_hand_uvd, draw_skeletons, plot_hand_3d
-from tqdm import tqdm
 
 logger = logging.getLogger("posezoo.infer")
 
@@ -243,8 +242,8 @@ def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], o
     for folder in ("images", "plots"):
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     names, preds = [], []
-    for chunk in tqdm(list(batched(list(zip(files, centers)), estimator.batch_size)), desc="infer", unit="batch",
-                      dynamic_ncols=True):
+    for chunk in progress_bar(list(batched(list(zip(files, centers)), estimator.batch_size)), desc="infer",
+                              unit="batch"):
         frames = []
         for path, center in chunk:
             try:
@@ -348,7 +347,7 @@ def main(argv=None) -> list[dict] | dict:
         os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
 
     results, detections, matched, frames_written, dropped = [], [], 0, 0, 0
-    progress = tqdm(total=total or None, desc="infer", unit="frame" if is_video else "image", dynamic_ncols=True)
+    progress = progress_bar(total=total or None, desc="infer", unit="frame" if is_video else "image")
     try:
         for chunk in batched(items, estimator.batch_size):
             boxes = [detector.detect(image) if detector else boxes_for(name, image_id) for name, image_id, image in chunk]

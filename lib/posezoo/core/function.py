@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..codecs.gaussian import get_max_preds
-from ..utils.distributed import broadcast_object, gather_shards, is_distributed, is_main_process
+from ..utils.distributed import broadcast_object, gather_shards, is_distributed
 from ..utils.transforms import PIXEL_STD
-from ..utils.utils import AverageMeter, amp_dtype, to_channels_last, to_device, write_text_atomic
+from ..utils.utils import AverageMeter, amp_dtype, progress_bar, to_channels_last, to_device, write_text_atomic
 from ..utils.vis import (
     save_batch_heatmaps,
     save_batch_images_with_joints,
@@ -113,8 +112,7 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int) -> int:
     ctx.model.train()
     losses, meters = AverageMeter(), {}
     skipped = 0
-    progress = tqdm(loader, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True, leave=False,
-                    disable=not is_main_process())
+    progress = progress_bar(loader, desc=f"epoch {epoch}", unit="batch", leave=False)
     for i, item in enumerate(progress):
         batch = _prepare(ctx, item)
         labelled = isinstance(batch, dict) and "meta" in batch

@@ -11,12 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..codecs.base import last_stage
-from ..utils.distributed import is_distributed, is_main_process
+from ..utils.distributed import is_distributed
 from ..utils.transforms import PIXEL_STD
-from ..utils.utils import AverageMeter, amp_dtype, to_channels_last, to_device
+from ..utils.utils import AverageMeter, amp_dtype, progress_bar, to_channels_last, to_device
 
 
 def amp_forward(model: nn.Module, dtype: Optional[torch.dtype]):
@@ -84,8 +83,7 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
     person_boxes = codec.prediction == "keypoints2d"
     columns: dict[str, list] = {"preds": [], "boxes": [], "image_ids": [], "valid": [], "foreground": []}
     losses = AverageMeter()
-    for inputs, target, target_weight, meta in tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True,
-                                                    leave=False, disable=not is_main_process()):
+    for inputs, target, target_weight, meta in progress_bar(loader, desc=desc, unit="batch", leave=False):
         inputs = to_channels_last(inputs.to(device, non_blocking=True), cfg.MODEL.CHANNELS_LAST)
         output = forward_test(forward, inputs, codec, flip_pairs, flip)
         if criterion is not None:

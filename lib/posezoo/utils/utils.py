@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
+
+from .distributed import is_main_process
 
 logger = logging.getLogger("posezoo")
 
@@ -219,3 +223,10 @@ def model_summary(model: nn.Module, cfg) -> str:
     params = count_parameters(model)
     macs = count_flops(model, input_shape(model, cfg))
     return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e9:.2f} GMACs at {width}x{height}"
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any) -> tqdm:
+    """A tqdm bar (with its ETA) on rank 0 in a terminal only: a log redirected
+    to a file or CI keeps the logger's lines without the bar's refreshes."""
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, disable=not (is_main_process() and sys.stderr.isatty()), **kwargs)
