@@ -171,3 +171,19 @@ def test_default_weights_follow_tools_test(tmp_path, caplog):
     (heatmaps,) = _session(path).run(None, {"images": images.numpy()})
     with torch.no_grad():
         assert np.abs(heatmaps - model(images).numpy()).max() <= TOL
+
+
+def test_export_checks_its_own_file_with_onnxruntime(tmp_path, caplog):
+    """The tool runs the file it wrote and logs the largest difference; a graph
+    that computes something else than the model is refused."""
+    _, weights = _model_and_weights(TINY_MODEL, tmp_path)
+    with caplog.at_level("INFO"):
+        path = export_onnx.main(["--cfg", CFG, "--weights", weights, "--output", str(tmp_path / "m.onnx"),
+                                 *TINY_MODEL])
+    line = next(r.getMessage() for r in caplog.records if "onnxruntime vs PyTorch" in r.getMessage())
+    assert float(line.rsplit(" ", 1)[1]) <= TOL
+    torch.manual_seed(123)  # other weights than the exported ones
+    other = export_onnx.LastStage(build_model(load_config(CFG, TINY_MODEL), is_train=False)).eval()
+    images = torch.zeros(2, 3, 64, 64)
+    with pytest.raises(RuntimeError, match="onnxruntime differs from PyTorch by"):
+        export_onnx.self_check(other, path, (images,), ["images"])
