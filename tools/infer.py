@@ -29,6 +29,11 @@ keypoints_results.json (COCO results: image_id, category_id 1, keypoints as 3K
 numbers, score = box score x mean keypoint score above TEST.IN_VIS_THRE,
 plus bbox and file_name), and the skeletons drawn on images/<file name>, or on
 <video name>.mp4 (.avi for an .avi input). One result per box: no OKS-NMS.
+The pictures show the people whose box scores at least --draw-thr (0.3), each
+with its box outline and score; the results file keeps every box. Boxes with a
+width or height <= 0 or outside their image are dropped and counted.
+A model trained on the synthetic demo data does not transfer to photos: use
+released weights with their official YAML for real images.
 
 Depth configs (A2J, AWR: MODEL.TARGET_TYPE a2j or awr) estimate 3D hand joints
 instead. --images is a depth PNG or a folder of them (sorted by name; --glob
@@ -69,7 +74,7 @@ from posezoo.datasets.joints_dataset import ImageReadError, read_image
 from posezoo.datasets.nyu import nyu_uvd_to_xyz, nyu_xyz_to_uvd, read_depth
 from posezoo.utils.transforms import usable_boxes
 from posezoo.utils.utils import progress_bar, write_atomic, write_text_atomic
-from posezoo.utils.vis import draw_hand_uvd, draw_skeletons, plot_hand_3d
+from posezoo.utils.vis import draw_boxes, draw_hand_uvd, draw_skeletons, plot_hand_3d
 
 logger = logging.getLogger("posezoo.infer")
 
@@ -101,6 +106,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--score-thr", type=float, default=None,
                         help="ignore boxes scoring below this (default TEST.IMAGE_THRE)")
     parser.add_argument("--kpt-thr", type=float, default=0.2, help="draw joints scoring above this")
+    parser.add_argument("--draw-thr", type=float, default=0.3,
+                        help="draw the people (skeleton, box outline and score) whose box scores at least this "
+                             "(default 0.3, so a detection file's low-score boxes do not pile up); the results "
+                             "file keeps every box above --score-thr")
     parser.add_argument("--batch-size", type=int, default=None, help="crops per forward (TEST.BATCH_SIZE_PER_GPU)")
     parser.add_argument("--device", default=None, help="e.g. cpu or cuda:0 (default: from GPUS)")
     return parser.parse_args(argv)
@@ -369,7 +378,10 @@ def main(argv=None) -> list[dict] | dict:
                     results.append({"image_id": image_id, "category_id": 1,
                                     "keypoints": kp.reshape(-1).round(4).tolist(), "score": float(score),
                                     "bbox": box[:4].round(3).tolist(), "file_name": name})
-                drawn = draw_skeletons(image, kpts, estimator.skeleton, estimator.flip_pairs, args.kpt_thr)
+                shown = image_boxes[:, 4] >= args.draw_thr
+                drawn = draw_skeletons(image, kpts[shown], estimator.skeleton, estimator.flip_pairs, args.kpt_thr)
+                if args.boxes or detector:  # the whole-image box is no information
+                    drawn = draw_boxes(drawn, image_boxes[shown])
                 if writer is not None:
                     writer.write(drawn)
                     frames_written += 1

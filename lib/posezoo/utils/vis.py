@@ -22,6 +22,7 @@ __all__ = [
     "RIGHT_COLOR",
     "CENTER_COLOR",
     "draw_skeletons",
+    "draw_boxes",
     "save_batch_images_with_joints",
     "save_batch_heatmaps",
     "save_gallery",
@@ -151,6 +152,22 @@ def draw_skeletons(
         for j in np.flatnonzero(ok):
             cv2.circle(canvas, _pt(*person[j, :2]), radius,
                        _color_for(int(side[j]), colors), -1, cv2.LINE_AA)
+    return canvas
+
+
+BOX_COLOR: Color = (200, 200, 200)
+
+
+def draw_boxes(image_bgr: np.ndarray, boxes: ArrayLike, color: Color = BOX_COLOR) -> np.ndarray:
+    """A copy of ``image_bgr`` with each box (M, 5) ``[x, y, w, h, score]``
+    outlined and its score written at its top-left corner."""
+    canvas = _as_bgr_uint8(image_bgr)
+    thickness = max(1, _thickness_for(*canvas.shape[:2])[0] // 2)
+    scale = max(0.4, canvas.shape[0] / 1200)
+    for x, y, w, h, score in _to_numpy(boxes).reshape(-1, 5):
+        cv2.rectangle(canvas, _pt(x, y), _pt(x + w, y + h), color, thickness, cv2.LINE_AA)
+        cv2.putText(canvas, f"{score:.2f}", _pt(x + 2, y + 14 * scale), cv2.FONT_HERSHEY_SIMPLEX, scale, color,
+                    thickness, cv2.LINE_AA)
     return canvas
 
 
