@@ -540,6 +540,9 @@ def make_eval_set(rng: np.random.Generator, num_dets: int, sigmas: np.ndarray, w
 
     det_images, det_boxes = np.concatenate(det_images), np.concatenate(det_boxes).round(2)
     det_boxes[:, 2:] = np.maximum(det_boxes[:, 2:], 1.0)
+    # a detector's box starts inside its image (the jitter can push one past the edge)
+    det_boxes[:, 0] = np.minimum(det_boxes[:, 0], width - 1)
+    det_boxes[:, 1] = np.minimum(det_boxes[:, 1], height - 1)
     det_scores, det_kpts = np.concatenate(det_scores).round(6), np.concatenate(det_kpts)
     order = np.argsort(det_images, kind="stable")  # detector output comes image by image
     dets = [{"image_id": int(det_images[i]), "category_id": 1, "bbox": det_boxes[i].tolist(),
