@@ -15,7 +15,7 @@ from conftest import TINY_MODEL
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.core import adaptation
-from posezoo.core.adaptation import (CCSSL, WSCDA, DomainDiscriminator, domain_loss, fuse_views, keep_fraction,
+from posezoo.core.adaptation import (CCSSL, WSCDA, DomainDiscriminator, MixedBatches, domain_loss, fuse_views, keep_fraction,
                                      keep_threshold, reverse_gradient, select_pseudo_labels, view_matrices)
 from posezoo.core.function import TrainContext, train_one_epoch
 from posezoo.core.strategy import SupervisedStrategy, build_strategy
@@ -141,13 +141,17 @@ def quadrupeds(tmp_path_factory):
     return root
 
 
-def _adapt_cfg(root, out, strategy, extra=()):
-    return load_config(None, [
+def _adapt_cfg_opts(root, out, strategy, extra=()):
+    return [
         "DATASET.DATASET", "synthetic_animal", "DATASET.ROOT", root, "DATASET.TRAIN_SET", "source_train",
         "DATASET.TEST_SET", "target_test", "MODEL.NUM_JOINTS", "18", "WORKERS", "0", "OUTPUT_DIR", out,
         "TRAIN.BATCH_SIZE_PER_GPU", "4", "TEST.BATCH_SIZE_PER_GPU", "4", "TEST.USE_GT_BBOX", "True",
         "TRAIN.STRATEGY", strategy, "ADAPT.DOMAINS", "[{SET: target_train, LABELLED: false}]",
-        "ADAPT.NUM_TRANSFORMS", "2", "ADAPT.EPOCHS_PER_ROUND", "2"] + TINY_MODEL + list(extra))
+        "ADAPT.NUM_TRANSFORMS", "2", "ADAPT.EPOCHS_PER_ROUND", "2"] + TINY_MODEL + list(extra)
+
+
+def _adapt_cfg(root, out, strategy, extra=()):
+    return load_config(None, _adapt_cfg_opts(root, out, strategy, extra))
 
 
 def _ctx(cfg, out, strategy=None):
@@ -254,3 +258,50 @@ def test_adaptation_needs_an_extra_domain():
         build_strategy(load_config(None, ["TRAIN.STRATEGY", "ws_cda"]))
     with pytest.raises(ValueError, match="cc_ssl needs an unlabelled ADAPT.DOMAINS"):
         build_strategy(load_config(None, ["TRAIN.STRATEGY", "cc_ssl", "ADAPT.DOMAINS", "[{SET: x, LABELLED: true}]"]))
+
+
+def test_mixed_batches_draw_a_fresh_pass_of_a_shorter_domain():
+    class Passes:  # a loader whose every pass is new: a counter of the passes made
+        def __init__(self):
+            self.passes = 0
+
+        def __iter__(self):
+            self.passes += 1
+            yield from ([self.passes] * 2)
+
+    other = Passes()
+    steps = list(MixedBatches([range(5), other], prepare=lambda item: {"item": item}))
+    assert [s["domains"][0]["item"] for s in steps] == [1, 1, 2, 2, 3]  # not the first pass replayed
+    with pytest.raises(ValueError, match="ADAPT.DOMAINS set has no samples"):
+        list(MixedBatches([range(2), []], prepare=lambda item: {"item": item}))
+
+
+def test_wscda_resume_keeps_the_discriminator(quadrupeds, tmp_path):
+    """checkpoint.pth carries the discriminator (TRAIN.STRATEGY's state), and a
+    run resumed after epoch 1 ends with the weights of an uninterrupted 2-epoch
+    run: model and discriminator alike."""
+    import train as train_tool
+    from conftest import write_cfg
+
+    def run(out, epochs, *extra):
+        opts = [str(v) for v in _adapt_cfg_opts(quadrupeds, out, "ws_cda")] + ["TRAIN.END_EPOCH", str(epochs),
+                                                                                "ADAPT.DOMAIN_WEIGHT", "1.0"]
+        cfg_path = write_cfg(tmp_path / f"{os.path.basename(out)}.yaml", opts)
+        train_tool.main(["--cfg", cfg_path, *extra])
+        folder = os.path.join(out, "synthetic_animal", "pose_resnet", os.path.basename(out))
+        return torch.load(os.path.join(folder, "checkpoint.pth"), weights_only=True)
+
+    whole = run(str(tmp_path / "whole"), 2)
+    assert set(whole["strategy"]) == {"discriminator"}
+    assert whole["strategy"]["discriminator"]["features.0.weight"].shape[1] == 32  # materialised: 32 feature channels
+    run(str(tmp_path / "split"), 1)
+    split = run(str(tmp_path / "split"), 2, "--resume")
+    assert split["epoch"] == whole["epoch"] == 2
+    for part in ("state_dict",):
+        for key, value in whole[part].items():
+            assert torch.equal(value, split[part][key]), key
+    for key, value in whole["strategy"]["discriminator"].items():
+        assert torch.equal(value, split["strategy"]["discriminator"][key]), key
+    # a supervised run refuses to resume a ws_cda checkpoint instead of dropping its discriminator
+    with pytest.raises(ValueError, match="keeps no state"):
+        build_strategy(load_config(None, [])).load_state_dict(whole["strategy"])

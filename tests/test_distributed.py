@@ -204,3 +204,51 @@ def test_a_rank_with_an_empty_shard_adds_nothing(synthetic_cfg, monkeypatch):
     merged = merge_shards([busy, {**empty, "index": np.zeros(0, np.int64)}])
     np.testing.assert_array_equal(merged["preds"], busy["preds"][[0, 2, 1]])
     assert merged["loss"] == 2.0 and len(merged["image_ids"]) == 3
+
+
+def _strategy_sync_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """One gloo rank: a lazily built discriminator (initialised from this rank's
+    own seed) is broadcast from rank 0, and its rank-specific gradients are
+    averaged, as core/function.py does for a strategy's extra parameters."""
+    import torch.distributed as dist
+
+    from posezoo.core.adaptation import DomainDiscriminator
+    from posezoo.utils.distributed import average_gradients, broadcast_parameters
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(rank)
+    disc = DomainDiscriminator(0, 2, channels=4)
+    features = torch.full((1, 3, 8, 8), float(rank + 1))
+    with torch.no_grad():
+        disc(features)  # materialise
+    broadcast_parameters(disc)
+    disc(features).sum().backward()
+    average_gradients(list(disc.parameters()))
+    torch.save({"params": [p.detach() for p in disc.parameters()], "grads": [p.grad for p in disc.parameters()]},
+               os.path.join(out_dir, f"disc{rank}.pth"))
+    dist.destroy_process_group()
+
+
+def test_strategy_parameters_start_equal_and_step_on_the_mean_gradient(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_strategy_sync_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"disc{r}.pth", weights_only=True) for r in range(2)]
+    for a, b in zip(ranks[0]["params"], ranks[1]["params"]):
+        assert torch.equal(a, b)  # rank 1 holds rank 0's initial weights
+    from posezoo.core.adaptation import DomainDiscriminator
+
+    torch.manual_seed(0)
+    reference = DomainDiscriminator(0, 2, channels=4)
+    reference(torch.ones(1, 3, 8, 8))
+    for p, q in zip(reference.parameters(), ranks[0]["params"]):
+        assert torch.equal(p.detach(), q)
+    # the gradients are the mean of the two ranks' own (inputs 1 and 2): equal on both, and equal to it
+    grads = []
+    for value in (1.0, 2.0):
+        reference.zero_grad()
+        reference(torch.full((1, 3, 8, 8), value)).sum().backward()
+        grads.append([p.grad.clone() for p in reference.parameters()])
+    for a, b, g1, g2 in zip(ranks[0]["grads"], ranks[1]["grads"], *grads):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, (g1 + g2) / 2)

@@ -30,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.core.function import TrainContext, train_one_epoch, validate
-from posezoo.core.strategy import build_strategy
+from posezoo.core.strategy import build_strategy, restore_strategy, strategy_state
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model, read_checkpoint
 from posezoo.models.checkpoint import CheckpointError
@@ -210,7 +210,9 @@ def train(cfg, cfg_path: str | None, resume: bool = False) -> tuple[nn.Module, f
     model = _wrap(model, cfg, ctx, sample)
     eval_model = model.module if isinstance(model, DistributedDataParallel) else model
     criterion = codec.loss(cfg).to(device)
-    strategy = build_strategy(cfg)
+    strategy = build_strategy(cfg, device)
+    if resumed:  # before the optimizer: it holds the strategy's parameters as they will train
+        restore_strategy(strategy, resumed[0].get("strategy", {}))
     generator = torch.Generator()
     train_loader, train_sampler = _train_loader(cfg, train_set, ctx, generator)
     valid_loader = build_test_loader(cfg, valid_set, device)
@@ -260,7 +262,8 @@ def train(cfg, cfg_path: str | None, resume: bool = False) -> tuple[nn.Module, f
                     save_atomic(state, os.path.join(final_dir, "model_best.pth"))
                 checkpoint = {"epoch": epoch + 1, "model": cfg.MODEL.NAME, "state_dict": state, "perf": best_perf,
                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                              "global_step": global_step, "seed": cfg.SEED, "world_size": ctx.world_size}
+                              "global_step": global_step, "seed": cfg.SEED, "world_size": ctx.world_size,
+                              "strategy": strategy_state(strategy)}
                 if scaler is not None:
                     checkpoint["scaler"] = scaler.state_dict()
                 run.last_checkpoint = _save_checkpoint(checkpoint, final_dir)

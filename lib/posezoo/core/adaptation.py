@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-from itertools import cycle
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -51,6 +50,7 @@ from ..codecs.base import last_stage
 from ..codecs.gaussian import get_max_preds
 from ..config import update_config
 from ..datasets import build_dataset
+from ..utils.distributed import broadcast_parameters
 from ..utils.utils import write_text_atomic
 from .function import TrainContext, _prepare
 from .strategy import SupervisedStrategy, stage_loss
@@ -105,9 +105,22 @@ class MixedBatches:
         return len(self.loaders[0])
 
     def __iter__(self):
-        others = [cycle(loader) for loader in self.loaders[1:]]
+        others = [_endless(loader) for loader in self.loaders[1:]]
         for first in self.loaders[0]:
             yield {**self.prepare(first), "domains": [self.prepare(next(o)) for o in others]}
+
+
+def _endless(loader: Iterable):
+    """The loader again and again, a fresh pass each time (``itertools.cycle``
+    would replay the first pass's batches: the same augmentation, all kept in
+    memory). An empty domain is an error, not an endless wait."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError(f"an ADAPT.DOMAINS set has no samples ({getattr(loader, 'dataset', loader)!r})")
 
 
 def _mixed(ctx: TrainContext, loaders: Sequence[Iterable]) -> MixedBatches:
@@ -196,9 +209,26 @@ class WSCDA(SupervisedStrategy):
         self.tap: Optional[FeatureTap] = None
         self.loaders: Optional[list] = None
         self.domain_accuracy = float("nan")
+        self.synced = False
 
     def extra_parameters(self) -> list[nn.Parameter]:
         return list(self.discriminator.parameters())
+
+    def state_dict(self) -> dict:
+        """The discriminator's weights: a resumed run must not restart the
+        adversary from scratch (the optimizer's moments refer to these)."""
+        return {"discriminator": self.discriminator.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != {"discriminator"}:
+            raise ValueError(f"ws_cda resumes from a checkpoint with its discriminator; this one has "
+                             f"{sorted(state) or 'no strategy state'} (was it trained with TRAIN.STRATEGY ws_cda?)")
+        # loading materialises the lazy first conv in place: the optimizer keeps the same parameters
+        self.discriminator.load_state_dict(state["discriminator"])
+
+    def to(self, device: torch.device) -> "WSCDA":
+        self.discriminator.to(device)
+        return self
 
     def before_epoch(self, ctx: TrainContext, epoch: int, loader: Iterable) -> Iterable:
         if self.tap is None:
@@ -223,6 +253,11 @@ class WSCDA(SupervisedStrategy):
                 pose = pose + spec["weight"] * stage_loss(ctx.criterion, out, part["target"], part["target_weight"])
         domains = torch.cat([torch.full((n,), d, dtype=torch.long, device=ctx.device) for d, n in enumerate(sizes)])
         features = self.tap.value.float()
+        if not self.synced:  # materialise the lazy first conv, then every rank starts from rank 0's weights
+            with torch.no_grad():
+                self.discriminator(features[:1])
+            broadcast_parameters(self.discriminator)
+            self.synced = True
         adv = domain_loss(self.discriminator, features, domains, self.cfg.ADAPT.GRL_WEIGHT)
         with torch.no_grad():
             self.domain_accuracy = (self.discriminator(features).argmax(1) == domains).float().mean().item()

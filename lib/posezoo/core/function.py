@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..codecs.gaussian import get_max_preds
-from ..utils.distributed import broadcast_object, gather_shards, is_distributed
+from ..utils.distributed import average_gradients, broadcast_object, gather_shards, is_distributed
 from ..utils.transforms import PIXEL_STD
 from ..utils.utils import AverageMeter, amp_dtype, progress_bar, to_channels_last, to_device, write_text_atomic
 from ..utils.vis import (
@@ -85,11 +85,14 @@ def _prepare(ctx: TrainContext, item: Any) -> Any:
 
 def _optimizer_step(ctx: TrainContext, loss: torch.Tensor) -> None:
     ctx.optimizer.zero_grad(set_to_none=True)
+    extra = ctx.strategy.extra_parameters()
     if ctx.scaler is None:
         loss.backward()
+        average_gradients(extra)
         ctx.optimizer.step()
     else:  # fp16: scale the loss against gradient underflow; skip steps with inf/nan gradients
         ctx.scaler.scale(loss).backward()
+        average_gradients(extra)
         ctx.scaler.step(ctx.optimizer)
         ctx.scaler.update()
 

@@ -20,6 +20,14 @@ of training lives in a strategy chosen by ``TRAIN.STRATEGY``
 - ``extra_parameters() -> list[nn.Parameter]``: parameters the strategy trains
   besides the model's (a domain discriminator's); the optimizer gets them too.
 
+Optionally, ``state_dict() -> dict`` and ``load_state_dict(state)``: what the
+strategy learns (the discriminator's weights) travels in ``checkpoint.pth``
+under ``"strategy"``, so a resumed run continues with it (``strategy_state`` /
+``restore_strategy``; a strategy without them has no state to keep); and
+``to(device)``, which ``build_strategy(cfg, device)`` calls so that what the
+strategy trains sits on the run's device before the optimizer (and a resumed
+optimizer's moments) refer to it.
+
 ``ctx`` is the run's ``core.function.TrainContext`` (cfg, model, codec,
 criterion, optimizer, device, ...). ``supervised`` (the default) is one loss
 on labelled crops; ``core/adaptation.py`` adds the domain-adaptation strategies
@@ -67,12 +75,45 @@ class SupervisedStrategy:
     def extra_parameters(self) -> list[nn.Parameter]:
         return []
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, but the checkpoint has {sorted(state)}")
+
+    def to(self, device: torch.device) -> "SupervisedStrategy":
+        return self
+
+
+def strategy_state(strategy) -> dict:
+    """What ``checkpoint.pth`` keeps of the strategy (module docstring)."""
+    return strategy.state_dict() if hasattr(strategy, "state_dict") else {}
+
+
+def restore_strategy(strategy, state: dict) -> None:
+    """Give a resumed strategy back what it learned; a checkpoint from a run
+    with another strategy is refused in one line rather than half-loaded."""
+    if hasattr(strategy, "load_state_dict"):
+        strategy.load_state_dict(state)
+    elif state:
+        raise ValueError(f"the checkpoint carries strategy state {sorted(state)}, "
+                         f"but {type(strategy).__name__} has no load_state_dict")
+
 
 STRATEGIES = {"supervised": lambda cfg: SupervisedStrategy()}
 
 
-def build_strategy(cfg):
-    """The strategy ``TRAIN.STRATEGY`` names (module docstring)."""
+def build_strategy(cfg, device: torch.device | None = None):
+    """The strategy ``TRAIN.STRATEGY`` names (module docstring), moved to
+    ``device`` when given and the strategy has ``to``."""
+    strategy = _strategy_by_name(cfg)
+    if device is not None and hasattr(strategy, "to"):
+        strategy = strategy.to(device)
+    return strategy
+
+
+def _strategy_by_name(cfg):
     name = cfg.TRAIN.STRATEGY
     if name in STRATEGIES:
         return STRATEGIES[name](cfg)

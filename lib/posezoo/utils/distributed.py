@@ -128,6 +128,29 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
         dist.broadcast(buffer.data, src=src)
 
 
+def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:
+    """Rank ``src``'s parameters on every rank: for modules DDP does not wrap (a
+    strategy's discriminator, whose lazy first layer is initialised from each
+    rank's own RNG stream)."""
+    if not is_distributed():
+        return
+    for param in module.parameters():
+        dist.broadcast(param.data, src=src)
+
+
+def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
+    """The mean over ranks of the gradients of parameters outside DDP's model
+    (``core/strategy.py``'s ``extra_parameters``), as DDP does for the model's
+    own: every rank then takes the same optimizer step."""
+    if not is_distributed():
+        return
+    world = get_world_size()
+    for param in params:
+        if param.grad is not None:
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            param.grad.div_(world)
+
+
 def setup_worker_logging(rank: int) -> None:
     """Ranks other than 0 print warnings and errors only, tagged with their rank."""
     root = logging.getLogger()
