@@ -6,6 +6,7 @@ the loop (core.function.train_one_epoch) on the synthetic animal domains."""
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -305,3 +306,38 @@ def test_wscda_resume_keeps_the_discriminator(quadrupeds, tmp_path):
     # a supervised run refuses to resume a ws_cda checkpoint instead of dropping its discriminator
     with pytest.raises(ValueError, match="keeps no state"):
         build_strategy(load_config(None, [])).load_state_dict(whole["strategy"])
+
+
+def test_temporal_constraint_carries_low_confidence_joints_along_the_flow():
+    """CC-SSL's temporal rule on frames whose motion is known: frame 1 is frame 0
+    shifted by (5, 3) px, so a carried joint lands 5, 3 px on; frame 2 moves as
+    much again, but frame 1's box is small (15 crop pixels are 3 image pixels),
+    so its flow is not trusted; frame 3 (another video) carries nothing."""
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur((rng.random((200, 200)) * 255).astype(np.uint8), (5, 5), 1.5)
+    frames = {"f0": base, "f1": np.roll(base, (3, 5), axis=(0, 1)), "f2": np.roll(base, (6, 10), axis=(0, 1)),
+              "f3": base}
+    # 64-pixel-wide input crops of 64-pixel boxes: the 15 px limit is 15 image pixels (frame 1: 3 pixels)
+    records = [{"image": name, "video": video, "scale": np.array([box / 200, box / 200])}
+               for name, video, box in (("f0", 1, 64), ("f1", 1, 12.8), ("f2", 1, 64), ("f3", 2, 64))]
+    joints = np.array([[80.0, 90.0], [110.0, 70.0], [95.0, 120.0]], np.float32)
+    coords = np.stack([joints, joints + 40, joints + 40, joints + 40])
+    confidence = np.array([[0.8, 0.6, 0.5], [0.1, 0.5, 0.9], [0.1, 0.1, 0.1], [0.1, 0.1, 0.1]], np.float32)
+    new, conf, replaced = adaptation.temporal_consistency(records, coords, confidence, frames.__getitem__, 64)
+    # frame 1: joint 0 (0.1 < 0.9 x 0.8) and joint 1 (0.5 < 0.9 x 0.6) follow the flow; joint 2 (0.9) keeps its own
+    np.testing.assert_array_equal(replaced, [[0, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]])
+    np.testing.assert_allclose(new[1, :2], joints[:2] + [5, 3], atol=0.1)
+    np.testing.assert_allclose(conf[1], [0.9 * 0.8, 0.9 * 0.6, 0.9], rtol=1e-6)
+    np.testing.assert_array_equal(new[1, 2], coords[1, 2])
+    np.testing.assert_array_equal(new[2:], coords[2:])
+    np.testing.assert_array_equal(conf[2:], confidence[2:])
+
+
+def test_temporal_constraint_needs_video_frames(quadrupeds, tmp_path):
+    out = str(tmp_path / "run")
+    cfg = _adapt_cfg(quadrupeds, out, "cc_ssl", ["ADAPT.TEMPORAL", "True"])
+    ctx = _ctx(cfg, out)
+    target = build_dataset(load_config(None, _adapt_cfg_opts(quadrupeds, out, "cc_ssl")), "target_train", False,
+                           ctx.codec)
+    with pytest.raises(ValueError, match="ADAPT.TEMPORAL needs video frames"):
+        adaptation.pseudo_label(cfg, ctx.model, target, ctx.codec, torch.device("cpu"), 0)

@@ -181,6 +181,7 @@ def test_tigdog_reads_ccssl_layout(tmp_path, animal):
     xs, ys = expect[expect[:, 0] > 0, 0], expect[expect[:, 1] > 0, 1]  # frame 6 opens shot 12: 6 labelled
     side = 1.5 * max(np.ptp(xs), np.ptp(ys))
     assert ds.db[0]["crop_size"] == pytest.approx(side)
+    assert all(rec["video"] == ds.frames[rec["image_id"]][1] for rec in ds.db)  # the shot, for ADAPT.TEMPORAL
     np.testing.assert_allclose(ds.db[0]["scale"] * 200, [side, side], rtol=1e-5)
     _, target, weight, _ = ds[0]
     assert target.shape == (18, 16, 16) and weight.sum() > 0

@@ -226,6 +226,14 @@ _C.ADAPT.ROT_FACTOR = 30.0
 _C.ADAPT.FLIP = True
 _C.ADAPT.MAX_SPREAD = 0.0
 _C.ADAPT.MIN_CONFIDENCE = 0.0
+# cc_ssl's temporal constraint (consistency.py:90-119): on consecutive frames of one video
+# (records with a "video" key, e.g. TigDog shots), Lucas-Kanade flow carries the previous
+# frame's pseudo-label forward; flow moving a joint more than FLOW_MAX_DISPLACEMENT input-crop
+# pixels is not trusted; a joint less confident than FLOW_DECAY x the carried one is replaced
+# by it, with that decayed confidence.
+_C.ADAPT.TEMPORAL = False
+_C.ADAPT.FLOW_MAX_DISPLACEMENT = 15.0
+_C.ADAPT.FLOW_DECAY = 0.9
 
 _C.DEBUG = EasyDict()
 _C.DEBUG.DEBUG = False

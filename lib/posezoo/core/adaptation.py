@@ -40,6 +40,7 @@ import math
 import os
 from typing import Callable, Iterable, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,9 @@ from ..codecs.base import last_stage
 from ..codecs.gaussian import get_max_preds
 from ..config import update_config
 from ..datasets import build_dataset
+from ..datasets.joints_dataset import read_image
 from ..utils.distributed import broadcast_parameters
+from ..utils.transforms import PIXEL_STD
 from ..utils.utils import write_text_atomic
 from .function import TrainContext, _prepare
 from .strategy import SupervisedStrategy, stage_loss
@@ -349,6 +352,55 @@ def select_pseudo_labels(confidence: np.ndarray, spread: np.ndarray, keep: float
     return kept, thresh
 
 
+LK_PARAMS = {"winSize": (15, 15), "maxLevel": 2,
+             "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03)}  # consistency.py:91-93
+
+
+def _gray(path: str) -> np.ndarray:
+    return cv2.cvtColor(read_image(path, False), cv2.COLOR_BGR2GRAY)
+
+
+def temporal_consistency(records: Sequence[dict], coords: np.ndarray, confidence: np.ndarray,
+                         read_gray: Callable[[str], np.ndarray], input_width: int, max_displacement: float = 15.0,
+                         decay: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CC-SSL's temporal constraint (``CCSSL/scripts/consistency.py:88-119``):
+    walking the records in order, each frame's pyramidal Lucas-Kanade flow from
+    the previous frame of the same video carries that frame's (already
+    constrained) pseudo-labels forward; a carried joint that moved more than
+    ``max_displacement`` input-crop pixels gets confidence 0; a joint whose own
+    confidence is below ``decay`` x the carried one takes the carried position
+    and ``decay`` x its confidence. Returns new (coords, confidence) and the
+    (N, K) mask of replaced joints.
+
+    Deliberate differences: the official code runs the flow between the two
+    256x256 crops, which are cut around each frame's own box, so their pixels
+    do not correspond; posezoo runs it between the full frames, in image
+    pixels, with the threshold scaled from the crop (``input_width`` pixels
+    span the record's box width). The official chain also runs across video
+    boundaries (the last frame of one shot feeds the first of the next);
+    posezoo restarts it at each video, and a point the flow lost (status 0)
+    is not carried."""
+    coords, confidence = coords.astype(np.float32).copy(), confidence.astype(np.float32).copy()
+    replaced = np.zeros(confidence.shape, bool)
+    previous_gray = None
+    for i, rec in enumerate(records):
+        gray = read_gray(rec["image"])
+        if i > 0 and rec.get("video") is not None and rec.get("video") == records[i - 1].get("video"):
+            start = coords[i - 1].reshape(-1, 1, 2)
+            flow, status, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, start, None, **LK_PARAMS)
+            flow = flow.reshape(-1, 2)
+            carried = confidence[i - 1].copy()
+            limit = max_displacement * float(records[i - 1]["scale"][0]) * PIXEL_STD / input_width
+            carried[(np.linalg.norm(flow - start.reshape(-1, 2), axis=1) > limit) | (status.reshape(-1) == 0)] = 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                take = (carried > 0) & (confidence[i] / np.where(carried > 0, carried, 1) < decay)
+            coords[i][take] = flow[take]
+            confidence[i][take] = carried[take] * decay
+            replaced[i] = take
+        previous_gray = gray
+    return coords, confidence, replaced
+
+
 def keep_fraction(cfg, round_index: int) -> float:
     """The share of target joints kept in round ``round_index``: CC-SSL's
     ``1 - p`` with ``p = 1 - 0.02 (epoch + 10)`` at epochs 0, 10, 20, ...,
@@ -384,6 +436,13 @@ def pseudo_label(cfg, model: nn.Module, dataset, codec, device: torch.device, ro
     coords = np.concatenate(coords) if coords else np.zeros((0, k, 2))
     confidence = np.concatenate(confidence) if confidence else np.zeros((0, k))
     spread = np.concatenate(spread) if spread else np.zeros((0, k))
+    flowed = np.zeros(confidence.shape, bool)
+    if a.TEMPORAL:
+        if not any(rec.get("video") is not None for rec in dataset.db):
+            raise ValueError(f"ADAPT.TEMPORAL needs video frames (records with a 'video' key, e.g. tigdog); "
+                             f"{type(dataset).__name__} has none: set ADAPT.TEMPORAL False")
+        coords, confidence, flowed = temporal_consistency(dataset.db, coords, confidence, _gray, w,
+                                                          a.FLOW_MAX_DISPLACEMENT, a.FLOW_DECAY)
     keep = keep_fraction(cfg, round_index)
     kept, thresh = select_pseudo_labels(confidence, spread, keep, a.MAX_SPREAD, a.MIN_CONFIDENCE)
     labels = [{"index": i, "image_id": int(rec["image_id"]), "image": rec["image"],
@@ -391,7 +450,8 @@ def pseudo_label(cfg, model: nn.Module, dataset, codec, device: torch.device, ro
                "spread": np.round(spread[i], 5).tolist(), "kept": kept[i].astype(int).tolist()}
               for i, rec in enumerate(dataset.db)]
     return {"round": round_index, "keep_fraction": keep, "threshold": thresh, "num_transforms": a.NUM_TRANSFORMS,
-            "flip": bool(a.FLIP), "kept_joints": int(kept.sum()), "joints": int(kept.size), "labels": labels}
+            "flip": bool(a.FLIP), "kept_joints": int(kept.sum()), "joints": int(kept.size),
+            "flow_replaced_joints": int(flowed.sum()), "labels": labels}
 
 
 def labelled_copy(dataset, document: dict):

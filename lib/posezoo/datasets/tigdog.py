@@ -136,6 +136,7 @@ class TigDogDataset(JointsDataset):
         vis[:, 2] = 0
         rec = make_record(self.image_path(index), index, center, np.array([w, h]) / PIXEL_STD, joints, vis)
         rec["crop_size"] = float(side)
+        rec["video"] = self.frames[index][1]  # the shot: CC-SSL's temporal constraint links its frames
         return rec
 
     def evaluate(self, preds: np.ndarray, boxes: np.ndarray, image_ids: Sequence[int], output_dir: str,
