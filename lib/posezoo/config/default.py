@@ -195,6 +195,21 @@ _C.CORNERNET.LIGHTING = True
 # COCO detection classes: [] = all 80, or category ids, e.g. [1] (person)
 _C.CORNERNET.CATEGORIES = []
 
+# posezoo, volumetric 3D pose (MODEL.NAME c2f_vol, MODEL.TARGET_TYPE volumetric; Pavlakos et
+# al. CVPR 2017 / 2018, docs/volumetric.md). Shared by the model and the codec.
+_C.VOLUMETRIC = EasyDict()
+# depth bins of each stack's output, coarse to fine (c2f-vol-train opts.lua -resZ); one per stack
+_C.VOLUMETRIC.RES_Z = [1, 2, 4, 64]
+# root-relative depth range in mm split into the bins (c2f-vol-demo matlab/utils/data/voxel_limits.mat)
+_C.VOLUMETRIC.DEPTH_RANGE = [-1005.1859029814127, 980.8598618317474]
+# decode by the volumetric soft-argmax (softmax(BETA x volume) per joint) instead of the argmax
+_C.VOLUMETRIC.SOFT_ARGMAX = False
+_C.VOLUMETRIC.BETA = 160.0
+# ordinal ranking loss (CVPR 2018): its weight next to the volume L2 (0 = off), and its depth
+# unit: units per bin of the 64-bin grid (ordinal-pose3d full-eval/main.lua:41-46 feeds (j - 32) x 10)
+_C.VOLUMETRIC.ORDINAL_WEIGHT = 1.0
+_C.VOLUMETRIC.ORDINAL_SCALE = 10.0
+
 # posezoo: domain adaptation (TRAIN.STRATEGY ws_cda / cc_ssl, core/adaptation.py).
 _C.ADAPT = EasyDict()
 # Extra domains next to DATASET.TRAIN_SET (domain 0, labelled, weight 1): a list of

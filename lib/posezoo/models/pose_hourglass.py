@@ -80,6 +80,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -220,9 +222,14 @@ class PrincetonHourglassNet(StackedHourglass):
     """``LAYOUT: princeton`` (princeton-vl/pytorch_stacked_hourglass ``PoseNet``),
     fed NCHW (the official forward permutes an NHWC input)."""
 
-    def __init__(self, num_joints: int, num_stacks: int = 8, num_features: int = 256, depth: int = 4):
+    def __init__(self, num_joints: int, num_stacks: int = 8, num_features: int = 256, depth: int = 4,
+                 stack_channels: Optional[Sequence[int]] = None):
         super().__init__(num_stacks)
         f, (c1, c2) = num_features, PRINCETON_STEM
+        # output channels of each stack: num_joints heatmaps, or (c2f_vol) num_joints x depth bins per stack
+        out = list(stack_channels) if stack_channels is not None else [num_joints] * num_stacks
+        if len(out) != num_stacks:
+            raise ValueError(f"{len(out)} stack output widths for {num_stacks} stacks")
         self.pre = nn.Sequential(
             ConvUnit(3, c1, 7, stride=2, bn=True, relu=True),
             PreActBottleneck(c1, c2, "princeton"),
@@ -234,9 +241,9 @@ class PrincetonHourglassNet(StackedHourglass):
         self.features = nn.ModuleList(
             nn.Sequential(PreActBottleneck(f, f, "princeton"), ConvUnit(f, f, 1, bn=True, relu=True))
             for _ in range(num_stacks))
-        self.outs = nn.ModuleList(ConvUnit(f, num_joints, 1) for _ in range(num_stacks))
+        self.outs = nn.ModuleList(ConvUnit(f, c, 1) for c in out)
         self.merge_features = nn.ModuleList(Merge(f, f) for _ in range(num_stacks - 1))
-        self.merge_preds = nn.ModuleList(Merge(num_joints, f) for _ in range(num_stacks - 1))
+        self.merge_preds = nn.ModuleList(Merge(c, f) for c in out[:-1])
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.pre(x)
