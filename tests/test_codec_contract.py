@@ -28,6 +28,9 @@ CONFIGS = {
     "megvii": [SMALL_2D + ["MODEL.TARGET_TYPE", "megvii", "MODEL.TARGET_KERNELS", "[7, 5]", "TEST.BLUR_KERNEL", "3"]],
     "a2j": [DEPTH + ["MODEL.TARGET_TYPE", "a2j"]],
     "awr": [DEPTH + ["MODEL.TARGET_TYPE", "awr", "MODEL.EXTRA", json.dumps({"DOWNSAMPLE": 2})]],
+    "volumetric": [SMALL_2D + ["MODEL.TARGET_TYPE", "volumetric", "VOLUMETRIC.RES_Z", "[1, 4]"],
+                   SMALL_2D + ["MODEL.TARGET_TYPE", "volumetric", "VOLUMETRIC.RES_Z", "[2, 8]",
+                               "VOLUMETRIC.SOFT_ARGMAX", "true"]],
 }
 # codecs predicting boxes (their encode takes boxes and classes): tested by test_box_codec_follows_the_contract
 BOX_CONFIGS = {"cornernet": ["MODEL.TARGET_TYPE", "cornernet", "MODEL.IMAGE_SIZE", "[63, 63]",
@@ -39,8 +42,17 @@ def test_every_codec_has_a_contract_config():
     assert sorted(list(CONFIGS) + list(BOX_CONFIGS)) == available_codecs()
 
 
+def _camera_crops(codec) -> bool:
+    """RGB crops predicting camera-space 3D (the volumetric codec): 2D-crop meta plus the camera."""
+    return "root_cam" in codec.meta_keys
+
+
 def _sample(codec, rng):
-    """One encode's arguments: crop joints and visibility (2D) or crop joints and the depth crop (3D)."""
+    """One encode's arguments: crop joints and visibility (2D), crop joints with a root-relative depth in mm
+    and visibility (RGB 3D), or crop joints and the depth crop (depth 3D)."""
+    if _camera_crops(codec):
+        joints = np.concatenate([rng.uniform(4, 28, (K, 2)), rng.uniform(-800, 800, (K, 1))], 1).astype(np.float32)
+        return joints, np.ones((K, 3), np.float32)
     if codec.prediction == "keypoints3d":
         joints = np.concatenate([rng.uniform(4, 28, (K, 2)), rng.uniform(-0.5, 0.5, (K, 1))], 1).astype(np.float32)
         return joints, rng.uniform(-1, 1, (1, 32, 32)).astype(np.float32)
@@ -61,6 +73,9 @@ def _output(codec, target, rng):
     or random tensors of the depth model's output layout."""
     if isinstance(target, list):
         return [_output(codec, t, rng) for t in target]
+    if _camera_crops(codec):  # a noisy copy of the volume target
+        return target["volume"] + 0.01 * torch.from_numpy(rng.standard_normal(tuple(target["volume"].shape))
+                                                          .astype(np.float32))
     if codec.prediction == "keypoints2d":
         return target + 0.01 * torch.from_numpy(rng.standard_normal(tuple(target.shape)).astype(np.float32))
     if isinstance(target, dict):  # AWR: the dense layout
@@ -71,6 +86,12 @@ def _output(codec, target, rng):
 
 
 def _meta(codec, inputs):
+    if _camera_crops(codec):
+        return {"inputs": inputs, "center": torch.tensor([[16.0, 16.0]]).repeat(N, 1),
+                "scale": torch.tensor([[0.2, 0.2]]).repeat(N, 1),
+                "root_cam": torch.tensor([[10.0, -20.0, 4000.0]]).repeat(N, 1),
+                "focal": torch.tensor([[1100.0, 1100.0]]).repeat(N, 1),
+                "princpt": torch.tensor([[16.0, 16.0]]).repeat(N, 1)}
     if codec.prediction == "keypoints3d":
         crop_to_image = torch.tensor([[2.0, 0.0, 10.0], [0.0, 2.0, 20.0]], dtype=torch.float64).repeat(N, 1, 1)
         return {"inputs": inputs, "crop_to_image": crop_to_image,
@@ -103,8 +124,8 @@ def test_codec_follows_the_contract(name, index):
     samples = [_sample(codec, rng) for _ in range(N)]
     encoded = [codec.encode(*s) for s in samples]
     for target, weight in encoded:
-        arrays = list(target.values()) if isinstance(target, dict) else list(target) if isinstance(target, list) \
-            else [target]
+        entries = list(target) if isinstance(target, list) else [target]  # one per stage
+        arrays = [a for e in entries for a in (e.values() if isinstance(e, dict) else [e])]
         assert all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in arrays)
         assert weight.dtype == np.float32 and weight.shape == (K, 1)
     target, weight = _stack([t for t, _ in encoded]), torch.from_numpy(np.stack([w for _, w in encoded]))
@@ -112,8 +133,8 @@ def test_codec_follows_the_contract(name, index):
         assert last_stage(target).shape[1] == K * codec.channels_per_joint
 
     output = _output(codec, target, rng)
-    inputs = torch.from_numpy(np.stack([s[1] for s in samples])) if codec.prediction == "keypoints3d" else \
-        torch.zeros(N, 3, 32, 32)
+    depth_input = codec.prediction == "keypoints3d" and not _camera_crops(codec)
+    inputs = torch.from_numpy(np.stack([s[1] for s in samples])) if depth_input else torch.zeros(N, 3, 32, 32)
     meta = _meta(codec, inputs)
     assert set(codec.meta_keys) <= set(meta)
     before, meta_before = _clone(output), _clone(meta)

@@ -237,6 +237,9 @@ def test_volume_loss_equals_the_direct_formula():
     assert isinstance(criterion, VolumetricLoss)
     for o, t in zip(outputs, target):  # every joint has 3D here, so no ordinal pair is known
         assert criterion(o, t, weight).item() == pytest.approx(_direct_volume_loss(o, t, weight), rel=1e-5)
+    # given every stack (lists), the sum over the stacks (pose-c2f.lua's ParallelCriterion)
+    summed = sum(_direct_volume_loss(o, t, weight) for o, t in zip(outputs, target))
+    assert criterion(outputs, target, weight).item() == pytest.approx(summed, rel=1e-5)
     # all joints labelled in 3D, weight 1: the official nn.MSECriterion over every element
     full = torch.ones_like(weight)
     t = dict(target[1], depth_weight=torch.ones(2, K))

@@ -24,6 +24,7 @@ from ..codecs.volumetric import (
     volumetric_settings,
 )
 from ..utils.registry import UnknownComponentError, import_dotted
+from .strategy import stage_loss
 
 
 def _weighted_sq_error(output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor | None
@@ -276,6 +277,9 @@ class VolumetricLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: Mapping[str, torch.Tensor], target_weight: torch.Tensor
                 ) -> torch.Tensor:
+        """One stack's loss; given every stack's outputs and targets (lists), their sum (as ``stage_loss``)."""
+        if isinstance(output, (list, tuple)):
+            return stage_loss(self, output, target, target_weight)
         volume_term, ordinal_term = self.components(output, target, target_weight)
         return volume_term + self.ordinal_weight * ordinal_term
 
