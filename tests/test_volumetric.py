@@ -300,3 +300,34 @@ def test_one_optimiser_step_reduces_the_loss():
     with torch.no_grad():
         after = loss()
     assert after.item() < before.item()
+
+
+def test_the_training_loop_and_the_flip_test_take_volumetric_batches(tmp_path):
+    """Collated codec targets (lists of per-stack dicts) go through train_one_epoch
+    (loss, metrics, logs); the flip-tested forward decodes to finite camera mm."""
+    from torch.utils.data import default_collate
+
+    from posezoo.core.function import TrainContext, train_one_epoch
+    from posezoo.core.inference import decode_batch, forward_test
+
+    torch.manual_seed(0)
+    cfg = _cfg(res_z=(1, 4), opts=["TRAIN.OPTIMIZER", "rmsprop", "TRAIN.LR", "0.00025", "PRINT_FREQ", "1"])
+    model, codec = build_model(cfg, is_train=True), build_codec(cfg)
+    joints, meta, _ = _camera_case(codec)
+    samples = []
+    for i, j in enumerate(joints):
+        extra = {"ordinal": ordinal_from_depth(j[:, 2])} if i else {}
+        target, weight = codec.encode(j, np.ones((K, 3)), **extra)
+        samples.append((torch.randn(3, 64, 64), target, torch.from_numpy(weight),
+                        {"valid": 1, **{k: v[i] for k, v in meta.items()}}))
+    batch = default_collate(samples)
+    assert [tuple(t["volume"].shape) for t in batch[1]] == [(2, K, 16, 16), (2, 4 * K, 16, 16)]
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=2.5e-4)
+    ctx = TrainContext(cfg, model, codec, codec.loss(cfg), optimizer, output_dir=str(tmp_path))
+    assert train_one_epoch(ctx, [batch], 0) == 1
+    model.eval()
+    with torch.no_grad():
+        output = forward_test(model, batch[0], codec, [(0, 1)], flip=True)
+    assert output.shape == (2, 4 * K, 16, 16)
+    preds = decode_batch(codec, output, batch[3], batch[0])
+    assert preds.shape[:2] == (2, K) and torch.isfinite(preds).all()
