@@ -41,14 +41,26 @@ def _stack(targets):
             for s in range(len(targets[0]))]
 
 
-def test_model_outputs_one_volume_per_stack():
-    cfg = _cfg(res_z=(1, 2, 4, 8))
+@pytest.mark.parametrize("layout", ["stacked", "generic"])
+def test_model_outputs_one_volume_per_stack(layout):
+    cfg = _cfg(res_z=(1, 2, 4, 8), extra={"LAYOUT": layout, "NUM_FEATURES": 16, "DEPTH": 2})
     model = build_model(cfg, is_train=False)
     outputs = model(torch.zeros(2, 3, 64, 64))
     assert [tuple(o.shape) for o in outputs] == [(2, K * d, 16, 16) for d in (1, 2, 4, 8)]
-    # stack s's output conv feeds K * D_s channels, and the remap reads them back
-    assert [m.conv.out_channels for m in model.outs] == [K, 2 * K, 4 * K, 8 * K]
-    assert [m.conv.conv.in_channels for m in model.merge_preds] == [K, 2 * K, 4 * K]
+    if layout == "generic":  # stack s's output conv gives K * D_s channels, and the remap reads them back
+        assert [m.conv.out_channels for m in model.outs] == [K, 2 * K, 4 * K, 8 * K]
+        assert [m.conv.conv.in_channels for m in model.merge_preds] == [K, 2 * K, 4 * K]
+        return
+    # hg-stacked-4.lua at F = 16 (official 256): hourglass inputs F, F + F/2, 2F, 2F; 2F out; the
+    # last stack's lin keeps 2F; remaps back to F + carried features
+    assert [hg.up[0].conv1.in_channels for hg in model.hgs] == [16, 24, 32, 32]
+    assert [hg.low_out.conv3.out_channels for hg in model.hgs] == [32] * 4
+    assert [o.in_channels for o in model.outs] == [16, 16, 16, 32]
+    assert [o.out_channels for o in model.outs] == [K, 2 * K, 4 * K, 8 * K]
+    assert [(r.in_channels, r.out_channels) for r in model.out_remaps] == [(K, 24), (2 * K, 32), (4 * K, 32)]
+    # three residuals per hourglass branch; a 1x1 projection only where the width changes (Residual.lua)
+    assert len(model.hgs[0].up) == len(model.hgs[0].low) == 3
+    assert model.hgs[1].up[1].downsample is None and model.hgs[1].up[0].downsample is not None
 
 
 def test_bad_settings_are_one_clear_error():
@@ -57,7 +69,9 @@ def test_bad_settings_are_one_clear_error():
     with pytest.raises(ConfigError, match="DEPTH_RANGE"):
         build_codec(_cfg(opts=["VOLUMETRIC.DEPTH_RANGE", "[100.0, -100.0]"]))
     with pytest.raises(ConfigError, match="NUM_FEATURES"):
-        build_model(_cfg(extra={"NUM_FEATURES": 15}), is_train=False)
+        build_model(_cfg(extra={"NUM_FEATURES": 18}), is_train=False)
+    with pytest.raises(ConfigError, match="LAYOUT"):
+        build_model(_cfg(extra={"LAYOUT": "hg8"}), is_train=False)
     codec = build_codec(_cfg())
     with pytest.raises(ValueError, match=r"\(3, 3\)"):
         codec.encode(np.zeros((K, 2)), np.ones((K, 3)))

@@ -16,20 +16,31 @@ and a plain conv output, so flip, intermediate supervision and the 2D tooling
 treat it as heatmaps; ``codecs.volumetric.volumes`` views it as (N, K, D_s, H, W)
 without a copy.
 
-Architecture: the generic hourglass of c2f-vol-train ``src/models/hg.lua`` with
-one residual per branch (``-nModules 1``): the stem conv 7x7/2 64 + BN-ReLU,
-residual to 128, max-pool, residual 128, residual to F (``hg.lua:38-43``); per
-stack an hourglass of depth 4 (``hg.lua:3-25``), a residual and a 1x1 conv-BN-ReLU
-(``hg.lua:52-55``), the 1x1 output conv to K * D_s (``hg.lua:58-63``), and the
-remapping ``inter + conv(features) + conv(output)`` into the next stack
-(``hg.lua:67-71``). These are posezoo's princeton hourglass modules
-(``pose_hourglass.PrincetonHourglassNet`` with one output width per stack), the
-same computation with biased convs and pre-activation residuals. Not built: the
-paper's hand-wired ``hg-stacked-{2,3,4}.lua`` (three residuals per branch, 512
-wide outputs, concatenated skips between stacks) and ``-nModules`` > 1.
+Architecture, ``MODEL.EXTRA.LAYOUT``:
 
-``MODEL.EXTRA`` (defaults: ``opts.lua``): ``NUM_FEATURES`` (256, ``-nFeats``),
-``DEPTH`` (4, the hourglass levels). The number of stacks is ``len(RES_Z)``.
+- ``stacked`` (default): the paper's models, c2f-vol-train
+  ``src/models/hg-stacked-{2,3,4}.lua`` (the README: "to replicate the models
+  used in our paper") generalised to any number of stacks. Stem conv 7x7/2 to
+  F/4 + BN-ReLU, residual to F/2, max-pool (kept: ``pool``), three residuals to F
+  (``hg-stacked-4.lua:38-44``). Each hourglass (``:3-25``) has three residuals per
+  branch, F wide inside and 2F at its output; then two 1x1 conv-BN-ReLU ``lin``
+  (2F -> 2F -> F, the last stack 2F -> 2F), the output conv, and into the next
+  stack ``conv(cat(features, previous features)) + conv(output)`` where the
+  previous features are the stem's ``pool`` for the first stack (``:50-60``).
+  F = 256 gives the official widths (128, 256, 384, 512).
+- ``generic``: c2f-vol-train ``src/models/hg.lua`` with one residual per branch
+  (``-nModules 1``): the princeton stem (``hg.lua:38-43``), per stack an hourglass
+  (``:3-25``), a residual and a 1x1 conv-BN-ReLU (``:52-55``), the output conv
+  (``:58-63``) and ``inter + conv(features) + conv(output)`` (``:67-71``). These
+  are posezoo's princeton modules (``pose_hourglass.PrincetonHourglassNet`` with
+  one output width per stack). ``-nModules`` > 1 is not built.
+
+Every residual is the Lua ``Residual`` (``layers/Residual.lua``): posezoo's
+``PreActBottleneck`` (a 1x1 projection only where the width changes).
+
+``MODEL.EXTRA`` (defaults: ``opts.lua``): ``LAYOUT`` ('stacked'),
+``NUM_FEATURES`` (256, ``-nFeats``; a multiple of 4), ``DEPTH`` (4, the
+hourglass levels). The number of stacks is ``len(VOLUMETRIC.RES_Z)``.
 
 No checkpoint: the official models are Torch7 ``.t7`` files (not loadable
 here), so the weights start from PyTorch's default init, and
@@ -37,15 +48,102 @@ here), so the weights start from PyTorch's default init, and
 """
 from __future__ import annotations
 
+import logging
+import os
+
+import torch
+from torch import nn
+
 from ..codecs.volumetric import volumetric_settings
 from ..config import ConfigError, read_extra
+from .checkpoint import CheckpointError, load_checkpoint
+from .common import BN_MOMENTUM, PreActBottleneck, upsample_to
 from .pose_hourglass import PrincetonHourglassNet
 
-EXTRA_DEFAULTS = {"NUM_FEATURES": 256, "DEPTH": 4}
+logger = logging.getLogger(__name__)
+
+LAYOUTS = ("stacked", "generic")
+EXTRA_DEFAULTS = {"LAYOUT": "stacked", "NUM_FEATURES": 256, "DEPTH": 4}
 
 
-class C2FVolumetricNet(PrincetonHourglassNet):
-    """The hourglass stacks with stack s predicting ``num_joints * res_z[s]`` channels."""
+def residual_chain(widths: list[int]) -> nn.Sequential:
+    """Lua ``Residual``s from widths[0] through each following width."""
+    return nn.Sequential(*[PreActBottleneck(a, b) for a, b in zip(widths, widths[1:])])
+
+
+def lin(inplanes: int, outplanes: int) -> nn.Sequential:
+    """The Lua ``lin``: 1x1 conv (biased), BN, ReLU (``hg-stacked-4.lua:27-31``)."""
+    return nn.Sequential(nn.Conv2d(inplanes, outplanes, 1), nn.BatchNorm2d(outplanes, momentum=BN_MOMENTUM),
+                         nn.ReLU(inplace=True))
+
+
+class StackedHourglassLevel(nn.Module):
+    """``hourglass(n, numIn, numOut)`` of ``hg-stacked-4.lua:3-25``: three residuals
+    on each branch, ``mid`` wide inside, ``outplanes`` at the output."""
+
+    def __init__(self, depth: int, inplanes: int, mid: int, outplanes: int):
+        super().__init__()
+        self.up = residual_chain([inplanes, mid, mid, outplanes])
+        self.low = residual_chain([inplanes, mid, mid, mid])
+        self.inner = (StackedHourglassLevel(depth - 1, mid, mid, outplanes) if depth > 1
+                      else PreActBottleneck(mid, outplanes))
+        self.low_out = PreActBottleneck(outplanes, outplanes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = self.up(x)
+        low = self.low_out(self.inner(self.low(nn.functional.max_pool2d(x, 2, 2))))
+        return up + upsample_to(low, up)
+
+
+class C2FStackedNet(nn.Module):
+    """``LAYOUT: stacked`` (the paper's hg-stacked-N.lua); ``forward`` returns every stack's output."""
+
+    def __init__(self, num_joints: int, res_z: list[int], num_features: int = 256, depth: int = 4):
+        super().__init__()
+        f = num_features
+        self.num_joints, self.res_z = num_joints, list(res_z)
+        self.conv1 = nn.Sequential(nn.Conv2d(3, f // 4, 7, 2, 3), nn.BatchNorm2d(f // 4, momentum=BN_MOMENTUM),
+                                   nn.ReLU(inplace=True))
+        self.r1 = PreActBottleneck(f // 4, f // 2)
+        self.stem = residual_chain([f // 2, f // 2, f // 2, f])
+        n = len(res_z)
+        carried = [f // 2] + [f] * (n - 1)  # features concatenated into the next stack: pool, then l_b
+        inputs = [f] + [f + c for c in carried[:-1]]
+        last = [i == n - 1 for i in range(n)]
+        self.hgs = nn.ModuleList(StackedHourglassLevel(depth, inputs[i], f, 2 * f) for i in range(n))
+        self.lins = nn.ModuleList(nn.Sequential(lin(2 * f, 2 * f), lin(2 * f, 2 * f if last[i] else f))
+                                  for i in range(n))
+        self.outs = nn.ModuleList(nn.Conv2d(2 * f if last[i] else f, num_joints * d, 1) for i, d in enumerate(res_z))
+        self.out_remaps = nn.ModuleList(nn.Conv2d(num_joints * res_z[i], f + carried[i], 1) for i in range(n - 1))
+        self.cat_remaps = nn.ModuleList(nn.Conv2d(f + carried[i], f + carried[i], 1) for i in range(n - 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        pool = nn.functional.max_pool2d(self.r1(self.conv1(x)), 2, 2)
+        inter, carried = self.stem(pool), pool
+        outputs = []
+        for i, hg in enumerate(self.hgs):
+            features = self.lins[i](hg(inter))
+            out = self.outs[i](features)
+            outputs.append(out)
+            if i < len(self.out_remaps):
+                inter = self.cat_remaps[i](torch.cat([features, carried], 1)) + self.out_remaps[i](out)
+                carried = features
+        return outputs
+
+    def init_weights(self, pretrained: str = "") -> None:
+        """PyTorch's default init (the Lua code's nn defaults); a ``pretrained`` file is a
+        whole checkpoint of this model, loaded strictly."""
+        if not pretrained:
+            return
+        if not os.path.isfile(pretrained):
+            raise CheckpointError(f"MODEL.PRETRAINED file not found: {pretrained} (c2f_vol trains from scratch: "
+                                  f"set MODEL.PRETRAINED '' or MODEL.INIT_WEIGHTS false)")
+        load_checkpoint(self, pretrained, strict=True)
+        logger.info("=> c2f_vol initialised from %s", pretrained)
+
+
+class C2FGenericNet(PrincetonHourglassNet):
+    """``LAYOUT: generic`` (hg.lua): stack s predicts ``num_joints * res_z[s]`` channels."""
 
     def __init__(self, num_joints: int, res_z: list[int], num_features: int = 256, depth: int = 4):
         super().__init__(num_joints, len(res_z), num_features, depth,
@@ -54,16 +152,19 @@ class C2FVolumetricNet(PrincetonHourglassNet):
         self.res_z = list(res_z)
 
 
-def get_pose_net(cfg, is_train: bool) -> C2FVolumetricNet:
+def get_pose_net(cfg, is_train: bool) -> nn.Module:
     """The model from ``MODEL.NUM_JOINTS``, ``VOLUMETRIC.RES_Z`` and ``MODEL.EXTRA``."""
     extra = read_extra(cfg, EXTRA_DEFAULTS, "c2f_vol")
-    if extra.NUM_FEATURES < 2 or extra.NUM_FEATURES % 2:
+    if extra.LAYOUT not in LAYOUTS:
+        raise ConfigError(f"MODEL.EXTRA.LAYOUT = {extra.LAYOUT!r} for model c2f_vol: expected one of {LAYOUTS}")
+    if extra.NUM_FEATURES < 4 or extra.NUM_FEATURES % 4:
         raise ConfigError(f"MODEL.EXTRA.NUM_FEATURES = {extra.NUM_FEATURES} for model c2f_vol: expected a positive "
-                          f"even width (the residuals halve it inside)")
+                          f"multiple of 4 (the stem starts at NUM_FEATURES / 4; official 256)")
     if extra.DEPTH < 1:
         raise ConfigError(f"MODEL.EXTRA.DEPTH = {extra.DEPTH} for model c2f_vol: expected >= 1")
     res_z = volumetric_settings(cfg)["res_z"]
-    model = C2FVolumetricNet(cfg.MODEL.NUM_JOINTS, res_z, extra.NUM_FEATURES, extra.DEPTH)
+    net = C2FStackedNet if extra.LAYOUT == "stacked" else C2FGenericNet
+    model = net(cfg.MODEL.NUM_JOINTS, res_z, extra.NUM_FEATURES, extra.DEPTH)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED)
     return model
