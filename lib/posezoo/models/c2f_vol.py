@@ -48,19 +48,13 @@ here), so the weights start from PyTorch's default init, and
 """
 from __future__ import annotations
 
-import logging
-import os
-
 import torch
 from torch import nn
 
 from ..codecs.volumetric import volumetric_settings
 from ..config import ConfigError, read_extra
-from .checkpoint import CheckpointError, load_checkpoint
 from .common import BN_MOMENTUM, PreActBottleneck, upsample_to
-from .pose_hourglass import PrincetonHourglassNet
-
-logger = logging.getLogger(__name__)
+from .pose_hourglass import PrincetonHourglassNet, StackedHourglass
 
 LAYOUTS = ("stacked", "generic")
 EXTRA_DEFAULTS = {"LAYOUT": "stacked", "NUM_FEATURES": 256, "DEPTH": 4}
@@ -95,17 +89,19 @@ class StackedHourglassLevel(nn.Module):
         return up + upsample_to(low, up)
 
 
-class C2FStackedNet(nn.Module):
-    """``LAYOUT: stacked`` (the paper's hg-stacked-N.lua); ``forward`` returns every stack's output."""
+class C2FStackedNet(StackedHourglass):
+    """``LAYOUT: stacked`` (the paper's hg-stacked-N.lua); ``forward`` returns every
+    stack's output. Its own forward carries the previous stack's features into the
+    next; ``init_weights`` is the hourglass's (default init, or a whole checkpoint)."""
 
     def __init__(self, num_joints: int, res_z: list[int], num_features: int = 256, depth: int = 4):
-        super().__init__()
+        super().__init__(len(res_z))
         f = num_features
         self.num_joints, self.res_z = num_joints, list(res_z)
         self.conv1 = nn.Sequential(nn.Conv2d(3, f // 4, 7, 2, 3), nn.BatchNorm2d(f // 4, momentum=BN_MOMENTUM),
                                    nn.ReLU(inplace=True))
         self.r1 = PreActBottleneck(f // 4, f // 2)
-        self.stem = residual_chain([f // 2, f // 2, f // 2, f])
+        self.pre = residual_chain([f // 2, f // 2, f // 2, f])
         n = len(res_z)
         carried = [f // 2] + [f] * (n - 1)  # features concatenated into the next stack: pool, then l_b
         inputs = [f] + [f + c for c in carried[:-1]]
@@ -119,7 +115,7 @@ class C2FStackedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         pool = nn.functional.max_pool2d(self.r1(self.conv1(x)), 2, 2)
-        inter, carried = self.stem(pool), pool
+        inter, carried = self.pre(pool), pool
         outputs = []
         for i, hg in enumerate(self.hgs):
             features = self.lins[i](hg(inter))
@@ -129,17 +125,6 @@ class C2FStackedNet(nn.Module):
                 inter = self.cat_remaps[i](torch.cat([features, carried], 1)) + self.out_remaps[i](out)
                 carried = features
         return outputs
-
-    def init_weights(self, pretrained: str = "") -> None:
-        """PyTorch's default init (the Lua code's nn defaults); a ``pretrained`` file is a
-        whole checkpoint of this model, loaded strictly."""
-        if not pretrained:
-            return
-        if not os.path.isfile(pretrained):
-            raise CheckpointError(f"MODEL.PRETRAINED file not found: {pretrained} (c2f_vol trains from scratch: "
-                                  f"set MODEL.PRETRAINED '' or MODEL.INIT_WEIGHTS false)")
-        load_checkpoint(self, pretrained, strict=True)
-        logger.info("=> c2f_vol initialised from %s", pretrained)
 
 
 class C2FGenericNet(PrincetonHourglassNet):
