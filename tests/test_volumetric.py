@@ -159,6 +159,13 @@ def test_encode_decode_round_trip_argmax():
     assert coords.shape == (2, K, 3) and scores.shape == (2, K, 1)
     assert (coords - gt).abs().max() < 1e-3  # mm
     assert torch.equal(scores, torch.ones(2, K, 1))
+    # training metrics on the target itself: everything within reach, in 2D and 3D
+    target = _stack(targets)
+    metrics = codec.train_metrics(output, target)
+    assert metrics["acc"][0] == 1.0 and metrics["acc3d"] == (1.0, 2 * K)
+    shifted = [o.roll(3, dims=1) for o in output]  # every joint three bins deeper (wrapping)
+    metrics = codec.train_metrics(shifted, target)
+    assert metrics["acc"][0] == 1.0 and metrics["acc3d"][1] == 2 * K and metrics["acc3d"][0] < 1.0
 
 
 def test_soft_argmax_decodes_a_sharp_gaussian_off_the_grid():

@@ -266,8 +266,22 @@ class VolumetricCodec(Codec):
         return volumes(last, self.num_joints).amax(dim=2)
 
     def train_metrics(self, outputs: Any, target: Any) -> dict[str, Metric]:
+        """``acc``: the 2D heatmap accuracy of the maximum over depth; ``acc3d`` (volumes
+        of more than one bin): the official ``heatmapAccuracy`` on ``getPreds3D``
+        (``util/eval.lua:49-84``): the share of depth-labelled joints whose (x, y, d)
+        argmax lies within W / 20 voxels of the target's."""
         _, avg, cnt = heatmap_accuracy(self.heatmaps(outputs).detach(), last_stage(target)["heatmap"])
-        return {"acc": (avg, cnt)}
+        metrics: dict[str, Metric] = {"acc": (avg, cnt)}
+        out, gt = last_stage(outputs).detach().float(), last_stage(target)
+        vol = volumes(out, self.num_joints)
+        if vol.shape[2] > 1:
+            pred, _ = volume_argmax(vol)
+            true, _ = volume_argmax(volumes(gt["volume"].to(out.device, out.dtype), self.num_joints))
+            labelled = gt["depth_weight"].to(out.device) > 0
+            close = (pred - true).norm(dim=2) / (vol.shape[-1] / 10) <= 0.5
+            count = int(labelled.sum())
+            metrics["acc3d"] = (float((close & labelled).sum()) / max(count, 1), count)
+        return metrics
 
 
 def volumetric_settings(cfg) -> dict[str, Any]:
