@@ -254,6 +254,8 @@ def test_ordinal_loss_hand_case():
     # codes made from depths: the row joint closer is +1
     assert ordinal_from_depth(np.array([0.0, 1.0, 3.0])).tolist() == [[0, 1, 1], [-1, 0, 1], [-1, -1, 0]]
     assert ordinal_from_depth(np.array([0.0, np.nan]))[0, 1] == ORDINAL_UNKNOWN
+    batched = ordinal_from_depth(np.array([[0.0, 50.0, 300.0], [10.0, 0.0, 0.0]]), same_depth=100.0)
+    assert batched.tolist() == [[[0, 0, 1], [0, 0, 1], [-1, -1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]]
 
 
 def test_volume_loss_equals_the_direct_formula():

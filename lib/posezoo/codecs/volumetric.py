@@ -40,7 +40,7 @@ the volume over depth and, with ``ordinal``, by the ranking loss.
 Ordinal codes (paper Sec. 3.1, Eq. 2): ``ordinal[i, j]`` is ``ORDINAL_CLOSER``
 (+1) when joint i is closer to the camera than j, ``ORDINAL_FARTHER`` (-1) when j
 is closer, ``ORDINAL_SAME`` (0) for roughly equal depths, ``ORDINAL_UNKNOWN``
-(2) when not annotated. The loss is ``core.loss.VolumetricLoss``.
+(-128) when not annotated. The loss is ``core.loss.VolumetricLoss``.
 
 Decode (last stack): the argmax of each joint's D x H x W volume (c2f-vol-train
 ``util/eval.lua:29-37`` ``getPreds3D``), or with ``VOLUMETRIC.SOFT_ARGMAX`` the
@@ -69,7 +69,8 @@ from ..utils.transforms import crop_to_image, flip_back, get_affine_transform
 from .base import Codec, Metric, last_stage
 from .gaussian import heatmap_accuracy
 
-ORDINAL_CLOSER, ORDINAL_FARTHER, ORDINAL_SAME, ORDINAL_UNKNOWN = 1, -1, 0, 2
+#: the pair codes (module doc); unknown is int8's minimum, far from every relation
+ORDINAL_CLOSER, ORDINAL_FARTHER, ORDINAL_SAME, ORDINAL_UNKNOWN = 1, -1, 0, -128
 ORDINAL_CODES = (ORDINAL_CLOSER, ORDINAL_FARTHER, ORDINAL_SAME, ORDINAL_UNKNOWN)
 #: the 64-bin grid the depth range was made for (c2f-vol-train README, section 4)
 FINE_BINS = 64
@@ -114,13 +115,15 @@ def volume_argmax(vol: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return coords.to(vol.dtype), maxvals.unsqueeze(2)
 
 
-def ordinal_from_depth(z: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
-    """The (K, K) int8 ordinal codes of depths `z` (K,): +1 where z_i < z_j - tolerance
-    (i closer), -1 where z_i > z_j + tolerance, 0 otherwise; unknown where either is not finite."""
+def ordinal_from_depth(z: np.ndarray, same_depth: float = 0.0) -> np.ndarray:
+    """The int8 ordinal codes of depths `z`, (K,) -> (K, K) or (N, K) -> (N, K, K):
+    +1 where z_i < z_j - same_depth (i closer), -1 where z_i > z_j + same_depth, 0
+    otherwise (the diagonal included); unknown where either depth is not finite."""
     z = np.asarray(z, dtype=np.float64)
-    diff = z[:, None] - z[None, :]
-    codes = np.where(diff < -tolerance, ORDINAL_CLOSER, np.where(diff > tolerance, ORDINAL_FARTHER, ORDINAL_SAME))
-    known = np.isfinite(z)[:, None] & np.isfinite(z)[None, :]
+    diff = z[..., :, None] - z[..., None, :]
+    codes = np.where(diff < -same_depth, ORDINAL_CLOSER,
+                     np.where(diff > same_depth, ORDINAL_FARTHER, ORDINAL_SAME))
+    known = np.isfinite(z)[..., :, None] & np.isfinite(z)[..., None, :]
     return np.where(known, codes, ORDINAL_UNKNOWN).astype(np.int8)
 
 
