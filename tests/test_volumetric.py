@@ -367,3 +367,43 @@ def test_the_training_loop_and_the_flip_test_take_volumetric_batches(tmp_path):
     assert output.shape == (2, 4 * K, 8, 8)
     preds = decode_batch(codec, output, batch[3], batch[0])
     assert preds.shape[:2] == (2, K) and torch.isfinite(preds).all()
+
+
+def _lua_volume(pt, z, res_z, sigma=2, out_res=64):
+    """A line-by-line transcription of c2f-vol-train's drawGaussian3D (img.lua:166-204)
+    for one joint: pt the 1-based integer heatmap point, z the 1-based bin (the
+    ceil(zind * resZ / 64) of pose-c2f.lua:26); returns (resZ, H, W) float64."""
+    temp = np.zeros((out_res, out_res))
+    ul = [math.floor(pt[0] - 3 * sigma), math.floor(pt[1] - 3 * sigma)]
+    br = [math.floor(pt[0] + 3 * sigma), math.floor(pt[1] + 3 * sigma)]
+    size = 6 * sigma + 1
+    g = np.outer(torch_gaussian(size), torch_gaussian(size))  # image.gaussian(size), separable
+    g_x = [max(1, -ul[0]), min(br[0], out_res) - max(1, ul[0]) + max(1, -ul[0])]
+    g_y = [max(1, -ul[1]), min(br[1], out_res) - max(1, ul[1]) + max(1, -ul[1])]
+    img_x = [max(1, ul[0]), min(br[0], out_res)]
+    img_y = [max(1, ul[1]), min(br[1], out_res)]
+    temp[img_y[0] - 1:img_y[1], img_x[0] - 1:img_x[1]] += g[g_y[0] - 1:g_y[1], g_x[0] - 1:g_x[1]]
+    temp = np.minimum(temp, 1)
+    size_z = 2 * math.floor((6 * sigma * res_z / out_res + 1) / 2) + 1
+    zun = torch_gaussian(size_z)
+    vol = np.zeros((res_z, out_res, out_res))
+    for count, i in enumerate(range(z - size_z // 2, z + size_z // 2 + 1)):
+        if 0 < i < res_z + 1:
+            vol[i - 1] = zun[count] * temp
+    return vol
+
+
+def test_encode_equals_the_lua_draw_gaussian_3d_away_from_the_border():
+    """Away from the left/top border (where the Lua window index is off by one) the
+    volumes are the official ones, for every stack of the paper's 1, 2, 4, 64."""
+    codec = build_codec(_cfg(res_z=(1, 2, 4, 64), heatmap=64))
+    rng = np.random.default_rng(5)
+    cells = rng.integers(7, 64, (K, 2))  # 0-based cells; the windows may pass the right/bottom edge
+    z = rng.uniform(LO, HI, K)
+    zind = (np.floor((z - LO) / ((HI - LO) / 64)) + 1).astype(int)
+    targets, _ = codec.encode(np.concatenate([cells * 4.0, z[:, None]], 1), np.ones((K, 3)))
+    for target, d in zip(targets, (1, 2, 4, 64)):
+        ours = target["volume"].reshape(K, d, 64, 64)
+        for k in range(K):
+            lua = _lua_volume(cells[k] + 1, int(math.ceil(zind[k] * d / 64)), d)
+            assert np.abs(ours[k] - lua).max() < 1e-6

@@ -28,7 +28,11 @@ Where this deliberately differs: the crop and the heatmap centre follow
 posezoo's HRNet geometry (``get_affine_transform``; centre ``int(x / stride +
 0.5)``, decoded through ``crop_to_image``) rather than the Lua ``transform``'s
 truncation, so that encode and decode round-trip; joints unlabelled or whose
-window misses the map get weight 0 (the Lua code trains them towards zero).
+window misses the map get weight 0 (the Lua code trains them towards zero);
+where the 2D window crosses the left or top edge the Lua slice of the Gaussian
+starts one entry late (``img.lua:177-178``, ``max(1, -ul)`` for ``2 - ul``), here
+it stays centred. Elsewhere the volumes equal the Lua ones (tested against a
+transcription of ``drawGaussian3D``).
 
 Each stack's target is a dict: ``volume`` (K*D_s, H, W); ``heatmap`` (K, H, W),
 the 2D part; ``depth_weight`` (K,), 1 where the joint's depth supervises the
