@@ -178,7 +178,7 @@ def test_codec_follows_the_contract(name, index):
 @pytest.mark.parametrize("name", sorted(BOX_CONFIGS))
 def test_box_codec_follows_the_contract(name):
     """A box codec's decode of the logits of its own target gives the encoded
-    boxes back, in image pixels through ``crop_to_image``, with (N, M, 1) scores."""
+    boxes back, in image pixels through ``crop_to_image``, with (N, M, 2) scores and classes."""
     cfg = load_config(None, BOX_CONFIGS[name])
     codec = build_codec(cfg)
     assert isinstance(codec, Codec) and codec.prediction == "boxes"
@@ -200,7 +200,8 @@ def test_box_codec_follows_the_contract(name):
     before = _clone(output[0])
     coords, scores = codec.decode(output, meta)
     assert _equal(output[0], before), "decode modified its input"
-    assert coords.shape[0] == 2 and coords.shape[2] == 4 and scores.shape == coords.shape[:2] + (1,)
+    assert coords.shape[0] == 2 and coords.shape[2] == 4 and scores.shape == coords.shape[:2] + (2,)
+    assert set(scores[..., 1][scores[..., 0] > -1].tolist()) <= set(range(codec.num_classes))
     best = scores[..., 0].argmax(1)
     found = coords[torch.arange(2), best]
     assert (found - torch.from_numpy(boxes[:, 0])).abs().max() < 0.5  # input pixels: stride x grid = 63 / 16 x 16

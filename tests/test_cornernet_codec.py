@@ -158,7 +158,7 @@ def test_soft_nms_equals_official_loop():
     scores[0, :5] = 0.0005  # under the threshold: they leave only once a selected box decays them
     classes = g.integers(0, 3, (n, d))
     valid = g.uniform(size=(n, d)) > 0.1
-    order, picked = soft_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes),
+    order, picked, _ = soft_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes),
                              torch.from_numpy(valid))
     for b in range(n):
         for c in range(3):
@@ -192,4 +192,7 @@ def test_decode_detections_to_image_pixels():
     flipped = c.decode_detections(out, meta, output_flipped={k: v.flip(-1) for k, v in out.items()})
     assert flipped["boxes"].shape == (2, 10, 4)
     boxes, scores = c.decode(out, meta)
-    assert torch.equal(boxes, det["boxes"]) and scores.shape == (2, 10, 1)
+    assert torch.equal(boxes, det["boxes"]) and scores.shape == (2, 10, 2)
+    assert torch.equal(scores[..., 0], det["scores"]) and torch.equal(scores[..., 1].long(), det["classes"])
+    both = {k: torch.cat([v, v.flip(-1)]) for k, v in out.items()}  # the 2N rows of the loop's flip test
+    torch.testing.assert_close(c.decode(both, meta)[0], flipped["boxes"], rtol=0, atol=0)

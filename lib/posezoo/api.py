@@ -156,9 +156,10 @@ class PersonDetector:
             raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.dtype} {image.shape}")
         if self.cfg.DATASET.COLOR_RGB:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        x, meta = self._input(image, self.stride, self.mean, self.std)
-        det = detect(self.model, self.codec, x[None], {k: v[None] for k, v in meta.items()},
-                     bool(self.cfg.CORNERNET.FLIP_TEST))
+        x, meta = self._input(image, self.stride, self.mean, self.std, self.cfg.CORNERNET.TEST_SCALES)
+        x = [t[None] for t in x] if isinstance(x, list) else x[None]
+        det = detect(self.model, self.codec, x, {k: v[None] for k, v in meta.items()},
+                     self.codec.flip_test(self.cfg))
         boxes, scores, classes = (det[k][0].cpu().numpy() for k in ("boxes", "scores", "classes"))
         keep = (classes == self.person_class) & (scores >= self.score_thr)
         keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -208,7 +209,7 @@ class PoseEstimator:
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
         self.box_center = box_center_rule(cfg, self.codec)
         self.flip_pairs, self.skeleton = keypoint_metadata(cfg)
-        self.flip_test = bool(cfg.TEST.FLIP_TEST) and self.codec.supports_flip
+        self.flip_test = self.codec.flip_test(cfg)
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)
         self.input_mean, self.input_std = input_normalisation(cfg)
         self.batch_size = int(batch_size or cfg.TEST.BATCH_SIZE_PER_GPU)

@@ -27,14 +27,22 @@ every registered codec against what follows.
   (N, 2); depth and volumetric crops: ``crop_to_image`` (N, 2, 3), ``center``
   (N, 3) and ``depth_scale`` (N,), from which the codec maps crop space back to
   the frame itself. ``coords`` is (N, K, D) in the image/frame coordinates
-  named by ``prediction`` (D = 2 or 3); ``scores`` is (N, K, 1).
-- ``flip_back(output_flipped, flip_pairs)``: the flip-test rule; only called
-  when ``supports_flip`` is true.
+  named by ``prediction`` (D = 2 or 3); ``scores`` is (N, K, 1). Box codecs
+  (whole test images, ``crop_to_image`` and ``image_size``): ``coords`` (N, D,
+  4) boxes per image and ``scores`` (N, D, 2), the detection score (-1: no
+  box) and its 0-based class.
+- ``flip_test(cfg)``: whether the test pass flips (``TEST.FLIP_TEST`` where
+  ``supports_flip``; CornerNet: ``CORNERNET.FLIP_TEST``).
+- ``flip_back(output_flipped, flip_pairs)``: the flip-test rule, the mirrored
+  output mapped back and averaged in; with ``decode_flipped`` true instead
+  ``decode`` gets both halves (2N rows, mirrors second) and merges them.
 - ``channels_per_joint``: output channels per joint (UDP's offsets: 3), from
   which models size their heads (HRNet builds UDP's head for 3).
 - ``loss(cfg)`` -> ``nn.Module`` called as ``loss(output, target,
   target_weight)`` on one stage: the codec names the loss it trains with
   (``loss_name``, a key of ``core.loss.LOSSES``); ``LOSS.NAME`` overrides it.
+  A loss with ``all_stages = True`` gets the whole list of stage outputs at
+  once (CornerNet's averages over the stacks, as the official loss).
 - ``train_metrics(outputs, target)`` -> ``{name: value or (value, count)}``
   shown in the training log (heatmap accuracy for heatmap codecs; none for
   depth codecs); a count weights the running mean.

@@ -30,6 +30,10 @@ class Codec:
 
     prediction: str = "keypoints2d"
     supports_flip: bool = True
+    #: True: with the flip test ``decode`` gets the output of the inputs and of
+    #: their mirrors (2N rows, mirrors second) and merges them itself
+    #: (CornerNet appends the mirrored detections); ``flip_back`` is not called.
+    decode_flipped: bool = False
     channels_per_joint: int = 1
     #: the keys of the dataset's ``meta`` that ``decode`` reads (the caller
     #: moves exactly these to the output's device, plus ``inputs``).
@@ -43,6 +47,11 @@ class Codec:
 
     def decode(self, output: Any, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__}.decode")
+
+    def flip_test(self, cfg) -> bool:
+        """Whether the test pass runs the flip test: ``TEST.FLIP_TEST`` where the
+        codec has one; a codec with its own switch overrides this."""
+        return bool(cfg.TEST.FLIP_TEST) and self.supports_flip
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no flip test")

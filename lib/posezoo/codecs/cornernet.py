@@ -48,8 +48,8 @@ from torch import nn
 from .base import Codec, last_stage
 
 SETTINGS = ("GAUSSIAN_IOU", "MAX_OBJECTS", "TOP_K", "AE_THRESHOLD", "NMS_KERNEL", "NUM_DETS", "NMS_SIGMA",
-            "NMS_MIN_SCORE", "MAX_PER_IMAGE", "PULL_WEIGHT", "PUSH_WEIGHT", "OFF_WEIGHT", "FOCAL_ALPHA",
-            "FOCAL_BETA")
+            "NMS_MIN_SCORE", "MAX_PER_IMAGE", "MERGE_BBOX", "WEIGHT_EXP", "PULL_WEIGHT", "PUSH_WEIGHT", "OFF_WEIGHT",
+            "FOCAL_ALPHA", "FOCAL_BETA")
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float) -> float:
@@ -123,7 +123,11 @@ def offset_loss(off: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torc
 
 class CornerNetLoss(nn.Module):
     """Official ``CornerNet_Loss``: ``loss(outputs, target)`` with ``outputs`` the
-    model's list of per-stack dicts and ``target`` the batched encode dict."""
+    model's list of per-stack dicts and ``target`` the batched encode dict.
+    It takes every stack at once (``all_stages``): the official loss divides
+    their sum by the number of stacks."""
+
+    all_stages = True
 
     def __init__(self, pull_weight: float = 0.1, push_weight: float = 0.1, off_weight: float = 1.0,
                  alpha: float = 2.0, beta: float = 4.0):
@@ -152,21 +156,33 @@ class CornerNetLoss(nn.Module):
 
 
 def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor,
-             sigma: float = 0.5, min_score: float = 0.001) -> tuple[torch.Tensor, torch.Tensor]:
+             sigma: float = 0.5, min_score: float = 0.001, corner_scores: Optional[torch.Tensor] = None,
+             weight_exp: float = 8.0) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
     """Gaussian soft-NMS per image and class, batched: (N, D, 4) boxes, (N, D)
-    scores, classes and valid mask -> the selection order (N, D) indices and the
-    scores at selection (N, D), -1 where nothing was selected.
+    scores, classes and valid mask -> the selection order (N, D) indices, the
+    scores at selection (N, D), -1 where nothing was selected, and (with
+    ``corner_scores``) the merged boxes at selection (N, D, 4), else None.
 
     Each step selects every image's best remaining box; its IoU (official +1
     pixel convention, zero unless both overlaps are positive) decays the
-    remaining boxes of its class by exp(-IoU^2 / sigma); those under
-    ``min_score`` leave. Per class this is the official greedy order."""
+    remaining boxes of its class by w = exp(-IoU^2 / sigma); those under
+    ``min_score`` leave. Per class this is the official greedy order.
+
+    ``corner_scores`` (N, D, 2), the tl and br scores of each box: the official
+    ``soft_nms_merge`` (multi-scale test, ``merge_bbox``): the selected box's
+    x1, y1 (x2, y2) become the mean of its own and of every remaining
+    overlapping box's corners, weighted by the tl (br) score times (1 -
+    w)^weight_exp (1 for the box itself). Deliberate difference: the official
+    loop swaps only columns 0-4 when it selects or drops a box, so the corner
+    scores it weights with can belong to another box; here each box carries its
+    own."""
     n, d = scores.shape
     area = (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
     s = torch.where(valid, scores, torch.full_like(scores, -1.0))
     active = valid.clone()
     order = torch.full((n, d), -1, dtype=torch.long, device=scores.device)
     picked = torch.full((n, d), -1.0, dtype=scores.dtype, device=scores.device)
+    merged = None if corner_scores is None else boxes.new_zeros((n, d, 4))
     rows = torch.arange(n, device=scores.device)
     for step in range(d):
         if not bool(active.any()):
@@ -182,9 +198,18 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, v
         overlap = (iw > 0) & (ih > 0) & (classes == classes[rows, best][:, None]) & active & has[:, None]
         inter = iw * ih
         iou = inter / (area[rows, best][:, None] + area - inter)
-        s = torch.where(overlap, s * torch.exp(-(iou * iou) / sigma), s)
+        weight = torch.exp(-(iou * iou) / sigma)
+        if merged is not None:
+            mw = torch.where(overlap, (1 - weight) ** weight_exp, torch.zeros_like(weight))
+            tl = torch.cat([corner_scores[rows, best, 0:1], corner_scores[..., 0] * mw], 1)
+            br = torch.cat([corner_scores[rows, best, 1:2], corner_scores[..., 1] * mw], 1)
+            xy1 = torch.cat([b[:, None, 0:2], boxes[..., 0:2]], 1)
+            xy2 = torch.cat([b[:, None, 2:4], boxes[..., 2:4]], 1)
+            merged[:, step] = torch.cat([(xy1 * tl[..., None]).sum(1) / tl.sum(1, keepdim=True),
+                                         (xy2 * br[..., None]).sum(1) / br.sum(1, keepdim=True)], 1)
+        s = torch.where(overlap, s * weight, s)
         active &= ~(overlap & (s < min_score))
-    return order, picked
+    return order, picked, merged
 
 
 class CornerNetCodec(Codec):
@@ -192,7 +217,8 @@ class CornerNetCodec(Codec):
     output stride (4 for hourglass-104, 8 for Squeeze)."""
 
     prediction = "boxes"
-    supports_flip = False  # the flipped pass is decoded with the original (decode_detections)
+    decode_flipped = True  # the mirrored pass is decoded and appended, not flipped back
+    meta_keys = ("crop_to_image", "image_size")
 
     def __init__(self, num_classes: int, input_size, output_size, settings: Mapping):
         self.num_classes = int(num_classes)
@@ -260,47 +286,92 @@ class CornerNetCodec(Codec):
                           tl_s.reshape(n, -1, 1).gather(1, pick), br_s.reshape(n, -1, 1).gather(1, pick),
                           tl_c[:, :, None].expand(shape).reshape(n, -1, 1).gather(1, pick).to(scores.dtype)], 2)
 
-    def decode_detections(self, output: Any, meta: Mapping[str, torch.Tensor],
-                          output_flipped: Optional[Any] = None) -> dict[str, torch.Tensor]:
-        """Detections per image: ``boxes`` (N, MAX_PER_IMAGE, 4) image pixels,
-        ``scores`` (N, MAX_PER_IMAGE) after soft-NMS (-1 where fewer), ``classes``
-        (N, MAX_PER_IMAGE) 0-based. ``output_flipped`` is the output for the
-        horizontally mirrored inputs (the official flip test)."""
-        out = last_stage(output)
-        dets = self.pairs(out)
-        if output_flipped is not None:
-            f = self.pairs(last_stage(output_flipped))
-            w = out["tl_heat"].shape[-1]
-            f = torch.cat([w - f[..., 2:3], f[..., 1:2], w - f[..., 0:1], f[..., 3:]], 2)
-            dets = torch.cat([dets, f], 1)
-        a = meta["crop_to_image"].to(dets)
-        size = meta["image_size"].to(dets)
+    def detections(self, output: Any, meta: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The (N, D, 8) pair rows of every scale in image pixels, before soft-NMS
+        (official ``cornernet_inference`` up to the concatenation over scales).
+
+        One scale: ``output`` is the model's output (the last stage is used) and
+        ``meta['crop_to_image']`` (N, 2, 3), ``meta['image_size']`` (N, 2).
+        ``CORNERNET.TEST_SCALES``: ``output`` is a list with one output per scale
+        and the two meta entries are (N, S, 2, 3) and (N, S, 2), each scale's
+        affine already including its 1 / scale and its clip size
+        ``int(W * scale) / scale`` (the official clip happens before the division).
+        An output of 2N rows holds the mirrored inputs' output in its second half
+        (the official flip test): their pairs are mirrored (x -> W_out - x,
+        without the -1, as the official code) and appended to the image's."""
+        a, size = meta["crop_to_image"], meta["image_size"]
+        if a.dim() == 3:
+            output, a, size = [last_stage(output)], a[:, None], size[:, None]
+        rows = []
+        for s, out in enumerate(output):
+            out = last_stage(out)
+            n = a.shape[0]
+            dets = self.pairs({k: v[:n] for k, v in out.items()})
+            if out["tl_heat"].shape[0] == 2 * n:
+                f = self.pairs({k: v[n:] for k, v in out.items()})
+                w = out["tl_heat"].shape[-1]
+                dets = torch.cat([dets, torch.cat([w - f[..., 2:3], f[..., 1:2], w - f[..., 0:1], f[..., 3:]], 2)], 1)
+            elif out["tl_heat"].shape[0] != n:
+                raise ValueError(f"CornerNet decode: {out['tl_heat'].shape[0]} output rows for {n} images "
+                                 f"(expected N, or 2N with the flip test)")
+            rows.append(self._to_image(dets, a[:, s].to(dets), size[:, s].to(dets)))
+        return torch.cat(rows, 1)
+
+    @staticmethod
+    def _to_image(dets: torch.Tensor, a: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+        """Output-map pair rows -> image pixels through the (N, 2, 3) affine,
+        clipped to [0, size] (official ``rescale_dets_``)."""
         xs = dets[..., 0:4:2] * a[:, 0, 0, None, None] + a[:, 0, 2, None, None]
         ys = dets[..., 1:4:2] * a[:, 1, 1, None, None] + a[:, 1, 2, None, None]
         xs = torch.minimum(xs.clamp(min=0), size[:, 0, None, None])
         ys = torch.minimum(ys.clamp(min=0), size[:, 1, None, None])
-        boxes = torch.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1]], 2)
-        scores, classes = dets[..., 4], dets[..., 7].long()
-        order, picked = soft_nms(boxes, scores, classes, scores > -1, self.s["NMS_SIGMA"], self.s["NMS_MIN_SCORE"])
+        return torch.cat([torch.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1]], 2), dets[..., 4:]], 2)
+
+    def decode_detections(self, output: Any, meta: Mapping[str, torch.Tensor],
+                          output_flipped: Optional[Any] = None) -> dict[str, torch.Tensor]:
+        """Detections per image: ``boxes`` (N, MAX_PER_IMAGE, 4) image pixels,
+        ``scores`` (N, MAX_PER_IMAGE) after soft-NMS (-1 where fewer), ``classes``
+        (N, MAX_PER_IMAGE) 0-based. ``output`` and ``meta`` as ``detections``;
+        ``output_flipped`` is the (single-scale) output for the horizontally
+        mirrored inputs (the official flip test). All scales' pairs go through
+        one per-class soft-NMS, with ``CORNERNET.MERGE_BBOX`` the official
+        ``soft_nms_merge`` (``soft_nms``)."""
+        if output_flipped is not None:
+            out, flipped = last_stage(output), last_stage(output_flipped)
+            output = {k: torch.cat([out[k], flipped[k]]) for k in out}
+        dets = self.detections(output, meta)
+        boxes, scores, classes = dets[..., :4], dets[..., 4], dets[..., 7].long()
+        corners = dets[..., 5:7] if self.s["MERGE_BBOX"] else None
+        order, picked, merged = soft_nms(boxes, scores, classes, scores > -1, self.s["NMS_SIGMA"],
+                                         self.s["NMS_MIN_SCORE"], corners, self.s["WEIGHT_EXP"])
         top = min(int(self.s["MAX_PER_IMAGE"]), order.shape[1])
         best, pos = picked.topk(top, dim=1)
         idx = order.gather(1, pos).clamp(min=0)
-        return {"boxes": boxes.gather(1, idx[..., None].expand(-1, -1, 4)), "scores": best,
-                "classes": classes.gather(1, idx)}
+        boxes = boxes.gather(1, idx[..., None].expand(-1, -1, 4)) if merged is None else \
+            merged.gather(1, pos[..., None].expand(-1, -1, 4))
+        return {"boxes": boxes, "scores": best, "classes": classes.gather(1, idx)}
 
     def decode(self, output: Any, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, MAX_PER_IMAGE, 4) boxes and (N, MAX_PER_IMAGE, 1) scores (-1: none);
-        the classes come with ``decode_detections``."""
+        """(N, MAX_PER_IMAGE, 4) boxes x1, y1, x2, y2 and (N, MAX_PER_IMAGE, 2)
+        scores: the detection score (-1: no box) and the 0-based class.
+        ``output`` and ``meta`` as ``detections`` (2N rows: the flip test)."""
         det = self.decode_detections(output, meta)
-        return det["boxes"], det["scores"][..., None]
+        return det["boxes"], torch.stack([det["scores"], det["classes"].to(det["scores"])], 2)
+
+    def flip_test(self, cfg) -> bool:
+        """CornerNet's own switch, ``CORNERNET.FLIP_TEST`` (official ``test_flipped``)."""
+        return bool(cfg.CORNERNET.FLIP_TEST)
 
     def loss(self, cfg) -> nn.Module:
         s = self.s
         return CornerNetLoss(s["PULL_WEIGHT"], s["PUSH_WEIGHT"], s["OFF_WEIGHT"], s["FOCAL_ALPHA"], s["FOCAL_BETA"])
 
     def heatmaps(self, outputs: Any) -> Optional[torch.Tensor]:
+        """Per class the larger of the tl and br heatmaps: sigmoids of the last
+        stage's logits, or an encoded target's values (it carries ``mask``)."""
         out = last_stage(outputs)
-        return torch.sigmoid(torch.maximum(out["tl_heat"], out["br_heat"]))
+        heat = torch.maximum(out["tl_heat"], out["br_heat"])
+        return heat if "mask" in out else torch.sigmoid(heat)
 
 
 def get_codec(cfg) -> CornerNetCodec:

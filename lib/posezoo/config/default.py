@@ -178,6 +178,13 @@ _C.CORNERNET.NMS_SIGMA = 0.5  # Gaussian soft-NMS sigma
 _C.CORNERNET.NMS_MIN_SCORE = 0.001  # soft-NMS drops boxes below this score
 _C.CORNERNET.MAX_PER_IMAGE = 100  # detections per image after soft-NMS
 _C.CORNERNET.FLIP_TEST = True  # decode the mirrored image too (official)
+# test scales: each image is resized by each, its pairs mapped back and all of
+# them soft-NMSed together (official CornerNet-multi_scale.json: [0.5, 0.75, 1, 1.25, 1.5])
+_C.CORNERNET.TEST_SCALES = [1.0]
+# official merge_bbox: soft-NMS averages each kept box with the boxes it suppresses
+# (weights: corner score x (1 - soft-NMS weight)^WEIGHT_EXP); multi_scale.json: True, 10
+_C.CORNERNET.MERGE_BBOX = False
+_C.CORNERNET.WEIGHT_EXP = 8.0
 _C.CORNERNET.PULL_WEIGHT = 0.1
 _C.CORNERNET.PUSH_WEIGHT = 0.1
 _C.CORNERNET.OFF_WEIGHT = 1.0

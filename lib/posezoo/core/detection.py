@@ -1,8 +1,9 @@
 """Detector test pass: images -> CornerNet boxes -> COCO results and bbox AP.
 
-One forward per batch (the mirrored batch too with ``CORNERNET.FLIP_TEST``, the
-official flip test), ``codec.decode_detections`` on the device, results in the
-COCO format that ``TEST.COCO_BBOX_FILE`` reads.
+The same forward and decode as every test set (``core.inference``): the
+mirrored batch too with ``CORNERNET.FLIP_TEST`` (the official flip test), one
+input batch per ``CORNERNET.TEST_SCALES`` entry, ``codec.decode`` on the
+device, results in the COCO format that ``TEST.COCO_BBOX_FILE`` reads.
 """
 from __future__ import annotations
 
@@ -11,33 +12,32 @@ from typing import Mapping
 import torch
 from torch.utils.data import DataLoader
 
+from ..utils.utils import to_device
+from .inference import forward_test, predict
+
 
 @torch.no_grad()
-def detect(model: torch.nn.Module, codec, images: torch.Tensor, meta: Mapping[str, torch.Tensor],
+def detect(model: torch.nn.Module, codec, images, meta: Mapping[str, torch.Tensor],
            flip: bool = True) -> dict[str, torch.Tensor]:
-    """Batched detections (see ``CornerNetCodec.decode_detections``) for network inputs."""
+    """Batched detections ``boxes`` (N, D, 4), ``scores`` (N, D), ``classes``
+    (N, D) for network inputs (a batch, or a list of them: one per test scale)."""
     model.eval()
     device = next(model.parameters()).device
-    images = images.to(device)
+    images = to_device(images, device)
     meta = {k: v.to(device) for k, v in meta.items() if isinstance(v, torch.Tensor)}
-    if flip:
-        outs = model(torch.cat([images, images.flip(-1)]))[-1]
-        n = images.shape[0]
-        return codec.decode_detections({k: v[:n] for k, v in outs.items()}, meta,
-                                       output_flipped={k: v[n:] for k, v in outs.items()})
-    return codec.decode_detections(model(images), meta)
+    boxes, scores = codec.decode(forward_test(model, images, codec, [], flip), meta)
+    return {"boxes": boxes, "scores": scores[..., 0], "classes": scores[..., 1].long()}
 
 
 def evaluate_detector(model: torch.nn.Module, codec, dataset, output_dir: str, flip: bool = True,
                       batch_size: int = 1, workers: int = 0):
-    """Detect every test image of a ``coco_det`` dataset; (AP table, results list)."""
-    from ..datasets.coco_det import collate
+    """Detect every test image of a ``coco_det`` dataset through ``predict``;
+    (AP table, results list). ``flip`` overrides ``CORNERNET.FLIP_TEST``."""
+    from ..config import update_config
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
-    found = []
-    for images, meta in loader:
-        det = detect(model, codec, images, meta, flip)
-        for i, image_id in enumerate(meta["image_id"]):
-            found.append((image_id, det["boxes"][i].cpu(), det["scores"][i].cpu(), det["classes"][i].cpu()))
-    results = dataset.results(found)
-    return dataset.evaluate(results, output_dir), results
+    cfg = update_config(dataset.cfg, ["CORNERNET.FLIP_TEST", str(bool(flip))])
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    device = next(model.parameters()).device
+    out = predict(cfg, loader, model, codec, dataset.flip_pairs, device, desc="detect")
+    table, _ = dataset.evaluate(out["preds"], None, out["image_ids"], output_dir)
+    return table, dataset.results(out["preds"], out["image_ids"])

@@ -158,22 +158,26 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int) -> int:
 def _save_debug_images(cfg, dataset, inputs, meta, target, output, prefix: str, writer=None,
                        global_step: int = 0, max_tensorboard: int = 8) -> None:
     """GT and predicted (heatmap argmax) skeletons on the input crops, and GT and
-    predicted heatmap sheets: written as ``<prefix>_{gt,pred,hm_gt,hm_pred}.jpg``
+    predicted heatmap sheets (the sheets alone without ``meta['joints']``): written as ``<prefix>_{gt,pred,hm_gt,hm_pred}.jpg``
     for each official ``DEBUG.SAVE_*`` switch when ``DEBUG.DEBUG`` is on, and
     all four to TensorBoard (``train/<name>``, first `max_tensorboard` crops)
     when a writer is given."""
     inputs, skeleton, rgb = inputs.detach().cpu(), getattr(dataset, "skeleton", []), cfg.DATASET.COLOR_RGB
     target, output = target.detach().float().cpu(), output.detach().float().cpu()
-    gt = np.concatenate([meta["joints"][..., :2].numpy(), meta["joints_vis"][..., :1].numpy()], axis=2)
-    coords, maxvals = get_max_preds(output)
-    pred = torch.cat([coords * (inputs.shape[3] / output.shape[3]), maxvals], dim=2).numpy()
-    panels = [
-        ("gt", cfg.DEBUG.SAVE_BATCH_IMAGES_GT,
-         lambda path, n: save_batch_images_with_joints(inputs[:n], gt[:n], path, skeleton, dataset.flip_pairs,
-                                                       rgb=rgb)),
-        ("pred", cfg.DEBUG.SAVE_BATCH_IMAGES_PRED,
-         lambda path, n: save_batch_images_with_joints(inputs[:n], pred[:n], path, skeleton, dataset.flip_pairs,
-                                                       rgb=rgb)),
+    panels = []
+    if "joints" in meta:  # keypoint crops (a detector's samples carry boxes: heatmap sheets only)
+        gt = np.concatenate([meta["joints"][..., :2].numpy(), meta["joints_vis"][..., :1].numpy()], axis=2)
+        coords, maxvals = get_max_preds(output)
+        pred = torch.cat([coords * (inputs.shape[3] / output.shape[3]), maxvals], dim=2).numpy()
+        panels = [
+            ("gt", cfg.DEBUG.SAVE_BATCH_IMAGES_GT,
+             lambda path, n: save_batch_images_with_joints(inputs[:n], gt[:n], path, skeleton, dataset.flip_pairs,
+                                                           rgb=rgb)),
+            ("pred", cfg.DEBUG.SAVE_BATCH_IMAGES_PRED,
+             lambda path, n: save_batch_images_with_joints(inputs[:n], pred[:n], path, skeleton, dataset.flip_pairs,
+                                                           rgb=rgb)),
+        ]
+    panels += [
         ("hm_gt", cfg.DEBUG.SAVE_HEATMAPS_GT, lambda path, n: save_batch_heatmaps(inputs[:n], target[:n], path,
                                                                                    rgb=rgb)),
         ("hm_pred", cfg.DEBUG.SAVE_HEATMAPS_PRED, lambda path, n: save_batch_heatmaps(inputs[:n], output[:n], path,
@@ -219,15 +223,16 @@ def validate(ctx: TrainContext, loader: DataLoader, dataset, gallery: bool = Tru
 
 def _write_galleries(ctx: TrainContext, dataset, out: dict, keep: np.ndarray) -> None:
     """Person boxes: predicted skeletons on the first images and the best and
-    worst instances; depth frames (no boxes): the dataset draws its best and
-    worst frames."""
+    worst instances; depth frames and detectors' whole images (no person
+    boxes): the dataset draws its own sheets (best and worst frames, detected
+    boxes)."""
     writer, global_step, output_dir = ctx.writer, ctx.global_step, ctx.output_dir
     if out["boxes"] is None:
-        for name, image in dataset.write_gallery(out["preds"][keep], out["image_ids"][keep],
-                                                 os.path.join(output_dir, "gallery")).items():
+        sheets = dataset.write_gallery(out["preds"][keep], out["image_ids"][keep], os.path.join(output_dir, "gallery"))
+        for name, image in sheets.items():
             if writer is not None:
                 writer.add_image(f"gallery/{name}", image[:, :, ::-1].copy(), global_step, dataformats="HWC")
-        logger.info("=> best and worst frames drawn in %s", os.path.join(output_dir, "gallery"))
+        logger.info("=> %s drawn in %s", ", ".join(sheets) or "nothing", os.path.join(output_dir, "gallery"))
         return
     path = os.path.join(output_dir, f"predictions_{dataset.image_set}.png")
     image = _write_gallery(dataset, out, path)

@@ -37,24 +37,33 @@ def forward_test(model: nn.Module, inputs: torch.Tensor, codec, flip_pairs: Sequ
     """The test-time forward of the last stage: with `flip`, the crops and their
     mirrors go through one forward and the mirrored output is flipped back by
     the codec's rule and averaged in (the flip test of Xiao et al. 2018 / Sun
-    et al. 2019)."""
+    et al. 2019). A codec that merges the mirrored pass itself
+    (``decode_flipped``) gets both halves; a list of inputs (one per test scale)
+    gives the list of their outputs."""
+    if isinstance(inputs, (list, tuple)):  # one input batch per test scale (CORNERNET.TEST_SCALES)
+        return [forward_test(model, x, codec, flip_pairs, flip) for x in inputs]
     if not flip:
         return last_stage(model(inputs))
     n = inputs.shape[0]
     both = last_stage(model(torch.cat([inputs, inputs.flip(3)], dim=0)))
+    if codec.decode_flipped:
+        return both
     return (both[:n] + codec.flip_back(both[n:], flip_pairs)) * 0.5
 
 
 def decode_meta(codec, meta: Mapping[str, Any], inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What ``codec.decode`` reads: its ``meta_keys`` on the inputs' device, and the input batch."""
-    return {**{key: meta[key].to(inputs.device) for key in codec.meta_keys}, "inputs": inputs}
+    """What ``codec.decode`` reads: its ``meta_keys`` on the inputs' device, and
+    the input batch (the list of them with several test scales)."""
+    device = inputs[0].device if isinstance(inputs, (list, tuple)) else inputs.device
+    return {**{key: meta[key].to(device) for key in codec.meta_keys}, "inputs": inputs}
 
 
 def decode_batch(codec, output: Any, meta: Mapping[str, Any], inputs: torch.Tensor) -> torch.Tensor:
     """One batch's decoded joints (N, K, 3): image x, y + score for 2D codecs,
-    the frame coordinates themselves for 3D ones."""
+    the frame coordinates themselves for 3D ones; for box codecs (N, D, 6)
+    x1, y1, x2, y2, score (-1: no box), class."""
     coords, scores = codec.decode(output, decode_meta(codec, meta, inputs))
-    if codec.prediction == "keypoints2d":
+    if codec.prediction in ("keypoints2d", "boxes"):
         return torch.cat([coords.to(scores.dtype), scores], dim=2)
     return coords
 
@@ -73,20 +82,20 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
     """Run the model over every crop: flip test (where the codec has one) with
     the image and its mirror in one forward, decode on the device. Returns
     arrays ``preds`` (N, K, 3: image x, y, score for 2D codecs, frame uvd for
-    3D ones), ``boxes`` (N, 6: center, scale, area, score; None for crops that
+    3D ones; per image (N, D, 6) detections for box codecs), ``boxes`` (N, 6: center, scale, area, score; None for crops that
     are not person boxes), ``image_ids``, ``valid``, ``foreground`` where the
     dataset records it, and the mean ``loss`` of the last stage against the
     loader's targets."""
     model.eval()
     forward = amp_forward(model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
-    flip = bool(cfg.TEST.FLIP_TEST) and codec.supports_flip
+    flip = codec.flip_test(cfg)
     person_boxes = codec.prediction == "keypoints2d"
     columns: dict[str, list] = {"preds": [], "boxes": [], "image_ids": [], "valid": [], "foreground": []}
     losses = AverageMeter()
     for inputs, target, target_weight, meta in progress_bar(loader, desc=desc, unit="batch", leave=False):
-        inputs = to_channels_last(inputs.to(device, non_blocking=True), cfg.MODEL.CHANNELS_LAST)
+        inputs = to_channels_last(to_device(inputs, device), cfg.MODEL.CHANNELS_LAST)
         output = forward_test(forward, inputs, codec, flip_pairs, flip)
-        if criterion is not None:
+        if criterion is not None and not (isinstance(target, dict) and not target):  # detectors: no test target
             loss = criterion(output, to_device(target, device), target_weight.to(device))
             losses.update(loss.item(), inputs.shape[0])
         columns["preds"].append(decode_batch(codec, output, meta, inputs).cpu().numpy())

@@ -51,8 +51,10 @@ ADAPTATION_MODULE = "posezoo.core.adaptation"
 def stage_loss(criterion: nn.Module, outputs: Any, target: Any, target_weight: torch.Tensor) -> torch.Tensor:
     """The criterion at every stage of a multi-stage model (a list of outputs),
     summed: intermediate supervision. A list target pairs stage i with entry i
-    (one target per stage); any other target supervises every stage."""
-    if not isinstance(outputs, (list, tuple)):
+    (one target per stage); any other target supervises every stage. A
+    criterion with ``all_stages = True`` (CornerNet's, whose official loss
+    averages over the stacks) gets the whole list instead."""
+    if not isinstance(outputs, (list, tuple)) or getattr(criterion, "all_stages", False):
         return criterion(outputs, target, target_weight)
     if isinstance(target, (list, tuple)):
         if len(target) != len(outputs):

@@ -17,13 +17,18 @@ contrast, saturation 0.4 in random order) and PCA lighting (std 0.1), then
 ``DATASET.INPUT_MEAN``/``INPUT_STD``. The official YAML sets the official BGR
 mean/std with ``COLOR_RGB: false`` (the released weights take BGR input).
 
-Test sample (official ``core/test/cornernet.py`` at scale 1): the whole image
-centred in a zero canvas of (H | 127, W | 127); ``meta`` maps output-map pixels
-to image pixels (``crop_to_image``) and holds ``image_size`` (W, H), so batches
-need equal canvas sizes (``TEST.BATCH_SIZE_PER_GPU: 1`` for COCO's mixed sizes).
+Test sample (official ``core/test/cornernet.py``): the whole image centred in a
+zero canvas of (H | 127, W | 127), one per ``CORNERNET.TEST_SCALES`` entry
+(``detector_input``); ``meta`` maps output-map pixels to image pixels
+(``crop_to_image``) and holds ``image_size`` (W, H), so batches need equal canvas
+sizes (``TEST.BATCH_SIZE_PER_GPU: 1`` for COCO's mixed sizes). The sample is the
+loop's 4-tuple with an empty target: ``core.inference.predict`` runs it like any
+other test set, and the codec decodes (N, D, 6) detections per image.
 
-``evaluate`` writes the COCO results file (scores rounded to 2 decimals, boxes to
-2, as the official ``convert_to_coco``) and returns pycocotools' bbox AP table.
+``evaluate(preds, None, image_ids, output_dir)`` writes the COCO results file
+(scores rounded to 2 decimals, boxes to 2, as the official ``convert_to_coco``)
+and returns pycocotools' bbox AP table and its AP, the training checkpoint's
+best metric.
 """
 from __future__ import annotations
 
@@ -59,18 +64,35 @@ def canvas_geometry(height: int, width: int, stride: int) -> tuple[int, int, np.
     return ch, cw, a
 
 
-def detector_input(image: np.ndarray, stride: int, mean: np.ndarray, std: np.ndarray
-                   ) -> tuple[torch.Tensor, dict]:
+def detector_input(image: np.ndarray, stride: int, mean: np.ndarray, std: np.ndarray, scales=(1.0,)
+                   ) -> tuple[torch.Tensor | list[torch.Tensor], dict]:
     """The official test input of one image (uint8 HWC, the configured channel
-    order): centred in its zero canvas, /255, normalised; and its decode meta."""
+    order): centred in its zero canvas, /255, normalised; and its decode meta
+    (``crop_to_image`` (2, 3), ``image_size`` (2,) W, H).
+
+    Other ``scales`` than [1] (``CORNERNET.TEST_SCALES``, official
+    ``cornernet_inference``): one input per scale, the image resized to
+    (int(W s), int(H s)) with ``cv2.resize`` before its canvas, and meta
+    ``crop_to_image`` (S, 2, 3) mapping each scale's output map to the original
+    image (the canvas affine divided by s) and ``image_size`` (S, 2), the
+    official clip size int(W s), int(H s) divided by s."""
+    scales = [float(s) for s in scales]
     h, w = image.shape[:2]
-    ch, cw, a = canvas_geometry(h, w, stride)
-    canvas = np.zeros((ch, cw, 3), np.float32)
-    top, left = ch // 2 - h // 2, cw // 2 - w // 2
-    canvas[top:top + h, left:left + w] = image.astype(np.float32) / 255.0
-    canvas = (canvas - mean) / std
-    meta = {"crop_to_image": torch.from_numpy(a), "image_size": torch.tensor([w, h], dtype=torch.float32)}
-    return torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))), meta
+    inputs, affines, sizes = [], [], []
+    for scale in scales:
+        nh, nw = int(h * scale), int(w * scale)
+        resized = image if (nh, nw) == (h, w) else cv2.resize(image, (nw, nh))
+        ch, cw, a = canvas_geometry(nh, nw, stride)
+        canvas = np.zeros((ch, cw, 3), np.float32)
+        top, left = ch // 2 - nh // 2, cw // 2 - nw // 2
+        canvas[top:top + nh, left:left + nw] = resized.astype(np.float32) / 255.0
+        canvas = (canvas - mean) / std
+        inputs.append(torch.from_numpy(np.ascontiguousarray(canvas.transpose(2, 0, 1))))
+        affines.append(torch.from_numpy(a / np.float32(scale)))
+        sizes.append(torch.tensor([nw / scale, nh / scale], dtype=torch.float32))
+    if scales == [1.0]:
+        return inputs[0], {"crop_to_image": affines[0], "image_size": sizes[0]}
+    return inputs, {"crop_to_image": torch.stack(affines), "image_size": torch.stack(sizes)}
 
 
 def random_crop(image: np.ndarray, boxes: np.ndarray, scale: float, size, border: int, rng):
@@ -140,6 +162,8 @@ class COCODetection(Dataset):
         self.cat_ids = wanted
         self.cat_to_class = {c: i for i, c in enumerate(wanted)}
         self.image_ids = sorted(self.coco.getImgIds())
+        self.image_set = image_set
+        self.flip_pairs: list = []  # no keypoints: the loop's flip test needs no pairs
         self.input_size = tuple(int(v) for v in cfg.MODEL.IMAGE_SIZE)
         self.stride = round((codec.input_size[0] + 1) / codec.output_size[0])
         self.mean, self.std = input_normalisation(cfg)
@@ -206,31 +230,57 @@ class COCODetection(Dataset):
                 image += EIG_VEC @ (EIG_VAL * rng.normal(scale=0.1, size=3)).astype(np.float32)
         image = (image - self.mean) / self.std
         target, weight = self.codec.encode(dets[:, :4], dets[:, 4].astype(np.int64))
-        meta = {"image_id": image_id}
+        meta = {"image_id": image_id, "valid": 1}
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), \
             {k: torch.from_numpy(v) for k, v in target.items()}, torch.from_numpy(weight), meta
 
     def _test_sample(self, image, image_id):
-        tensor, meta = detector_input(image, self.stride, self.mean, self.std)
-        meta["image_id"] = image_id
-        return tensor, meta
+        """The test canvas (one per ``CORNERNET.TEST_SCALES`` entry), no target
+        (an empty dict: the loop computes no test loss), and its meta."""
+        inputs, meta = detector_input(image, self.stride, self.mean, self.std, self.cfg.CORNERNET.TEST_SCALES)
+        meta.update(image_id=image_id, valid=1)
+        return inputs, {}, torch.ones(1), meta
 
-    def results(self, detections: list) -> list[dict]:
-        """COCO results entries from (image_id, boxes (D, 4) x1y1x2y2, scores (D,), classes (D,))."""
+    def image_path(self, image_id: int) -> str:
+        return os.path.join(self.image_dir, self.coco.loadImgs(int(image_id))[0]["file_name"])
+
+    def results(self, preds: np.ndarray, image_ids: np.ndarray) -> list[dict]:
+        """COCO results entries from the (N, D, 6) per-image detections
+        (x1, y1, x2, y2, score, class; score -1: none) of ``image_ids``."""
         out = []
-        for image_id, boxes, scores, classes in detections:
-            for box, score, cls in zip(boxes.tolist(), scores.tolist(), classes.tolist()):
-                if score <= -1:
-                    continue
+        for image_id, dets in zip(np.asarray(image_ids).tolist(), preds):
+            for x1, y1, x2, y2, score, cls in dets[dets[:, 4] > -1].tolist():
                 out.append({"image_id": int(image_id), "category_id": self.cat_ids[int(cls)],
-                            "bbox": [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2),
-                                     round(box[3] - box[1], 2)], "score": round(float(score), 2)})
+                            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                            "score": round(float(score), 2)})
         return out
 
-    def evaluate(self, results: list[dict], output_dir: str) -> "OrderedDict[str, float]":
-        """Write ``bbox_results.json`` (atomically) and return COCOeval's bbox table."""
-        path = write_results(results, os.path.join(output_dir, "bbox_results.json"))
-        return bbox_ap(self.coco, path if results else [], self.image_ids, self.cat_ids)
+    def evaluate(self, preds: np.ndarray, boxes, image_ids: np.ndarray, output_dir: str
+                 ) -> tuple["OrderedDict[str, float]", float]:
+        """The datasets' ``evaluate``: write ``results/bbox_<set>_results.json``
+        (atomically) and return COCOeval's bbox table and its AP. ``boxes`` is
+        None: a detector's test images are whole images, not person crops."""
+        results = self.results(preds, image_ids)
+        path = write_results(results, os.path.join(output_dir, "results", f"bbox_{self.image_set}_results.json"))
+        table = bbox_ap(self.coco, path if results else [], self.image_ids, self.cat_ids)
+        return table, table["AP"]
+
+    def write_gallery(self, preds: np.ndarray, image_ids: np.ndarray, out_dir: str, score_thr: float = 0.3,
+                      max_images: int = 8) -> dict[str, np.ndarray]:
+        """The detections scoring ``score_thr`` or more on the first images,
+        tiled into ``detections_<set>.png``; returns it by name."""
+        from ..utils.vis import draw_boxes, save_gallery
+
+        drawn = []
+        for image_id, dets in list(zip(np.asarray(image_ids).tolist(), preds))[:max_images]:
+            dets = dets[dets[:, 4] >= score_thr]
+            boxes = np.concatenate([dets[:, :2], dets[:, 2:4] - dets[:, :2], dets[:, 4:5]], 1)
+            drawn.append(draw_boxes(cv2.imread(self.image_path(image_id), cv2.IMREAD_COLOR), boxes))
+        if not drawn:
+            return {}
+        path = os.path.join(out_dir, f"detections_{self.image_set}.png")
+        return {"detections": save_gallery(drawn, [np.zeros((0, 1, 3))] * len(drawn), path, [], None,
+                                           max_images=max_images)}
 
 
 def write_results(results: list[dict], path: str) -> str:

@@ -84,7 +84,10 @@ def amp_dtype(value: Any, key: str = "TRAIN.AMP") -> torch.dtype | None:
 
 def to_channels_last(tensor: torch.Tensor, enabled: bool) -> torch.Tensor:
     """NHWC memory layout for a 4-D batch when ``MODEL.CHANNELS_LAST`` is set
-    (tensor cores and cuDNN prefer it, especially under AMP); a no-op otherwise."""
+    (tensor cores and cuDNN prefer it, especially under AMP); a no-op otherwise.
+    A list of batches (one per test scale) is converted batch by batch."""
+    if isinstance(tensor, (list, tuple)):
+        return [to_channels_last(t, enabled) for t in tensor]
     return tensor.contiguous(memory_format=torch.channels_last) if enabled and tensor.dim() == 4 else tensor
 
 
