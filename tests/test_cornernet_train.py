@@ -42,3 +42,17 @@ def test_tiny_cornernet_trains_resumes_and_tests(synthetic_root, tmp_path):
     # AR 0.18; the floors are half of those (CPU kernels may round differently)
     assert 0.004 <= table["AP"] <= 1.0 and 0.014 <= table["AP .5"] <= 1.0 and 0.09 <= table["AR"] <= 1.0
     assert table["AP (S)"] == -1.0  # no small person in the generated images: COCOeval's "absent"
+
+
+def test_test_outputs_are_named_by_box_source(tmp_path):
+    for name in ("results/keypoints_val2017_results_0.json", "predictions_val2017.png", "gallery/best_val2017.png",
+                 "gallery/worst_val2017.png", "gallery/val2017.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(name)
+    done = test_tool.name_by_box_source(str(tmp_path), "val2017", "cornernet")
+    assert sorted(done) == sorted(["results/keypoints_val2017_cornernet_results_0.json",
+                                   "predictions_val2017_cornernet.png", "gallery/best_val2017_cornernet.png",
+                                   "gallery/worst_val2017_cornernet.png", "gallery/val2017_cornernet.json"])
+    assert (tmp_path / "predictions_val2017_cornernet.png").read_text() == "predictions_val2017.png"
+    assert not (tmp_path / "predictions_val2017.png").exists()
+    assert test_tool.name_by_box_source(str(tmp_path), "val2017", "gt") == []  # nothing left to name

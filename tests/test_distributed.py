@@ -83,9 +83,9 @@ def test_gloo_two_processes_train_same_weights_and_test_like_one_process(tmp_pat
     single = test_tool.main(["--cfg", cfg_path, "OUTPUT_DIR", str(single_out), "TEST.USE_GT_BBOX", "False",
                              "TEST.MODEL_FILE", str(run_dir / "final_state.pth")])
     assert list(single) == list(stats[0]) and single == pytest.approx(stats[0], abs=1e-12)
-    sharded_json = read_json(run_dir / "results" / "keypoints_val2017_results_0.json")
+    sharded_json = read_json(run_dir / "results" / "keypoints_val2017_det_results_0.json")
     single_json = read_json(single_out / "synthetic" / "pose_resnet" / "ddp" / "results"
-                            / "keypoints_val2017_results_0.json")
+                            / "keypoints_val2017_det_results_0.json")
     assert len(sharded_json) == len(single_json) > 0
     for a, b in zip(sharded_json, single_json):
         assert a["image_id"] == b["image_id"] and a["center"] == b["center"] and a["scale"] == b["scale"]

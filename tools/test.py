@@ -7,8 +7,9 @@
     python tools/test.py --cfg X.yaml --detector-cfg cornernet.yaml --detector-weights det.pth  # own boxes
 
 Loads TEST.MODEL_FILE (default: this experiment's final_state.pth) strictly,
-runs the flip test as configured, writes results/keypoints_<set>_results_0.json
-and a PNG of predicted skeletons, and prints the metric table. Depth models
+runs the flip test as configured, writes results/keypoints_<set>_<source>_results_0.json
+and a PNG of predicted skeletons (predictions_<set>_<source>.png; <source> is gt,
+det or cornernet: the boxes tested on), and prints the metric table. Depth models
 (NYU: A2J, AWR) write results/nyu_<set>_uvd.txt in the released format, per-joint
 errors, the success-frame curve and galleries of the best and worst frames,
 and report the mean 3D joint error in mm. With --detector-cfg/--detector-weights
@@ -72,22 +73,23 @@ def main(argv=None) -> dict:
     if args.detector_cfg:
         cfg = detected_boxes(cfg, args.cfg, args)
     try:
-        return run_test(cfg, args.cfg)
+        return run_test(cfg, args.cfg, detector=bool(args.detector_cfg))
     finally:
         shutdown_distributed()
 
 
-def run_test(cfg, cfg_path) -> dict:
-    """Evaluate; every rank returns the metric table (computed on rank 0)."""
-    ctx = init_distributed(cfg.GPUS)
+def run_test(cfg, cfg_path, detector: bool = False) -> dict:
+    """Evaluate; every rank returns the metric table (computed on rank 0).
+    `detector`: the boxes came from --detector-cfg (named ``cornernet``)."""
+    dist = init_distributed(cfg.GPUS)
     final_dir, _ = output_dirs(cfg, cfg_path, "test")
-    if ctx.is_main:
+    if dist.is_main:
         setup_logging(final_dir, cfg_path, "test")
     else:
-        setup_worker_logging(ctx.rank)
+        setup_worker_logging(dist.rank)
     configure_backends(cfg)
     amp_dtype(cfg.TEST.AMP, "TEST.AMP")
-    device = ctx.device
+    device = dist.device
 
     model = build_model(cfg, is_train=False)
     weights = cfg.TEST.MODEL_FILE or os.path.join(final_dir, "final_state.pth")
@@ -96,21 +98,46 @@ def run_test(cfg, cfg_path) -> dict:
     model = model.to(device)
     if cfg.MODEL.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
-    if not ctx.distributed and device.type == "cuda" and len(cfg.GPUS) > 1:
+    if not dist.distributed and device.type == "cuda" and len(cfg.GPUS) > 1:
         model = torch.nn.DataParallel(model, device_ids=cfg.GPUS)
 
     codec = build_codec(cfg)
     dataset = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
     loader = build_test_loader(cfg, dataset, device)
     boxes = "GT boxes" if cfg.TEST.USE_GT_BBOX else f"detected boxes ({cfg.TEST.COCO_BBOX_FILE})"
+    box_source = "gt" if cfg.TEST.USE_GT_BBOX else ("cornernet" if detector else "det")
     if codec.prediction == "keypoints3d":
         boxes = f"depth frames ({cfg.DATASET.DEPTH_CROP} crops around the given hand centres)"
-    shards = f", sharded over {ctx.world_size} processes" if ctx.distributed else ""
+    shards = f", sharded over {dist.world_size} processes" if dist.distributed else ""
     logger.info("=> testing on %d %s of %s, flip test %s%s", len(dataset), boxes, cfg.DATASET.TEST_SET,
                 cfg.TEST.FLIP_TEST, shards)
     ctx = TrainContext(cfg, model, codec, codec.loss(cfg).to(device), device=device, output_dir=final_dir)
     name_values, _ = validate(ctx, loader, dataset)
+    if dist.is_main and codec.prediction == "keypoints2d":
+        name_by_box_source(final_dir, cfg.DATASET.TEST_SET, box_source)
     return name_values
+
+
+def name_by_box_source(final_dir: str, image_set: str, source: str) -> list[str]:
+    """Tests on GT, detected and CornerNet boxes share one output folder, so the
+    test's results file, skeleton PNG and gallery get the box source in their
+    names (``results/keypoints_<set>_<source>_results_0.json``,
+    ``predictions_<set>_<source>.png``, ``gallery/{best,worst}_<set>_<source>.png``
+    and ``gallery/<set>_<source>.json``) and no test overwrites another's."""
+    moves = [(os.path.join("results", f"keypoints_{image_set}_results_0.json"),
+              os.path.join("results", f"keypoints_{image_set}_{source}_results_0.json")),
+             (f"predictions_{image_set}.png", f"predictions_{image_set}_{source}.png")]
+    moves += [(os.path.join("gallery", f"{name}_{image_set}.{ext}"), os.path.join("gallery", f"{name}_{image_set}_"
+                                                                                  f"{source}.{ext}"))
+              for name, ext in (("best", "png"), ("worst", "png"))]
+    moves.append((os.path.join("gallery", f"{image_set}.json"), os.path.join("gallery", f"{image_set}_{source}.json")))
+    done = []
+    for old, new in moves:
+        if os.path.exists(os.path.join(final_dir, old)):
+            os.replace(os.path.join(final_dir, old), os.path.join(final_dir, new))
+            done.append(new)
+    logger.info("=> test outputs named by box source '%s': %s", source, ", ".join(done))
+    return done
 
 
 if __name__ == "__main__":
