@@ -137,3 +137,7 @@ def test_test_tool_runs_on_detected_boxes(synthetic_root, tmp_path, monkeypatch)
     assert len(det_files) == 1
     dets = json.load(open(det_files[0]))
     assert len(dets) == len(os.listdir(os.path.join(synthetic_root, "images", "val2017")))
+    final = os.path.dirname(os.path.dirname(det_files[0]))
+    assert os.path.isfile(os.path.join(final, "results", "keypoints_val2017_cornernet_results_0.json"))
+    logs = "".join(open(p).read() for p in glob.glob(os.path.join(final, "*_test.log")))
+    assert "person box AP" in logs  # logged once the test's log exists

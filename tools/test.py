@@ -60,6 +60,7 @@ def detected_boxes(cfg, cfg_path, args):
     coco = COCO(os.path.join(root, "annotations", f"person_keypoints_{image_set}.json"))
     results = detector.detect_coco_images(coco, os.path.join(root, "images", image_set))
     final_dir, _ = output_dirs(cfg, cfg_path, "test")
+    setup_logging(final_dir, cfg_path, "test")  # the box AP below goes to the test's log too
     path = write_results(results, os.path.join(final_dir, "results", f"detections_{image_set}.json"))
     ap = bbox_ap(coco, path if results else [], sorted(coco.getImgIds()), [1])
     logger.info("=> %d detected person boxes in %s; person box AP %.4f, AP .5 %.4f", len(results), path,
