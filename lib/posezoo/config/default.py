@@ -116,6 +116,9 @@ _C.DATASET.CUBE_SIZE = []
 _C.DATASET.SHIFT_FACTOR = 0.0
 _C.DATASET.DEPTH_NOISE_STD = 0.0
 _C.DATASET.RANDOM_ERASE_PROB = 0.0
+# posezoo, Human3.6M (h36m, synthetic_h36m): the subjects a split keeps, e.g. [S9, S11];
+# [] = protocol 1 by the split's name (train: S1 S5 S6 S7 S8; test/val: S9 S11).
+_C.DATASET.SUBJECTS = []
 
 _C.TRAIN = EasyDict()
 _C.TRAIN.LR_FACTOR = 0.1
