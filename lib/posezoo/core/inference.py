@@ -96,7 +96,8 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
         inputs = to_channels_last(to_device(inputs, device), cfg.MODEL.CHANNELS_LAST)
         output = forward_test(forward, inputs, codec, flip_pairs, flip)
         if criterion is not None and not (isinstance(target, dict) and not target):  # detectors: no test target
-            loss = criterion(output, to_device(target, device), target_weight.to(device))
+            # the last stage's output against the last stage's target (one target per stage: a list)
+            loss = criterion(output, last_stage(to_device(target, device)), target_weight.to(device))
             losses.update(loss.item(), inputs.shape[0])
         columns["preds"].append(decode_batch(codec, output, meta, inputs).cpu().numpy())
         if person_boxes:
