@@ -27,9 +27,12 @@ def nms_per_image(preds: np.ndarray, scores: np.ndarray, areas: np.ndarray, imag
     id), that image's id and the rows it keeps (all of them when NMS keeps none)."""
     nms = soft_oks_nms if soft else oks_nms
     image_ids = np.asarray(image_ids)
+    # one stable sort groups the rows by image in O(N log N) (a mask per image
+    # would be O(N x images): 0.25 G comparisons for 50k detections on 5k images)
+    order = np.argsort(image_ids, kind="stable")
+    ids, starts = np.unique(image_ids[order], return_index=True)
     kept = []
-    for image_id in np.unique(image_ids):
-        idx = np.flatnonzero(image_ids == image_id)
+    for image_id, idx in zip(ids, np.split(order, starts[1:])):
         keep = nms(preds[idx], scores[idx], areas[idx], thresh, sigmas)
         kept.append((image_id, idx[keep] if len(keep) else idx))
     return kept

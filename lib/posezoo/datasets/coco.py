@@ -323,13 +323,18 @@ class COCODataset(JointsDataset):
         write_text_atomic(res_file, json.dumps(results))
         if "test" in self.image_set:
             return OrderedDict([("Null", 0.0)]), 0.0
-        return self.coco_eval(res_file)
+        return self.coco_eval(results)
 
-    def coco_eval(self, res_file: str) -> tuple[OrderedDict, float]:
-        with open(res_file) as f:
-            results = json.load(f)
+    def coco_eval(self, results: str | list) -> tuple[OrderedDict, float]:
+        """COCOeval of a results file, or of the results list itself: evaluate
+        hands over the list it has just written, so the file is not read back
+        (HRNet's coco.py dumps and reloads it; loadRes builds the same index
+        from either)."""
+        if isinstance(results, str):
+            with open(results) as f:
+                results = json.load(f)
         if not results:
-            logger.warning("no predictions to evaluate in %s: AP = 0", res_file)
+            logger.warning("no predictions to evaluate: AP = 0")
             return OrderedDict((name, 0.0) for name in STATS_NAMES), 0.0
         coco_dt = self.coco.loadRes(results)
         coco_eval = COCOeval(self.coco, coco_dt, "keypoints")
