@@ -1,0 +1,103 @@
+"""tools/train.py: non-finite loss, failing or interrupted checkpoint writes."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import synthetic_opts
+from posezoo.core.function import NonFiniteLossError
+from posezoo.utils import utils as posezoo_utils
+
+
+from .conftest import _yaml, one_line
+
+
+# ----------------------------------------------------------------------------- NaN loss
+
+NAN_LOSS = '''
+import torch
+from torch import nn
+
+
+class NanLoss(nn.Module):
+    def forward(self, output, target, target_weight):
+        return torch.tensor(float("nan")) + 0 * output.sum()
+
+
+def get_loss(cfg):
+    return NanLoss()
+'''
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_path, monkeypatch, restore_logging):
+    import train
+
+    pkg = "bad_input_nan_loss_pkg"
+    (tmp_path / pkg).mkdir()
+    (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / pkg / "nan_loss.py").write_text(NAN_LOSS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exp = _yaml(tmp_path, "# everything comes from the command line\n")
+    out_dir = tmp_path / "output"
+    # Smallest run that exercises the loop: 32x32 crops, the 10 val boxes as one training batch.
+    opts = ["--cfg", exp] + synthetic_opts(synthetic_root, str(out_dir)) + [
+        "PRINT_FREQ", "1000", "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEATMAP_SIZE", "[8, 8]",
+        "DATASET.TRAIN_SET", "val2017", "TRAIN.BATCH_SIZE_PER_GPU", "16", "TEST.FLIP_TEST", "False"]
+
+    try:
+        train.main(opts)  # one good epoch
+        found = [os.path.join(d, f) for d, _, files in os.walk(out_dir) for f in files if f == "checkpoint.pth"]
+        assert len(found) == 1
+        checkpoint = found[0]
+        with open(checkpoint, "rb") as f:
+            good_bytes = f.read()
+        good_mtime = os.stat(checkpoint).st_mtime_ns
+
+        with pytest.raises(NonFiniteLossError) as err:
+            train.main(opts + ["AUTO_RESUME", "True", "TRAIN.END_EPOCH", "2", "LOSS.NAME", f"{pkg}.nan_loss"])
+    finally:
+        for name in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+            del sys.modules[name]
+    msg = one_line(err.value)
+    assert checkpoint in msg and "nan" in msg.lower() and "epoch 1" in msg
+
+    with open(checkpoint, "rb") as f:
+        assert f.read() == good_bytes
+    assert os.stat(checkpoint).st_mtime_ns == good_mtime
+    leftovers = [f for _, _, files in os.walk(out_dir) for f in files if ".tmp" in f]
+    assert not leftovers
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+def _failing_save(obj, f, *args, **kwargs):
+    with open(f, "wb") as out:
+        out.write(b"PK\x03\x04 half a checkpoint")
+    raise OSError(28, "No space left on device")
+
+
+def test_save_atomic_keeps_the_previous_file_when_saving_fails(tmp_path, monkeypatch):
+    path = str(tmp_path / "checkpoint.pth")
+    posezoo_utils.save_atomic({"w": torch.arange(5.0)}, path)
+    with open(path, "rb") as f:
+        good = f.read()
+
+    monkeypatch.setattr(posezoo_utils.torch, "save", _failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        posezoo_utils.save_atomic({"w": torch.zeros(5)}, path)
+    monkeypatch.undo()
+
+    with open(path, "rb") as f:
+        assert f.read() == good
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(5.0))
+
+
+def test_save_atomic_leaves_no_temporary_file_when_saving_fails(tmp_path, monkeypatch):
+    path = str(tmp_path / "checkpoint.pth")
+    monkeypatch.setattr(posezoo_utils.torch, "save", _failing_save)
+    with pytest.raises(OSError):
+        posezoo_utils.save_atomic({"w": torch.zeros(5)}, path)
+    assert os.listdir(tmp_path) == []
