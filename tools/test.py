@@ -32,7 +32,8 @@ from posezoo.config import load_config, update_config
 from posezoo.core.function import TrainContext, validate
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model, load_checkpoint
-from posezoo.utils.distributed import build_test_loader, init_distributed, setup_worker_logging, shutdown_distributed
+from posezoo.utils.distributed import (build_test_loader, init_distributed, peer_watch, setup_worker_logging,
+                                       shutdown_distributed)
 from posezoo.utils.utils import amp_dtype, configure_backends, model_summary, output_dirs, setup_logging
 
 logger = logging.getLogger("posezoo.test")
@@ -74,7 +75,8 @@ def main(argv=None) -> dict:
     if args.detector_cfg:
         cfg = detected_boxes(cfg, args.cfg, args)
     try:
-        return run_test(cfg, args.cfg, detector=bool(args.detector_cfg))
+        with peer_watch():
+            return run_test(cfg, args.cfg, detector=bool(args.detector_cfg))
     finally:
         shutdown_distributed()
 

@@ -35,7 +35,7 @@ from posezoo.datasets import build_dataset
 from posezoo.models import build_model, read_checkpoint
 from posezoo.models.checkpoint import CheckpointError
 from posezoo.utils.distributed import (DistContext, barrier, broadcast_buffers, broadcast_object, build_test_loader,
-                                       epoch_seed, init_distributed, seed_everything, seed_worker,
+                                       epoch_seed, init_distributed, peer_watch, seed_everything, seed_worker,
                                        setup_worker_logging, shutdown_distributed, unused_parameters)
 from posezoo.utils.utils import (amp_dtype, build_optimizer, configure_backends, model_summary, output_dirs,
                                  save_atomic, setup_logging, unwrap_model)
@@ -58,7 +58,8 @@ def main(argv=None) -> float:
     args = parse_args(argv)
     cfg = load_config(args.cfg, args.opts)
     try:
-        _, perf = train(cfg, args.cfg, resume=args.resume)
+        with peer_watch():
+            _, perf = train(cfg, args.cfg, resume=args.resume)
     finally:
         shutdown_distributed()
     return perf

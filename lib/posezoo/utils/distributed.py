@@ -12,7 +12,12 @@ import logging
 import math
 import os
 import random
+import re
+import signal
+import socket
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -77,7 +82,92 @@ def init_distributed(gpus: Sequence[int]) -> DistContext:
     if not dist.is_initialized():  # 30 min: the other ranks wait while rank 0 runs a full COCO evaluation
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world_size,
                                 timeout=timedelta(minutes=30))
+    _record_peers(world_size)
     return DistContext(rank, world_size, local_rank, device)
+
+
+class PeerLostError(RuntimeError):
+    """Another process of the torchrun job died, so this one stops too."""
+
+
+_PEERS: list[tuple[str, int]] = []  # (host name, pid) of every rank, gathered when the group is joined
+
+
+def _record_peers(world_size: int) -> None:
+    """Every rank learns every other rank's host and pid (one small all-gather
+    at start-up), so that a survivor can later say which rank died."""
+    peers: list = [None] * world_size
+    dist.all_gather_object(peers, (socket.gethostname(), os.getpid()))
+    _PEERS[:] = peers
+
+
+def _process_alive(pid: int) -> bool:
+    """False for a pid that is gone or a zombie (killed, not yet reaped by torchrun)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def dead_ranks() -> list[int]:
+    """Ranks on this host whose process has died (ranks on other hosts cannot be
+    checked from here and are never listed)."""
+    host, me = socket.gethostname(), os.getpid()
+    return [r for r, (h, pid) in enumerate(_PEERS) if h == host and pid != me and not _process_alive(pid)]
+
+
+def peer_lost(reason: str) -> PeerLostError:
+    """The one-line error of a survivor: which rank died, as far as this host can tell."""
+    dead = dead_ranks()
+    if dead:
+        who = f"rank {', '.join(map(str, dead))} of {len(_PEERS)} died"
+    else:
+        who = "another process of the job failed (no rank on this host died: see the other nodes' logs)"
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", reason.strip().split("\n")[0])  # gloo's "[.../pair.cc:537] " prefix
+    reason = reason.split(". ")[0] or "no message"
+    return PeerLostError(f"rank {get_rank() if is_distributed() else os.environ.get('RANK', '?')}: {who} "
+                         f"({reason}); stopping this process too; fix that rank's error, then resume with --resume")
+
+
+@contextmanager
+def peer_watch() -> Iterator[None]:
+    """Around the work of a torchrun process (a no-op outside torchrun): when
+    another rank dies, the survivor does not hang or vanish silently but raises
+    PeerLostError naming the dead rank, whether it learns it from a failed
+    collective (gloo's "Connection closed by peer") or from the SIGTERM with
+    which torchrun stops the remaining workers. A failed collective is only
+    reworded when a rank is seen dead; any other error passes unchanged."""
+    if _env_int("WORLD_SIZE", 1) <= 1:
+        yield
+        return
+
+    def on_sigterm(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the error line must not be cut by a second one
+        raise peer_lost("stopped by the launcher with SIGTERM")
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    lost = False
+    try:
+        yield
+    except PeerLostError:
+        lost = True
+        raise
+    except RuntimeError as err:
+        if not dead_ranks():
+            raise
+        lost = True
+        raise peer_lost(str(err)) from err
+    finally:
+        if previous is not None:  # after a loss, torchrun's SIGTERM must not cut the error line being logged
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if lost else previous)
 
 
 def shutdown_distributed() -> None:
