@@ -38,7 +38,7 @@ from posezoo.utils.distributed import (DistContext, barrier, broadcast_buffers, 
                                        epoch_seed, init_distributed, peer_watch, seed_everything, seed_worker,
                                        setup_worker_logging, shutdown_distributed, unused_parameters)
 from posezoo.utils.utils import (amp_dtype, build_optimizer, configure_backends, model_summary, output_dirs,
-                                 save_atomic, setup_logging, unwrap_model)
+                                 remove_partial_files, run_lock, save_atomic, setup_logging, unwrap_model)
 
 logger = logging.getLogger("posezoo.train")
 
@@ -168,22 +168,35 @@ def start_epoch(seed: int, epoch: int, rank: int, generator: torch.Generator,
 
 
 def _save_checkpoint(state: dict, final_dir: str) -> str:
-    """checkpoint.pth becomes checkpoint_prev.pth, then the new one is written
-    atomically: a crash at any point leaves at least one good checkpoint."""
+    """The new checkpoint is written beside checkpoint.pth; once it is complete,
+    checkpoint.pth becomes checkpoint_prev.pth and the new one takes its place.
+    A crash or a full disk during the write leaves checkpoint.pth as it was (and
+    at worst a temporary file, removed by the next run), a crash between the
+    two renames leaves checkpoint_prev.pth, which resuming falls back to."""
     latest = os.path.join(final_dir, CHECKPOINT)
-    if os.path.exists(latest):
-        os.replace(latest, os.path.join(final_dir, PREVIOUS))
-    save_atomic(state, latest)
+
+    def rotate() -> None:
+        if os.path.exists(latest):
+            os.replace(latest, os.path.join(final_dir, PREVIOUS))
+    save_atomic(state, latest, before_replace=rotate)
     return latest
 
 
 def train(cfg, cfg_path: str | None, resume: bool = False) -> tuple[nn.Module, float]:
-    """The whole run; returns the (wrapped) model and the last validation metric."""
+    """The whole run; returns the (wrapped) model and the last validation metric.
+    The output folder is locked for the run (a second run on it is refused)."""
     ctx = init_distributed(cfg.GPUS)
     final_dir, tb_dir = output_dirs(cfg, cfg_path, "train")
+    with run_lock(final_dir, "train"):
+        return _train(cfg, cfg_path, resume, ctx, final_dir, tb_dir)
+
+
+def _train(cfg, cfg_path: str | None, resume: bool, ctx: DistContext, final_dir: str, tb_dir: str
+           ) -> tuple[nn.Module, float]:
     if ctx.is_main:
         setup_logging(final_dir, cfg_path, "train")
         logger.info("config %s; output in %s", cfg_path, final_dir)
+        remove_partial_files(final_dir)
     else:
         setup_worker_logging(ctx.rank)
     configure_backends(cfg)
@@ -201,6 +214,8 @@ def train(cfg, cfg_path: str | None, resume: bool = False) -> tuple[nn.Module, f
     if ctx.is_main:
         logger.info(model_summary(model, cfg))
     resumed = _resume_choice(final_dir, ctx) if (resume or cfg.AUTO_RESUME or cfg.TRAIN.RESUME) else None
+    if resume and not resumed:
+        logger.warning("--resume: no %s or %s in %s; training from scratch", CHECKPOINT, PREVIOUS, final_dir)
     if resumed:
         model.load_state_dict(resumed[0]["state_dict"])
     if cfg.MODEL.CHANNELS_LAST:

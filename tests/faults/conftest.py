@@ -127,3 +127,54 @@ def _yaml(tmp_path, text: str) -> str:
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def tiny_train_args(synthetic_root: str, tmp_path, out_dir) -> list:
+    """tools/train.py's command line for the smallest run that exercises the
+    loop: 32x32 crops, the 10 val boxes as one training batch, one epoch."""
+    exp = _yaml(tmp_path, "# everything comes from the command line\n")
+    return ["--cfg", exp] + synthetic_opts(synthetic_root, str(out_dir)) + [
+        "PRINT_FREQ", "1000", "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEATMAP_SIZE", "[8, 8]",
+        "DATASET.TRAIN_SET", "val2017", "TRAIN.BATCH_SIZE_PER_GPU", "16", "TEST.FLIP_TEST", "False"]
+
+
+def run_tool(main, argv: list, capsys) -> tuple[int, str]:
+    """A tool's main under tools/_setup.run, as on the command line: its exit
+    status and what it printed on stderr."""
+    import _setup
+
+    capsys.readouterr()
+    try:
+        _setup.run(lambda: main(argv))
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A mount factory: ``small_tmpfs(size, read_only=False)`` mounts a tmpfs of
+    `size` under tmp_path (a real full or read-only file system). Skips when
+    this process may not mount (not root, or no CAP_SYS_ADMIN)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: str, read_only: bool = False, prepare=None) -> str:
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                              capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()[:80]})")
+        mounted.append(point)
+        if prepare is not None:
+            prepare(str(point))
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        return str(point)
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)

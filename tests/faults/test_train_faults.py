@@ -7,12 +7,11 @@ import sys
 import pytest
 import torch
 
-from conftest import synthetic_opts
 from posezoo.core.function import NonFiniteLossError
 from posezoo.utils import utils as posezoo_utils
 
 
-from .conftest import _yaml, one_line
+from .conftest import one_line, tiny_train_args
 
 
 # ----------------------------------------------------------------------------- NaN loss
@@ -40,12 +39,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(synthetic_root, tmp_p
     (tmp_path / pkg / "__init__.py").write_text("")
     (tmp_path / pkg / "nan_loss.py").write_text(NAN_LOSS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    exp = _yaml(tmp_path, "# everything comes from the command line\n")
     out_dir = tmp_path / "output"
-    # Smallest run that exercises the loop: 32x32 crops, the 10 val boxes as one training batch.
-    opts = ["--cfg", exp] + synthetic_opts(synthetic_root, str(out_dir)) + [
-        "PRINT_FREQ", "1000", "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEATMAP_SIZE", "[8, 8]",
-        "DATASET.TRAIN_SET", "val2017", "TRAIN.BATCH_SIZE_PER_GPU", "16", "TEST.FLIP_TEST", "False"]
+    opts = tiny_train_args(synthetic_root, tmp_path, out_dir)
 
     try:
         train.main(opts)  # one good epoch

@@ -124,8 +124,10 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int) -> int:
         loss = ctx.strategy.step(ctx, batch)
         if not torch.isfinite(loss):
             where = f"the last good checkpoint is {ctx.last_checkpoint}" if ctx.last_checkpoint else "no checkpoint yet"
+            bad = non_finite_samples(batch) if labelled else ""
+            hint = f"{bad}: fix those samples" if bad else "try a lower TRAIN.LR"
             raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch}, iteration {i}; training stopped "
-                                     f"before updating the weights ({where}); try a lower TRAIN.LR")
+                                     f"before updating the weights ({where}); {hint}")
         _optimizer_step(ctx, loss)
 
         outputs = batch.get("outputs") if labelled else None
@@ -153,6 +155,29 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int) -> int:
         logger.warning("epoch %d: %d samples with unreadable images were skipped", epoch, skipped)
     logger.info("Epoch %d done: loss %.5f%s", epoch, losses.avg, _metric_text(meters, current=False))
     return ctx.global_step
+
+
+def non_finite_samples(batch: dict, limit: int = 3) -> str:
+    """Which samples of a batch carry NaN/inf in their inputs, targets or target
+    weights, by dataset index and image, e.g. ``non-finite inputs in sample #4
+    (img.jpg)``; '' when all are finite. Only called after a non-finite loss,
+    so the training step pays nothing for it."""
+    meta, found = batch["meta"], []
+    for name in ("inputs", "target", "target_weight"):
+        value = batch.get(name)
+        tensors = list(value.values()) if isinstance(value, dict) else list(value) if isinstance(
+            value, (list, tuple)) else [value]
+        rows = torch.zeros(len(batch["inputs"]), dtype=torch.bool)
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and len(tensor) == len(rows):
+                rows |= ~torch.isfinite(tensor.detach().reshape(len(tensor), -1)).all(dim=1).cpu()
+        picked = torch.nonzero(rows).flatten().tolist()
+        if picked:
+            samples = ", ".join(f"#{int(meta['index'][j])} ({meta['image'][j]})" if "image" in meta
+                                else f"#{int(meta['index'][j])}" for j in picked[:limit])
+            more = f" and {len(picked) - limit} more" if len(picked) > limit else ""
+            found.append(f"non-finite {name} in sample {samples}{more}")
+    return "; ".join(found)
 
 
 def _save_debug_images(cfg, dataset, inputs, meta, target, output, prefix: str, writer=None,
@@ -206,12 +231,11 @@ def validate(ctx: TrainContext, loader: DataLoader, dataset, gallery: bool = Tru
         out = gather_shards(_with_dataset_index(out, loader))
         if out is None:  # not rank 0: rank 0 evaluates and shares the result
             return broadcast_object(None)
-    if not out["valid"].all():
-        logger.warning("%d boxes with unreadable images were left out of the evaluation", (~out["valid"]).sum())
     keep = out["valid"]
     boxes = out["boxes"][keep] if out["boxes"] is not None else None
     name_values, perf = dataset.evaluate(out["preds"][keep], boxes, out["image_ids"][keep], output_dir)
     logger.info("\n%s", format_table(name_values, cfg.MODEL.NAME))
+    write_metrics(output_dir, dataset, name_values, out)
     if writer is not None:
         writer.add_scalar("valid_loss", out["loss"], ctx.global_step)
         for name, value in name_values.items():
@@ -219,6 +243,34 @@ def validate(ctx: TrainContext, loader: DataLoader, dataset, gallery: bool = Tru
     if gallery:
         _write_galleries(ctx, dataset, out, keep)
     return broadcast_object((name_values, perf))
+
+
+def skipped_summary(dataset, out: dict) -> dict:
+    """What an evaluation left out and why: boxes whose image could not be read
+    (``DATASET.SKIP_CORRUPT_IMAGES``; their image ids) and boxes the dataset
+    dropped while loading (w or h <= 0, or outside their image: the shared
+    ``usable_boxes`` rule)."""
+    unreadable = np.unique(out["image_ids"][~out["valid"]]).tolist()
+    return {"unreadable_image_boxes": int((~out["valid"]).sum()), "unreadable_image_ids": unreadable,
+            "unusable_boxes": int(getattr(dataset, "skipped_boxes", 0))}
+
+
+def write_metrics(output_dir: str, dataset, name_values: dict, out: dict) -> str:
+    """``results/metrics_<set>.json``: the metric table, the number of boxes
+    predicted and evaluated, and the ``skipped`` summary; the summary is also
+    logged as one line after the table when anything was skipped."""
+    skipped = skipped_summary(dataset, out)
+    if skipped["unreadable_image_boxes"] or skipped["unusable_boxes"]:
+        logger.warning("=> skipped: %d boxes of %d unreadable images (DATASET.SKIP_CORRUPT_IMAGES; image ids %s) "
+                       "and %d boxes with w or h <= 0 or outside their image; the metrics leave them out",
+                       skipped["unreadable_image_boxes"], len(skipped["unreadable_image_ids"]),
+                       skipped["unreadable_image_ids"][:10], skipped["unusable_boxes"])
+    path = os.path.join(output_dir, "results", f"metrics_{dataset.image_set}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    record = {"metrics": {k: float(v) for k, v in name_values.items()}, "boxes": int(len(out["valid"])),
+              "evaluated": int(out["valid"].sum()), "skipped": skipped}
+    write_text_atomic(path, json.dumps(record, indent=1))
+    return path
 
 
 def _write_galleries(ctx: TrainContext, dataset, out: dict, keep: np.ndarray) -> None:

@@ -2,20 +2,33 @@
 checkpoints, device choice, model summary."""
 from __future__ import annotations
 
+import errno
+import glob
 import logging
 import os
+import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .distributed import is_main_process
+from .distributed import broadcast_object, is_main_process
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
 
 logger = logging.getLogger("posezoo")
+
+
+class OutputDirError(OSError):
+    """OUTPUT_DIR cannot be written, or another run is writing the same folder."""
 
 
 def output_dirs(cfg, cfg_path: str | None, phase: str) -> tuple[str, str]:
@@ -26,7 +39,14 @@ def output_dirs(cfg, cfg_path: str | None, phase: str) -> tuple[str, str]:
     model = cfg.MODEL.NAME.replace("/", "_")
     stem = os.path.splitext(os.path.basename(cfg_path))[0] if cfg_path else "default"
     final_dir = os.path.join(cfg.OUTPUT_DIR, dataset, model, stem)
-    os.makedirs(final_dir, exist_ok=True)
+    try:
+        os.makedirs(final_dir, exist_ok=True)
+    except OSError as err:
+        raise OutputDirError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: cannot create {final_dir} ({err.strerror or err}); "
+                             f"set OUTPUT_DIR to a writable folder") from None
+    if not os.access(final_dir, os.W_OK | os.X_OK):
+        raise OutputDirError(f"OUTPUT_DIR {cfg.OUTPUT_DIR}: {final_dir} is not writable; "
+                             f"set OUTPUT_DIR to a writable folder")
     if cfg.LOG_DIR:
         tb_dir = os.path.join(cfg.LOG_DIR, dataset, model, f"{stem}_{time.strftime('%Y-%m-%d-%H-%M')}")
     else:
@@ -116,19 +136,109 @@ def build_optimizer(cfg, model: nn.Module, extra_parameters: Sequence[nn.Paramet
     raise ValueError(f"TRAIN.OPTIMIZER = {cfg.TRAIN.OPTIMIZER}: expected 'adam', 'sgd' or 'rmsprop'")
 
 
-def write_atomic(path: str, write: Callable[[str], Any]) -> None:
+TMP_INFIX = ".tmp."  # write_atomic's temporaries: <path>.tmp.<pid>
+
+#: Free bytes under which a failed write is reported as a full disk: torch.save
+#: on a full file system raises "[enforce fail at inline_container.cc:672] .
+#: unexpected pos 576 vs 534", which does not say so.
+FULL_DISK_BYTES = 1 << 20
+
+
+def _write_error(path: str, err: BaseException) -> OSError | None:
+    """A one-line OSError for a failed write of `path` (full disk, read-only or
+    missing folder, ...), measured while the partial file still holds its
+    space; None when the failure is not about the file system."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        stat = os.statvfs(folder)
+        free = stat.f_bavail * stat.f_frsize
+    except (OSError, AttributeError):
+        free = None
+    code = getattr(err, "errno", None)
+    if code == errno.ENOSPC or (free is not None and free < FULL_DISK_BYTES):
+        return OSError(errno.ENOSPC, f"cannot write {path}: No space left on device (free some space in "
+                                     f"{folder} and rerun; the file there before, if any, is unchanged)")
+    if isinstance(err, OSError):
+        return OSError(code, f"cannot write {path}: {err.strerror or err} (the file there before, if any, "
+                             f"is unchanged)")
+    return None
+
+
+def write_atomic(path: str, write: Callable[[str], Any], before_replace: Callable[[], Any] | None = None) -> None:
     """The one atomic writer: ``write(tmp)`` writes the file at a temporary
     path beside `path`, then one rename puts it in place, so a reader (or a
-    crash) never sees half a file in place of the previous good one; the
-    temporary file is removed when writing fails."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+    crash, even SIGKILL) never sees half a file in place of the previous good
+    one; the temporary file is removed when writing fails, and a file-system
+    failure (full disk, read-only folder) becomes one OSError line naming
+    `path`. ``before_replace`` runs between the complete write and the rename
+    (train.py rotates checkpoint.pth to checkpoint_prev.pth there)."""
+    tmp = f"{path}{TMP_INFIX}{os.getpid()}"
     try:
         write(tmp)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        reworded = _write_error(path, err) if isinstance(err, (OSError, RuntimeError)) else None
         if os.path.exists(tmp):
             os.remove(tmp)
+        if reworded is not None:
+            raise reworded from err
         raise
+
+
+def remove_partial_files(folder: str) -> list[str]:
+    """Delete the temporaries a killed writer left in `folder` (write_atomic
+    cannot clean up after SIGKILL); call only while holding the folder's
+    run_lock, so that no live writer owns them. Returns the removed paths."""
+    removed = sorted(glob.glob(os.path.join(glob.escape(folder), f"*{TMP_INFIX}*")))
+    for path in removed:
+        os.remove(path)
+    if removed:
+        logger.warning("removed %d partial file(s) left by an interrupted run in %s: %s", len(removed), folder,
+                       ", ".join(os.path.basename(p) for p in removed))
+    return removed
+
+
+LOCK_FILE = ".posezoo.lock"
+
+
+@contextmanager
+def run_lock(folder: str, phase: str) -> Iterator[str]:
+    """Hold ``<folder>/.posezoo.lock`` (an flock: released by the kernel when the
+    process ends, even by SIGKILL, so it never goes stale) for the duration; a
+    second run on the same folder gets OutputDirError naming the holder instead
+    of overwriting its checkpoints and results. Under torchrun only rank 0
+    locks, and every rank learns whether it got the lock. No-op without fcntl."""
+    if fcntl is None:
+        yield ""
+        return
+    path, handle, problem = os.path.join(folder, LOCK_FILE), None, None
+    if is_main_process():
+        handle = open(path, "a+")  # noqa: SIM115 (closed below)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            handle = None
+            problem = (f"OUTPUT_DIR: {folder} is in use by another run ({holder}); wait for it to finish or set "
+                       f"another OUTPUT_DIR")
+        else:
+            handle.seek(0)
+            handle.truncate()
+            since = time.strftime("%Y-%m-%d %H:%M:%S")
+            handle.write(f"{phase} pid {os.getpid()} on {socket.gethostname()} since {since}")
+            handle.flush()
+    problem = broadcast_object(problem)
+    if problem:
+        raise OutputDirError(problem)
+    try:
+        yield path
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -142,9 +252,9 @@ def write_text_atomic(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def save_atomic(obj: Any, path: str) -> None:
+def save_atomic(obj: Any, path: str, before_replace: Callable[[], Any] | None = None) -> None:
     """torch.save, atomically (a checkpoint never half-written)."""
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+    write_atomic(path, lambda tmp: torch.save(obj, tmp), before_replace)
 
 
 class AverageMeter:
