@@ -58,11 +58,6 @@ from .gaussian import HeatmapCodec, get_max_preds
 
 LOG_FLOOR = 1e-10  # DarkPose clamps the modulated map here before the log
 
-# the 13 points the derivatives read, as (dy, dx) around the argmax
-_STENCIL = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0), (0, 2), (0, -2), (2, 0), (-2, 0),
-            (1, 1), (-1, 1), (1, -1), (-1, -1))
-
-
 def _float64_or_32(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
@@ -116,50 +111,130 @@ def modulated_at(heatmaps: torch.Tensor, kernel: int, idx: torch.Tensor) -> torc
     return out.reshape(n, k, -1)
 
 
-def taylor_step(read, shape: Sequence[int], coords: torch.Tensor) -> torch.Tensor:
-    """One second-order Taylor (Newton) step ``-H^-1 g`` at the integer argmax
-    ``coords`` (N, K, 2) of maps of ``shape`` (N, K, H, W). DarkPose's ``taylor``
-    rule is followed: central-difference derivatives in the maps' precision, a
-    step only two pixels inside the border and where ``det H != 0``. ``read(idx)``
-    returns the log map values at flat indices ``idx`` (N, K, 13). Returns float64
-    coords (float32 on MPS); the solve is in that precision."""
-    h, w = shape[2], shape[3]
+def blurred_window(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, kernel: int, half: int = 2
+                   ) -> torch.Tensor:
+    """The zero-padded blur of ``_blurred_chunks`` on the (2 half + 1)^2 pixels
+    around (``px``, ``py``) (M,) of each of the M maps (M, H, W), without the
+    rest of the map: (M, 2 half + 1, 2 half + 1) in the maps' dtype.
+
+    A blurred pixel reads the ``kernel``-wide square around it, so the window
+    needs ``kernel + 2 half`` raw rows and columns (15 for DarkPose's 11 and the
+    Taylor step's 5x5). One batched index op gathers them, with the window
+    slid inside the map at the borders: the raw pixels it then leaves out are
+    exactly those off the map, which DarkPose's zero padding reads as 0 (its
+    pad equals the kernel radius, so OpenCV's reflected border never reaches
+    the map). The taps of each output pixel are built per map and the two
+    separable passes are batched matrix products in double precision, then
+    rounded to the maps' dtype like DarkPose's float32 copy of OpenCV's
+    double blur. Needs H, W >= ``kernel + 2 half``."""
+    m, h, w = maps.shape
+    radius, size = kernel // 2, kernel + 2 * half
+    work = _float64_or_32(maps.device)
+    taps = torch.from_numpy(cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_64F)[:, 0])
+    taps = torch.cat([taps.new_zeros(1), taps, taps.new_zeros(1)]).to(maps.device, work)  # 0 at both ends
+    span = torch.arange(size, device=maps.device)
+    steps = torch.arange(-half, half + 1, device=maps.device)
+
+    def axis(p: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        first = (p - radius - half).clamp(0, n - size)
+        # weight of window pixel first + j for output pixel p + d: tap (first + j) - (p + d) + radius
+        tap = (first - p + radius)[:, None, None] + span[None, None, :] - steps[None, :, None]
+        return first[:, None] + span, taps[(tap + 1).clamp(0, kernel + 1)]  # (m, size), (m, 2 half + 1, size)
+
+    rows, weight_y = axis(py, h)
+    cols, weight_x = axis(px, w)
+    window = maps[torch.arange(m, device=maps.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return (weight_y @ window.to(work) @ weight_x.transpose(1, 2)).to(maps.dtype)
+
+
+def taylor_step(logs: torch.Tensor, coords: torch.Tensor, inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One second-order Taylor (Newton) step ``-H^-1 g`` from the integer argmax
+    ``coords`` (M, 2) on the 5x5 log values (M, 5, 5) around it, where
+    ``inside`` (M,) (DarkPose's ``taylor``: central differences in the maps'
+    precision, two-pixel ones for the Hessian, no step where ``det H == 0``).
+    Returns the refined coordinates in float64 (float32 on MPS), the solve in
+    that precision, and a bound (M,) on how far the step moves when every log
+    value moves by up to ``eps`` = 1 (multiply by the actual eps): with
+    ``|dH|, |dg| <= eps`` per entry, ``|d step| <~ |H^-1|_F (sqrt 2 + 2 |step|) eps``
+    (``|H^-1|_F = |H|_F / |det H|`` for 2x2); infinite where the step is skipped
+    for ``det H == 0`` inside."""
     out_dtype = _float64_or_32(coords.device)
-    coords = coords.to(out_dtype)
-    if h < 5 or w < 5:  # no pixel has the two-pixel margin the stencil needs
-        return coords
-    px, py = coords[..., 0].long(), coords[..., 1].long()
-    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
-    pxc, pyc = px.clamp(2, w - 3), py.clamp(2, h - 3)
-    idx = torch.stack([(pyc + dy) * w + (pxc + dx) for dy, dx in _STENCIL], dim=2)
-    (c, xp, xm, yp, ym, xpp, xmm, ypp, ymm, pp, mp, pm, mm) = read(idx).unbind(2)
-    dx = 0.5 * (xp - xm)
-    dy = 0.5 * (yp - ym)
-    dxx = 0.25 * (xpp - 2 * c + xmm)
-    dxy = 0.25 * (pp - mp - pm + mm)
-    dyy = 0.25 * (ypp - 2 * c + ymm)
+    c = logs[:, 2, 2]
+    dx = 0.5 * (logs[:, 2, 3] - logs[:, 2, 1])
+    dy = 0.5 * (logs[:, 3, 2] - logs[:, 1, 2])
+    dxx = 0.25 * (logs[:, 2, 4] - 2 * c + logs[:, 2, 0])
+    dxy = 0.25 * (logs[:, 3, 3] - logs[:, 1, 3] - logs[:, 3, 1] + logs[:, 1, 1])
+    dyy = 0.25 * (logs[:, 4, 2] - 2 * c + logs[:, 0, 2])
     apply = inside & (dxx * dyy - dxy ** 2 != 0)
     dx, dy, dxx, dxy, dyy = (t.to(out_dtype) for t in (dx, dy, dxx, dxy, dyy))
     det = torch.where(apply, dxx * dyy - dxy * dxy, torch.ones_like(dxx))
-    step = torch.stack([dxy * dy - dyy * dx, dxy * dx - dxx * dy], dim=2) / det.unsqueeze(2)
-    return torch.where(apply.unsqueeze(2), coords + step, coords)
+    step = torch.stack([dxy * dy - dyy * dx, dxy * dx - dxx * dy], dim=1) / det.unsqueeze(1)
+    step = torch.where(apply.unsqueeze(1), step, torch.zeros_like(step))
+    inv_norm = torch.sqrt(dxx * dxx + 2 * dxy * dxy + dyy * dyy) / det.abs()
+    sensitivity = torch.where(apply, inv_norm * (2 ** 0.5 + 2 * torch.linalg.vector_norm(step, dim=1)),
+                              torch.where(inside, torch.full_like(det, float("inf")), torch.zeros_like(det)))
+    return coords.to(out_dtype) + step, sensitivity
+
+
+#: a windowed Newton step that float rounding of DarkPose's rescaled map could
+#: move by more than this (heatmap pixels) is recomputed on the whole map
+MAX_ROUNDING_SHIFT = 1e-4
 
 
 def dark_refine(heatmaps: torch.Tensor, coords: torch.Tensor, kernel: int) -> torch.Tensor:
-    """Blur ``heatmaps`` keeping each maximum, then take one Taylor step at ``coords``
-    on the log. The log is only evaluated at the 13 stencil points, which gives
-    the same values as taking it over the whole map. It is computed in double
-    precision and rounded to the maps' precision. DarkPose uses numpy's float32
-    log, which is off by one ulp for about 40 % of the inputs here. That only
-    shows where the Hessian is nearly singular, and at those points DarkPose's
-    own result moves just as much when its log is rounded correctly."""
-    wide = _float64_or_32(heatmaps.device)
+    """DarkPose's blur + rescale + clamp + log + Taylor step at the integer
+    argmax ``coords`` (N, K, 2) of ``heatmaps`` (N, K, H, W), reading a window.
 
-    def read(idx: torch.Tensor) -> torch.Tensor:
-        values = modulated_at(heatmaps, kernel, idx).clamp_min(LOG_FLOOR)
-        return values.to(wide).log().to(values.dtype)  # log rounded correctly to the maps' precision
-
-    return taylor_step(read, heatmaps.shape, coords)
+    The step reads the 5x5 log values around the argmax, so only those are
+    blurred (``blurred_window``). DarkPose also rescales each blurred map by
+    ``r = raw max / blurred max``, which needs the whole blurred map; inside the
+    log it is the constant ``log r`` that the central differences cancel,
+    except (1) at the 1e-10 clamp and (2) in float rounding. (1) The blurred
+    map's maximum is at most the raw one (the kernel sums to 1), so r >= 1 and
+    the clamp can only bind where a blurred window value is below 1e-10.
+    (2) Rounding ``r b`` and its log to the maps' precision moves each log value
+    by a few ulps; ``taylor_step`` bounds what that does to the step. Maps where
+    either could matter (clamp possible, or a shift over
+    ``MAX_ROUNDING_SHIFT`` px: flat or noisy maps) are redone exactly on the
+    whole map (``modulated_at``, DarkPose's numbers); for peaked maps that is
+    none. Maps smaller than the window take that path too. The log is taken
+    in double precision and rounded to the maps' precision: DarkPose's float32
+    numpy log is off by one ulp for ~40 % of inputs, which shows only where the
+    step is ill-conditioned, and there DarkPose's own result moves as much when
+    its log is rounded correctly. Returns float64 coords (float32 on MPS)."""
+    n, k, h, w = heatmaps.shape
+    out_dtype = _float64_or_32(coords.device)
+    if h < 5 or w < 5:  # no pixel has the two-pixel margin the stencil needs
+        return coords.to(out_dtype)
+    maps = heatmaps.reshape(n * k, h, w)
+    flat_coords = coords.reshape(n * k, 2)
+    px, py = flat_coords[:, 0].long(), flat_coords[:, 1].long()
+    inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+    pxc, pyc = px.clamp(2, w - 3), py.clamp(2, h - 3)
+    offsets = torch.arange(-2, 3, device=maps.device)
+    window_idx = ((pyc[:, None, None] + offsets[None, :, None]) * w + pxc[:, None, None] + offsets[None, None, :])
+    floor = torch.tensor(LOG_FLOOR, dtype=maps.dtype)
+    if h >= kernel + 4 and w >= kernel + 4:
+        values = blurred_window(maps, pxc, pyc, kernel)
+        # log r <= log(raw max / window max): bounds the log's magnitude after the rescaling
+        raw_max = maps.reshape(n * k, -1).gather(1, (pyc * w + pxc)[:, None])[:, 0]  # the argmax where inside
+        window_max = values.reshape(n * k, -1).amax(dim=1)
+        clamp_may_bind = values.reshape(n * k, -1).amin(dim=1) < floor
+        logs = values.clamp_min(floor).to(out_dtype).log().to(values.dtype)
+        log_ratio = (raw_max.to(out_dtype) / window_max.to(out_dtype).clamp_min(LOG_FLOOR)).log().clamp_min(0)
+        eps = torch.finfo(values.dtype).eps * (1 + 2 * logs.reshape(n * k, -1).abs().amax(dim=1) + log_ratio)
+        refined, sensitivity = taylor_step(logs, flat_coords, inside)
+        redo = inside & (clamp_may_bind | ~(sensitivity * eps <= MAX_ROUNDING_SHIFT))
+    else:
+        refined = flat_coords.to(out_dtype)
+        redo = inside
+    if bool(redo.any()):
+        sel = redo.nonzero()[:, 0]
+        exact = modulated_at(maps[sel].unsqueeze(1), kernel, window_idx[sel].reshape(-1, 1, 25))
+        exact = exact.reshape(-1, 5, 5).clamp_min(floor)
+        logs = exact.to(out_dtype).log().to(exact.dtype)
+        refined[sel] = taylor_step(logs, flat_coords[sel], inside[sel])[0]
+    return refined.reshape(n, k, 2)
 
 
 def dark_scale(scale: np.ndarray | torch.Tensor):
