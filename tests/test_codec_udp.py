@@ -78,6 +78,47 @@ def golden_decode_inputs():
     return out
 
 
+def offset_tie_inputs():
+    """(maps (2, 18, 64, 48) float32, center, scale): per crop, six joints whose
+    blurred classification maps provoke the argmax: mirrored twin peaks (an
+    exact tie), twins 3e-8 apart (float32 rounding decides), a flat low-score
+    map of plateaus, a peak in a corner, a map without a positive maximum, and
+    a plain noisy peak. Each pixel's offsets point at its own twin, so the
+    chosen peak shows in the result."""
+    rng = np.random.default_rng(1007)
+    n, k, (w, h) = 2, 6, HM
+    gx, gy = np.arange(w)[None, :], np.arange(h)[:, None]
+
+    def blob(x, y, amp, var=12.5):
+        return amp * np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / var)
+
+    cls = np.zeros((n, k, h, w))
+    tx, ty = np.zeros((n, k, h, w)), np.zeros((n, k, h, w))  # where each pixel's offset points
+    for i in range(n):
+        amp = rng.uniform(0.05, 0.9)
+        x, y = rng.uniform(6, 18), rng.uniform(8, 50)
+        cls[i, 0] = blob(x, y, amp) + blob(w - 1 - x, y, amp)  # mirrored twins: an exact tie
+        tx[i, 0], ty[i, 0] = np.where(gx < w / 2, x, w - 1 - x), y
+        x, y = rng.uniform(6, 40), rng.uniform(6, 24)
+        cls[i, 1] = blob(x, y, amp) + blob(x, y + 20, amp * (1 + 3e-8))  # twins 3e-8 apart
+        tx[i, 1], ty[i, 1] = x, np.where(gy < y + 10, y, y + 20)
+        cls[i, 2] = 0.01 * rng.integers(0, 3, (h, w))  # flat, low score: plateaus
+        tx[i, 2], ty[i, 2] = gx + rng.uniform(-2, 2, (h, w)), gy + rng.uniform(-2, 2, (h, w))
+        cls[i, 3] = blob(0.0, h - 1.0, amp, 6.0) + 0.01 * rng.standard_normal((h, w))  # peak in a corner
+        tx[i, 3], ty[i, 3] = 0.3, h - 1.2
+        cls[i, 4] = -0.01 - 0.01 * rng.random((h, w))  # no positive maximum
+        tx[i, 4], ty[i, 4] = 5.0, 5.0
+        x, y = rng.uniform(3, 44), rng.uniform(3, 60)
+        cls[i, 5] = blob(x, y, amp) + 0.03 * rng.standard_normal((h, w))
+        tx[i, 5], ty[i, 5] = x, y
+    ox = (tx - gx) / 4.0 + 0.02 * rng.standard_normal((n, k, h, w))
+    oy = (ty - gy) / 4.0 + 0.02 * rng.standard_normal((n, k, h, w))
+    maps = np.stack([cls, ox, oy], axis=2).reshape(n, 3 * k, h, w).astype(np.float32)
+    center = np.array([[310.0, 220.5], [140.25, 400.0]], np.float32)
+    scale = np.array([[0.6, 0.8], [1.7, 2.2666667]], np.float32)
+    return maps, center, scale
+
+
 def golden_loss_inputs():
     rng = np.random.default_rng(7)
     out = rng.standard_normal((3, 12, 16, 12)).astype(np.float32)
@@ -166,6 +207,14 @@ GOLDEN_DECODE = {
         [0.479064, 0.335872, 0.396386, 0.384921, 0.328687, 0.362212, 0.395106, 0.436484, 0.290193, 0.405707,
          0.348239, 0.341251]),
 }
+# official get_final_preds (offset, KPD 4) on offset_tie_inputs(); OpenCV 5.1.0
+GOLDEN_OFFSET_TIES = (
+    [[[329.636322, 229.384277], [282.323792, 233.475281], [250.013794, 222.246765], [248.05188, 302.614319],
+      [259.974609, 150.357162], [298.373871, 229.488281]],
+     [[52.98674, 384.158508], [189.450134, 280.692749], [5.02652, 622.135559], [-35.222488, 632.892578],
+      [-1.273361, 201.791458], [243.921326, 306.627991]]],
+    [0.053411, 0.052963, 0.012365, 0.03319, -0.013828, 0.05496, 0.257709, 0.259636, 0.012692, 0.16968, -0.013667,
+     0.252872])
 GOLDEN_LOSS = [0.3097253739833832, 0.4335141181945801]  # official JointsMSELoss_offset(True): (loss_hm, loss_offset)
 
 
@@ -346,6 +395,20 @@ def test_decode_golden_official(name):
     np.testing.assert_allclose(preds.numpy(), golden_preds, atol=1e-3)
     np.testing.assert_allclose(maxvals.numpy().ravel(), golden_maxvals, atol=1e-5)
     assert torch.equal(original, torch.from_numpy(maps))  # input untouched
+
+
+def test_offset_decode_near_ties_equal_official():
+    """Issue 10: the official argmax is np.argmax of OpenCV's float32 blur, so
+    where peaks tie or nearly tie OpenCV's rounding picks the pixel; these maps
+    are decided by OpenCV itself (the former exact-first rule missed the first
+    two joints of crop 0 by 39 and 51 px)."""
+    maps, center, scale = offset_tie_inputs()
+    meta = {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)}
+    preds, maxvals = UDPOffsetCodec(IMG, HM, 4.0).decode(torch.from_numpy(maps), meta)
+    np.testing.assert_allclose(preds.numpy(), GOLDEN_OFFSET_TIES[0], atol=1e-3)
+    np.testing.assert_allclose(maxvals.numpy().ravel(), GOLDEN_OFFSET_TIES[1], atol=1e-6)
+    ref_preds, ref_maxvals = R.get_final_preds_offset_loop(maps.copy(), center, scale, 4.0)
+    np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3)
 
 
 def _random_maps(rng, n, k, realistic):

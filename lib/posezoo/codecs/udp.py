@@ -25,9 +25,12 @@ mirrored crop is x -> W-1-x at every resolution (flip test without a shift).
 Gaussian blurs are OpenCV's ``GaussianBlur(ksize, sigma=0)`` (kernel from
 ``cv2.getGaussianKernel``, BORDER_REFLECT_101), done in torch as two matrix
 products per map, a slice of maps at a time; the few blurred values that the
-result hangs on (the Taylor step's 3x3 neighbourhood, the offsets at the peak,
-near-tied peaks) are recomputed in float64. Everything in decode is batched
-over crops and joints on the output's device, and the output is not modified.
+result hangs on (the Taylor step's 3x3 neighbourhood, the offsets at the peak)
+are recomputed in float64. Where the argmax of a blurred map is decided by
+rounding (tied or nearly tied peaks, flat maps), OpenCV's own float32 blur
+decides it, as officially (``blurred_argmax``). Everything else in decode is
+batched over crops and joints on the output's device, and the output is not
+modified.
 
 One deliberate difference: where the official Taylor step divides by zero (a
 map constant after blurring) it returns NaN; here the step is skipped.
@@ -109,32 +112,52 @@ def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor
     return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
 
 
-def _max_and_first_near(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row: index and value of the maximum, and the index of the first
-    value within float32 rounding (relative 2.5e-7) of it."""
+#: where the float32 blur leaves another pixel (or zero) within this fraction
+#: of a map's largest |value| of its maximum, rounding may decide the argmax
+NEAR_TIE_RTOL = 1e-5
+
+
+def _max_and_ambiguous(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row: index and value of the maximum, and whether the argmax (or the
+    sign of the maximum) could change with the rounding of the blur: a second
+    value, or zero, within ``NEAR_TIE_RTOL`` of the largest |value|."""
     top, idx = blurred.max(dim=1)
-    near = blurred >= (top - 2.5e-7 * blurred.abs().amax(dim=1)).unsqueeze(1)
-    return idx, top, near.to(torch.uint8).argmax(dim=1)
+    tol = NEAR_TIE_RTOL * blurred.abs().amax(dim=1)
+    near = (blurred >= (top - tol).unsqueeze(1)).sum(dim=1)
+    return idx, top, (near > 1) | (top.abs() <= tol)
 
 
-def blurred_argmax(maps: torch.Tensor, ksize: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat index (N, K) and value of the maximum of each blurred map, as
-    ``np.argmax(cv2.GaussianBlur(map))``: the first one where the exact blur
-    ties (a symmetric map, e.g. a decoded target), not the one rounding
-    favours. Where an earlier pixel comes within rounding of the maximum of
-    the blur in the maps' dtype, both are blurred again in `dtype` (float64
-    but on MPS) to choose."""
-    w = maps.shape[3]
-    idx, top, first = _blurred_reduce(maps, ksize, _max_and_first_near)
-    close = (first != idx).nonzero(as_tuple=True)
-    if close[0].numel():
-        sub = maps[close[0], close[1]].unsqueeze(0)  # (1, M, H, W)
-        candidates = torch.stack([first[close], idx[close]], dim=1).unsqueeze(0)  # (1, M, 2)
-        values = blurred_at(sub, candidates % w, torch.div(candidates, w, rounding_mode="floor"), ksize, dtype)[0]
-        rtol = 1e-12 if dtype == torch.float64 else 2.5e-7
-        take_first = values[:, 0] >= values[:, 1] - rtol * values[:, 1].abs()
-        idx = idx.index_put(close, torch.where(take_first, candidates[0, :, 0], candidates[0, :, 1]))
-        top = top.index_put(close, values.amax(dim=1).to(top.dtype))
+def _opencv_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``np.argmax`` and maximum of ``cv2.GaussianBlur(map, (ksize, ksize), 0)``
+    for each (H, W) map of (M, H, W) `maps`, in their dtype, on the CPU; results
+    on the maps' device."""
+    cpu = maps.cpu().numpy()
+    idx = np.empty(len(cpu), dtype=np.int64)
+    top = np.empty(len(cpu), dtype=cpu.dtype)
+    for i, heatmap in enumerate(cpu):
+        blurred = cv2.GaussianBlur(heatmap, (ksize, ksize), 0).ravel()
+        idx[i] = int(np.argmax(blurred))
+        top[i] = blurred[idx[i]]
+    return torch.from_numpy(idx).to(maps.device), torch.from_numpy(top).to(maps.device)
+
+
+def blurred_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat index (N, K) and value of the maximum of each blurred map, exactly
+    as ``np.argmax(cv2.GaussianBlur(map))`` in the maps' dtype (UDP-Pose's
+    ``get_final_preds``, lib/core/inference.py:142-147).
+
+    The blur is done in torch; a map where another pixel comes within rounding
+    (``NEAR_TIE_RTOL``) of its maximum, or whose maximum is about zero, is
+    blurred again by OpenCV itself, because there the official argmax is
+    decided by OpenCV's float32 rounding, which no exact or other-order sum
+    reproduces (two near-equal peaks, a flat low-score map). Such maps are
+    rare in a trained model's output, so the round trip to the CPU is cheap."""
+    idx, top, ambiguous = _blurred_reduce(maps, ksize, _max_and_ambiguous)
+    where = ambiguous.nonzero(as_tuple=True)
+    if where[0].numel():
+        exact_idx, exact_top = _opencv_argmax(maps[where[0], where[1]], ksize)
+        idx = idx.index_put(where, exact_idx)
+        top = top.index_put(where, exact_top.to(top.dtype))
     return idx, top
 
 
@@ -347,7 +370,7 @@ class UDPOffsetCodec(_UDPGeometry):
         if output.shape[0] == 0:
             return self._empty(output, output.shape[1] // 3)
         fdt = torch.float32 if output.device.type == "mps" else torch.float64
-        idx, maxvals = blurred_argmax(output[:, 0::3], 15, fdt)
+        idx, maxvals = blurred_argmax(output[:, 0::3], 15)
         maxvals = maxvals.to(output.dtype)
         w = output.shape[3]
         coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
