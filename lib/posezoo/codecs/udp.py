@@ -22,6 +22,16 @@ mirrored crop is x -> W-1-x at every resolution (flip test without a shift).
   The score is the blurred classification maximum. Loss:
   ``core.loss.JointsOffsetMSELoss``.
 
+``TEST.UDP_FLAVOUR`` chooses between the two published decodes: ``master``
+(the above, UDP-Pose master, the default) and ``mmpose`` (the authors' port,
+mmpose 0.x mmpose/core/evaluation/top_down_eval.py ``post_dark_udp`` and the
+CombinedTarget branch of ``keypoints_from_heatmaps``): kernel k =
+``TEST.BLUR_KERNEL`` (0 = 11); Gaussian: blur k, no rescale, clip, log, Newton
+step with the Hessian plus float32 eps on its diagonal; offset: classification
+blurred 2k+1, offsets k, scaled by ``LOSS.KPD`` (mmpose's valid_radius_factor
+times the heatmap height); a joint whose maximum is <= 0 is put at heatmap
+(-1, -1) (master: (0, 0)).
+
 Gaussian blurs are OpenCV's ``GaussianBlur(ksize, sigma=0)`` (kernel from
 ``cv2.getGaussianKernel``, BORDER_REFLECT_101), done in torch as two matrix
 products per map, a slice of maps at a time; the few blurred values that the
@@ -185,27 +195,31 @@ def blurred_at(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, ksize: in
 
 # --- the Taylor step of UDP-Pose's gaussian post-processing ----------------
 
-def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: torch.Tensor) -> torch.Tensor:
-    """One Newton step on the log of the blurred, rescaled heatmaps from the
-    integer argmax `coords` (N, K, 2); returns refined (N, K, 2) in float64
-    (float32 on MPS). `maxvals` (N, K, 1) are the raw maxima.
+def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: torch.Tensor, kernel: int = 7,
+                      rescale: bool = True, ridge: float = 0.0) -> torch.Tensor:
+    """One Newton step on the log of the blurred heatmaps from the integer
+    argmax `coords` (N, K, 2); returns refined (N, K, 2) in float64 (float32 on
+    MPS). `maxvals` (N, K, 1) are the raw maxima.
 
-    Per map: blur 7x7, rescale (b - min b) / (max b - min b) * max(raw),
-    clip to [0.001, 50], log; derivatives by central differences with the map's
-    edge pixels repeated outside it; shift = -H^-1 grad, zero where H is
-    singular (or the map was constant)."""
+    Per map: blur ``kernel`` x ``kernel``; with `rescale` (UDP-Pose master's
+    ``post``, lib/core/inference.py:59-68) map it to
+    (b - min b) / (max b - min b) * max(raw); clip to [0.001, 50], log;
+    derivatives by central differences with the map's edge pixels repeated
+    outside it; shift = -(H + ridge I)^-1 grad (mmpose's ``post_dark_udp`` adds
+    ridge = float32 eps), zero where that is singular (or the map was constant)."""
     n, k, h, w = heatmaps.shape
     fdt = torch.float32 if heatmaps.device.type == "mps" else torch.float64
-    # min and max of each blurred map from a full blur; the nine values the
-    # step uses are blurred again in float64, where the log amplifies rounding
-    bmin, bmax = (v.to(fdt).unsqueeze(2) for v in _blurred_reduce(heatmaps, 7, _min_max))
     px, py = coords[..., 0].long(), coords[..., 1].long()
     steps = torch.tensor([-1, 0, 1], device=heatmaps.device)
     xs = (px.unsqueeze(-1) + steps).clamp(0, w - 1)  # (N, K, 3): x-1, x, x+1; edge pixels repeat
     ys = (py.unsqueeze(-1) + steps).clamp(0, h - 1)
     xs, ys = xs.unsqueeze(-2).expand(n, k, 3, 3), ys.unsqueeze(-1).expand(n, k, 3, 3)
-    vals = blurred_at(heatmaps, xs.reshape(n, k, 9), ys.reshape(n, k, 9), 7, fdt)
-    vals = (vals - bmin) / (bmax - bmin) * maxvals.to(fdt)
+    # the nine values the step uses are blurred in float64, where the log
+    # amplifies rounding; min and max of each blurred map from a full blur
+    vals = blurred_at(heatmaps, xs.reshape(n, k, 9), ys.reshape(n, k, 9), kernel, fdt)
+    if rescale:
+        bmin, bmax = (v.to(fdt).unsqueeze(2) for v in _blurred_reduce(heatmaps, kernel, _min_max))
+        vals = (vals - bmin) / (bmax - bmin) * maxvals.to(fdt)
     p = vals.clamp(0.001, 50).log().reshape(n, k, 3, 3)  # p[..., y, x]
     i0 = p[..., 1, 1]
     dx = 0.5 * (p[..., 1, 2] - p[..., 1, 0])
@@ -213,6 +227,7 @@ def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: tor
     dxx = p[..., 1, 2] - 2 * i0 + p[..., 1, 0]
     dyy = p[..., 2, 1] - 2 * i0 + p[..., 0, 1]
     dxy = 0.5 * (p[..., 2, 2] - p[..., 1, 2] - p[..., 2, 1] + 2 * i0 - p[..., 1, 0] - p[..., 0, 1] + p[..., 0, 0])
+    dxx, dyy = dxx + ridge, dyy + ridge
     det = dxx * dyy - dxy * dxy
     ok = det != 0
     safe = torch.where(ok, det, torch.ones_like(det))
@@ -230,11 +245,28 @@ def _float(x: torch.Tensor) -> torch.Tensor:
 
 # --- codecs ------------------------------------------------------------------
 
+#: the two published UDP decodes (``TEST.UDP_FLAVOUR``): UDP-Pose master and
+#: mmpose's (0.x, mmpose/core/evaluation/top_down_eval.py)
+FLAVOURS = ("master", "mmpose")
+MASTER_KERNEL = 7  # master: Gaussian Taylor blur 7; offset: classification 15, offsets 7
+MMPOSE_KERNEL = 11  # mmpose's keypoints_from_heatmaps default ``kernel`` (test_cfg modulate_kernel)
+
+
 class _UDPGeometry(HeatmapCodec):
     """Crop matrix and back-mapping shared by both UDP target types.
     ``image_size`` and ``heatmap_size`` are (width, height)."""
 
-    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int]):
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], flavour: str = "master",
+                 kernel: int = 0):
+        if flavour not in FLAVOURS:
+            raise ValueError(f"TEST.UDP_FLAVOUR must be one of {list(FLAVOURS)}, got {flavour!r}")
+        if flavour == "master" and kernel not in (0, MASTER_KERNEL):
+            raise ValueError(f"TEST.BLUR_KERNEL {kernel}: UDP-Pose master's blurs are fixed (Gaussian 7, offset "
+                             f"15/7); a configurable kernel is TEST.UDP_FLAVOUR mmpose's")
+        kernel = kernel or (MASTER_KERNEL if flavour == "master" else MMPOSE_KERNEL)
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"TEST.BLUR_KERNEL must be odd and positive for UDP, got {kernel}")
+        self.flavour, self.kernel = flavour, int(kernel)
         self.image_size = np.asarray(image_size, dtype=np.float64)
         self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
         if (self.heatmap_size < 2).any() or (self.image_size < 2).any():
@@ -247,6 +279,17 @@ class _UDPGeometry(HeatmapCodec):
                     ) -> np.ndarray:
         """Image -> crop 2x3 matrix with UDP's (size - 1) geometry, rotation included."""
         return get_udp_warp_matrix(center, scale, rotation, output_size)
+
+    def _mmpose_missing(self, coords: torch.Tensor, maxvals: torch.Tensor) -> torch.Tensor:
+        """mmpose's ``_get_max_preds`` puts a joint whose maximum is <= 0 at
+        heatmap (-1, -1) (master: (0, 0), refined like any other). Deliberate
+        difference: mmpose then still refines it (Taylor step) or adds offsets,
+        reading at flat index -1 - W of its flattened maps, i.e. another
+        joint's pixels; here it stays at (-1, -1), which the image mapping moves
+        like any point."""
+        if self.flavour == "master":
+            return coords
+        return torch.where(maxvals > 0, coords, torch.full_like(coords, -1.0))
 
     @staticmethod
     def _empty(maps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,8 +309,8 @@ class UDPHeatmapCodec(_UDPGeometry):
     """UDP Gaussian heatmaps (``MODEL.TARGET_TYPE: udp``)."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
-                 post_process: bool = True):
-        super().__init__(image_size, heatmap_size)
+                 post_process: bool = True, flavour: str = "master", kernel: int = 0):
+        super().__init__(image_size, heatmap_size, flavour, kernel)
         self.sigma = float(sigma)
         self.post_process = post_process
 
@@ -311,9 +354,12 @@ class UDPHeatmapCodec(_UDPGeometry):
         if heatmaps.shape[0] == 0:
             return self._empty(heatmaps, heatmaps.shape[1])
         coords, maxvals = get_max_preds(heatmaps)
-        if self.post_process:
+        if self.post_process and self.flavour == "master":
             coords = udp_taylor_refine(heatmaps, coords, maxvals)
-        return self._to_image(coords, center, scale, heatmaps), maxvals
+        elif self.post_process:
+            coords = udp_taylor_refine(heatmaps, coords, maxvals, self.kernel, rescale=False,
+                                       ridge=float(np.finfo(np.float32).eps))
+        return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, heatmaps), maxvals
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         """Unbiased flip: mirror and swap left/right; never shifted (UDP-Pose
@@ -327,8 +373,9 @@ class UDPOffsetCodec(_UDPGeometry):
 
     channels_per_joint = 3
 
-    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], kpd: float = 4.0):
-        super().__init__(image_size, heatmap_size)
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], kpd: float = 4.0,
+                 flavour: str = "master", kernel: int = 0):
+        super().__init__(image_size, heatmap_size, flavour, kernel)
         if kpd <= 0:
             raise ValueError(f"LOSS.KPD must be positive, got {kpd}")
         self.kpd = float(kpd)
@@ -370,17 +417,17 @@ class UDPOffsetCodec(_UDPGeometry):
         if output.shape[0] == 0:
             return self._empty(output, output.shape[1] // 3)
         fdt = torch.float32 if output.device.type == "mps" else torch.float64
-        idx, maxvals = blurred_argmax(output[:, 0::3], 15)
+        idx, maxvals = blurred_argmax(output[:, 0::3], 2 * self.kernel + 1)
         maxvals = maxvals.to(output.dtype)
         w = output.shape[3]
         coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
         coords = coords * (maxvals > 0).unsqueeze(2)  # (0, 0) where no positive maximum, as officially
         maxvals = maxvals.unsqueeze(2)
         at = (coords[..., 0].long().unsqueeze(2), coords[..., 1].long().unsqueeze(2))
-        dx = blurred_at(output[:, 1::3], *at, 7, fdt).squeeze(2) * self.kpd
-        dy = blurred_at(output[:, 2::3], *at, 7, fdt).squeeze(2) * self.kpd
+        dx = blurred_at(output[:, 1::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
+        dy = blurred_at(output[:, 2::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
         coords = coords.to(fdt) + torch.stack([dx, dy], dim=2)
-        return self._to_image(coords, center, scale, output), maxvals
+        return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, output), maxvals
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mirror every map, negate the x offsets, swap left/right joints
@@ -392,7 +439,8 @@ class UDPOffsetCodec(_UDPGeometry):
 
 
 def get_codec(cfg) -> UDPHeatmapCodec | UDPOffsetCodec:
+    flavour, kernel = cfg.TEST.UDP_FLAVOUR, cfg.TEST.BLUR_KERNEL
     if cfg.MODEL.TARGET_TYPE == "offset":
-        return UDPOffsetCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.LOSS.KPD)
+        return UDPOffsetCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.LOSS.KPD, flavour, kernel)
     return UDPHeatmapCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
-                           post_process=cfg.TEST.POST_PROCESS)
+                           post_process=cfg.TEST.POST_PROCESS, flavour=flavour, kernel=kernel)
