@@ -78,6 +78,96 @@ def golden_decode_inputs():
     return out
 
 
+def offset_tie_inputs():
+    """(maps (2, 18, 64, 48) float32, center, scale): per crop, six joints whose
+    blurred classification maps provoke the argmax: mirrored twin peaks (an
+    exact tie), twins 3e-8 apart (float32 rounding decides), a flat low-score
+    map of plateaus, a peak in a corner, a map without a positive maximum, and
+    a plain noisy peak. Each pixel's offsets point at its own twin, so the
+    chosen peak shows in the result."""
+    rng = np.random.default_rng(1007)
+    n, k, (w, h) = 2, 6, HM
+    gx, gy = np.arange(w)[None, :], np.arange(h)[:, None]
+
+    def blob(x, y, amp, var=12.5):
+        return amp * np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / var)
+
+    cls = np.zeros((n, k, h, w))
+    tx, ty = np.zeros((n, k, h, w)), np.zeros((n, k, h, w))  # where each pixel's offset points
+    for i in range(n):
+        amp = rng.uniform(0.05, 0.9)
+        x, y = rng.uniform(6, 18), rng.uniform(8, 50)
+        cls[i, 0] = blob(x, y, amp) + blob(w - 1 - x, y, amp)  # mirrored twins: an exact tie
+        tx[i, 0], ty[i, 0] = np.where(gx < w / 2, x, w - 1 - x), y
+        x, y = rng.uniform(6, 40), rng.uniform(6, 24)
+        cls[i, 1] = blob(x, y, amp) + blob(x, y + 20, amp * (1 + 3e-8))  # twins 3e-8 apart
+        tx[i, 1], ty[i, 1] = x, np.where(gy < y + 10, y, y + 20)
+        cls[i, 2] = 0.01 * rng.integers(0, 3, (h, w))  # flat, low score: plateaus
+        tx[i, 2], ty[i, 2] = gx + rng.uniform(-2, 2, (h, w)), gy + rng.uniform(-2, 2, (h, w))
+        cls[i, 3] = blob(0.0, h - 1.0, amp, 6.0) + 0.01 * rng.standard_normal((h, w))  # peak in a corner
+        tx[i, 3], ty[i, 3] = 0.3, h - 1.2
+        cls[i, 4] = -0.01 - 0.01 * rng.random((h, w))  # no positive maximum
+        tx[i, 4], ty[i, 4] = 5.0, 5.0
+        x, y = rng.uniform(3, 44), rng.uniform(3, 60)
+        cls[i, 5] = blob(x, y, amp) + 0.03 * rng.standard_normal((h, w))
+        tx[i, 5], ty[i, 5] = x, y
+    ox = (tx - gx) / 4.0 + 0.02 * rng.standard_normal((n, k, h, w))
+    oy = (ty - gy) / 4.0 + 0.02 * rng.standard_normal((n, k, h, w))
+    maps = np.stack([cls, ox, oy], axis=2).reshape(n, 3 * k, h, w).astype(np.float32)
+    center = np.array([[310.0, 220.5], [140.25, 400.0]], np.float32)
+    scale = np.array([[0.6, 0.8], [1.7, 2.2666667]], np.float32)
+    return maps, center, scale
+
+
+def mmpose_gaussian_inputs():
+    """(maps (2, 5, 64, 48) float32, center, scale) for mmpose's UDP decode:
+    a noisy peak, peaks on the top and left border rows, a clean peak, and a
+    map without a positive maximum (after a map whose bottom corners are ~0,
+    so that mmpose's read of the neighbouring map leaves it at (-1, -1))."""
+    rng = np.random.default_rng(1337)
+    n, k, (w, h) = 2, 5, HM
+    gx, gy = np.arange(w)[None, :], np.arange(h)[:, None]
+    maps = np.zeros((n, k, h, w))
+    for i in range(n):
+        amp = rng.uniform(0.3, 1.0, 4)
+        x, y = rng.uniform(3, w - 4), rng.uniform(3, h - 4)
+        maps[i, 0] = amp[0] * np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / 8) + 0.03 * rng.standard_normal((h, w))
+        maps[i, 1] = amp[1] * np.exp(-((gx - rng.uniform(5, 40)) ** 2 + (gy + 0.4) ** 2) / 8)  # on the top row
+        maps[i, 2] = amp[2] * np.exp(-((gx + 0.3) ** 2 + (gy - rng.uniform(5, 60)) ** 2) / 8)  # on the left column
+        x, y = rng.uniform(10, 38), rng.uniform(8, 30)
+        maps[i, 3] = amp[3] * np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / 8)
+        maps[i, 4] = -0.02 * rng.random((h, w))
+    center = np.array([[250.0, 180.5], [400.25, 310.0]], np.float32)
+    scale = np.array([[1.1, 1.4666666], [0.45, 0.6]], np.float32)
+    return maps.astype(np.float32), center, scale
+
+
+def mmpose_combined_inputs(radius=3.5):
+    """(maps (2, 15, 64, 48) float32, center, scale): CombinedTarget-like
+    outputs, [cls, x offset, y offset] per joint; offsets (joint - pixel) /
+    radius on a disk of 2 * radius with noise, 0 elsewhere; the last joint has
+    no positive maximum (its predecessor's offsets are 0 where mmpose reads)."""
+    rng = np.random.default_rng(4242)
+    n, k, (w, h) = 2, 5, HM
+    gx, gy = np.arange(w)[None, :], np.arange(h)[:, None]
+    out = np.zeros((n, k, 3, h, w))
+    for i in range(n):
+        for j in range(k - 1):
+            x, y = rng.uniform(1, 40), rng.uniform(1, 50)
+            if j == 1:
+                x = 0.2  # the peak on the left border
+            amp = rng.uniform(0.2, 0.9)
+            out[i, j, 0] = amp * np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / 12.5) + 0.02 * rng.standard_normal((h, w))
+            disk = ((gx - x) ** 2 + (gy - y) ** 2) <= (2 * radius) ** 2
+            out[i, j, 1] = disk * ((x - gx) / radius + 0.03 * rng.standard_normal((h, w)))
+            out[i, j, 2] = disk * ((y - gy) / radius + 0.03 * rng.standard_normal((h, w)))
+        out[i, k - 1, 0] = -0.01 - 0.01 * rng.random((h, w))
+        out[i, k - 1, 1:] = 0.1 * rng.standard_normal((2, h, w))
+    center = np.array([[320.5, 240.25], [150.0, 300.0]], np.float32)
+    scale = np.array([[1.3, 1.7333333], [0.8, 1.0666667]], np.float32)
+    return out.reshape(n, 3 * k, h, w).astype(np.float32), center, scale
+
+
 def golden_loss_inputs():
     rng = np.random.default_rng(7)
     out = rng.standard_normal((3, 12, 16, 12)).astype(np.float32)
@@ -165,6 +255,39 @@ GOLDEN_DECODE = {
         ],
         [0.479064, 0.335872, 0.396386, 0.384921, 0.328687, 0.362212, 0.395106, 0.436484, 0.290193, 0.405707,
          0.348239, 0.341251]),
+}
+# official get_final_preds (offset, KPD 4) on offset_tie_inputs(); OpenCV 5.1.0
+GOLDEN_OFFSET_TIES = (
+    [[[329.636322, 229.384277], [282.323792, 233.475281], [250.013794, 222.246765], [248.05188, 302.614319],
+      [259.974609, 150.357162], [298.373871, 229.488281]],
+     [[52.98674, 384.158508], [189.450134, 280.692749], [5.02652, 622.135559], [-35.222488, 632.892578],
+      [-1.273361, 201.791458], [243.921326, 306.627991]]],
+    [0.053411, 0.052963, 0.012365, 0.03319, -0.013828, 0.05496, 0.257709, 0.259636, 0.012692, 0.16968, -0.013667,
+     0.252872])
+# mmpose 0.x (open-mmlab/mmpose 3b81734) keypoints_from_heatmaps(..., use_udp=True, kernel=K,
+# post_process='default'; CombinedTarget: valid_radius_factor 0.0546875) on the builders above:
+# kernel -> (Gaussian preds, Gaussian maxvals, Combined preds, Combined maxvals)
+GOLDEN_MMPOSE = {
+    11: ([[[321.90863, 78.696564], [213.740143, 31.505295], [137.659576, 82.221344], [205.629272, 105.685455],
+           [135.319153, 29.177261]],
+          [[421.554504, 332.114594], [412.264069, 249.047607], [354.292542, 298.704895], [397.888397, 304.553101],
+           [353.335114, 248.095245]]],
+         [0.895206, 0.418172, 0.916257, 0.940365, -8e-06, 0.763665, 0.959446, 0.327267, 0.646361, -1.2e-05],
+         [[[364.817444, 253.484512], [183.023773, 120.565414], [367.983887, 320.283142], [325.13092, 241.902084],
+           [184.968079, 61.414032]],
+          [[112.869324, 267.465027], [65.438721, 303.384644], [105.870239, 314.023254], [173.835205, 260.643982],
+           [66.595749, 189.947098]]],
+         [0.11043, 0.241497, 0.221795, 0.087957, -0.014364, 0.211034, 0.250861, 0.12888, 0.202961, -0.014097]),
+    13: ([[[321.908722, 78.70224], [213.740265, 31.505295], [137.659561, 82.221283], [205.629242, 105.685394],
+           [135.319153, 29.177261]],
+          [[421.544708, 332.123444], [412.264099, 249.047607], [354.292542, 298.704895], [397.888336, 304.553131],
+           [353.335114, 248.095245]]],
+         [0.895206, 0.418172, 0.916257, 0.940365, -8e-06, 0.763665, 0.959446, 0.327267, 0.646361, -1.2e-05],
+         [[[364.729736, 253.49614], [181.743622, 120.600021], [367.978119, 320.250977], [325.093384, 241.932663],
+           [184.968079, 61.414032]],
+          [[112.931274, 267.462708], [64.63797, 303.343567], [105.902634, 314.040039], [173.779663, 260.659119],
+           [66.595749, 189.947098]]],
+         [0.089333, 0.195965, 0.179166, 0.071402, -0.014503, 0.170825, 0.203113, 0.104292, 0.163944, -0.014258]),
 }
 GOLDEN_LOSS = [0.3097253739833832, 0.4335141181945801]  # official JointsMSELoss_offset(True): (loss_hm, loss_offset)
 
@@ -346,6 +469,60 @@ def test_decode_golden_official(name):
     np.testing.assert_allclose(preds.numpy(), golden_preds, atol=1e-3)
     np.testing.assert_allclose(maxvals.numpy().ravel(), golden_maxvals, atol=1e-5)
     assert torch.equal(original, torch.from_numpy(maps))  # input untouched
+
+
+def test_offset_decode_near_ties_equal_official():
+    """Issue 10: the official argmax is np.argmax of OpenCV's float32 blur, so
+    where peaks tie or nearly tie OpenCV's rounding picks the pixel; these maps
+    are decided by OpenCV itself (the former exact-first rule missed the first
+    two joints of crop 0 by 39 and 51 px)."""
+    maps, center, scale = offset_tie_inputs()
+    meta = {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)}
+    preds, maxvals = UDPOffsetCodec(IMG, HM, 4.0).decode(torch.from_numpy(maps), meta)
+    np.testing.assert_allclose(preds.numpy(), GOLDEN_OFFSET_TIES[0], atol=1e-3)
+    np.testing.assert_allclose(maxvals.numpy().ravel(), GOLDEN_OFFSET_TIES[1], atol=1e-6)
+    ref_preds, ref_maxvals = R.get_final_preds_offset_loop(maps.copy(), center, scale, 4.0)
+    np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel", [11, 13])
+def test_mmpose_flavour_equals_mmpose(kernel):
+    """TEST.UDP_FLAVOUR mmpose: post_dark_udp (no rescale, float32-eps ridge on
+    the Hessian) and the CombinedTarget decode (classification blur 2k+1,
+    offsets k, radius 0.0546875 * 64 = LOSS.KPD 3.5), peaks on the border, and
+    a joint without a positive maximum at heatmap (-1, -1)."""
+    gauss_preds, gauss_max, comb_preds, comb_max = GOLDEN_MMPOSE[kernel]
+    overrides = ["MODEL.IMAGE_SIZE", "[192, 256]", "MODEL.HEATMAP_SIZE", "[48, 64]", "TEST.POST_PROCESS", "True",
+                 "TEST.UDP_FLAVOUR", "mmpose", "TEST.BLUR_KERNEL", str(kernel), "LOSS.KPD", "3.5"]
+    for target_type, inputs, preds_ref, max_ref in (("udp", mmpose_gaussian_inputs, gauss_preds, gauss_max),
+                                                     ("offset", mmpose_combined_inputs, comb_preds, comb_max)):
+        codec = build_codec(load_config(None, overrides + ["MODEL.TARGET_TYPE", target_type]))
+        assert (codec.flavour, codec.kernel) == ("mmpose", kernel)
+        maps, center, scale = inputs()
+        meta = {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)}
+        preds, maxvals = codec.decode(torch.from_numpy(maps), meta)
+        np.testing.assert_allclose(preds.numpy(), preds_ref, atol=1e-3)
+        np.testing.assert_allclose(maxvals.numpy().ravel(), max_ref, atol=1e-6)
+        # the joint without a positive maximum sits at heatmap (-1, -1)
+        minus_one = udp_crop_to_image(torch.full((2, 1, 2), -1.0, dtype=torch.float64), meta["center"],
+                                      meta["scale"], HM)
+        np.testing.assert_allclose(preds[:, 4:].numpy(), minus_one.numpy(), atol=1e-6)
+    # master decodes the same maps differently (rescale, fixed kernels, (0, 0))
+    maps, center, scale = mmpose_gaussian_inputs()
+    master, _ = UDPHeatmapCodec(IMG, HM, 2, post_process=True).decode(
+        torch.from_numpy(maps), {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)})
+    assert np.abs(master.numpy() - np.asarray(gauss_preds)).max() > 0.01
+
+
+def test_flavour_settings_checked():
+    assert build_codec(load_config(None, ["MODEL.TARGET_TYPE", "udp"])).flavour == "master"
+    codec = build_codec(load_config(None, ["MODEL.TARGET_TYPE", "offset", "TEST.UDP_FLAVOUR", "mmpose"]))
+    assert codec.kernel == 11
+    for overrides, match in ((["TEST.UDP_FLAVOUR", "mmdet"], "UDP_FLAVOUR"),
+                             (["TEST.BLUR_KERNEL", "11"], "master"),
+                             (["TEST.UDP_FLAVOUR", "mmpose", "TEST.BLUR_KERNEL", "12"], "odd")):
+        with pytest.raises(ValueError, match=match):
+            build_codec(load_config(None, ["MODEL.TARGET_TYPE", "udp"] + overrides))
 
 
 def _random_maps(rng, n, k, realistic):

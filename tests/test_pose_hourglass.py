@@ -6,6 +6,7 @@ import glob
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -262,13 +263,51 @@ def test_pretrained_is_a_whole_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------ experiments
 
+# release -> its checkpoint layout spec (one YAML per release: experiments/mpii/hourglass/<release>_256x256.yaml)
+RELEASE_YAMLS = {"bearpaw_hg_s2_b1": "bearpaw_hg_s2_b1_mpii.json", "bearpaw_hg_s8_b1": "bearpaw_hg_s8_b1_mpii.json",
+                 "princeton_hg2": "princeton_hg2_mpii.json", "princeton_hg8": "princeton_hg8_mpii.json"}
+# bearpaw/pytorch-pose@edc7aec data/mpii/mean.pth.tar, read with torch.load: {'mean': ..., 'std': ...}
+BEARPAW_MPII_MEAN = [0.440442830324173, 0.4440267086029053, 0.4326828420162201]
+BEARPAW_MPII_STD = [0.24576245248317719, 0.24096255004405975, 0.2468130737543106]  # computed, never applied
+
+
+def release_input(release, bgr):
+    """The network input each release's own code makes of a BGR uint8 crop, written
+    from its source: bearpaw's load_image (RGB, /255 when the max is above 1) then
+    color_normalize, which subtracts the mean and ignores std (pose/utils/imutils.py,
+    transforms.py); princeton's test.py: cv2.imread(...)[:, :, ::-1] / 255."""
+    rgb = bgr[:, :, ::-1].astype(np.float64)
+    if release.startswith("bearpaw"):
+        img = rgb / 255 if rgb.max() > 1 else rgb
+        return (img - np.asarray(BEARPAW_MPII_MEAN)).transpose(2, 0, 1)
+    return (rgb / 255).transpose(2, 0, 1)
+
+
+@needs_shared
+@pytest.mark.parametrize("release", sorted(RELEASE_YAMLS))
+def test_release_yaml_loads_its_checkpoint_and_normalises_as_the_release(release):
+    """Issue 10: each hourglass release's YAML builds the model its checkpoint loads
+    into strictly, and feeds it the input its own code computed."""
+    from posezoo.datasets.joints_dataset import input_normalisation, to_input_tensor
+
+    cfg = load_config(os.path.join(ROOT, "experiments", "mpii", "hourglass", f"{release}_256x256.yaml"))
+    spec, spec_config = spec_cfg(RELEASE_YAMLS[release])
+    assert dict(cfg.MODEL.EXTRA) | dict(spec_config.MODEL.EXTRA) == dict(cfg.MODEL.EXTRA)
+    assert_loads_spec_strictly(build_model(cfg), spec)
+    assert cfg.MODEL.IMAGE_SIZE == [256, 256] and cfg.MODEL.HEATMAP_SIZE == [64, 64]
+    assert cfg.TEST.FLIP_TEST == release.startswith("princeton") and not cfg.TEST.SHIFT_HEATMAP
+    assert cfg.DATASET.COLOR_RGB
+    bgr = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    ours = to_input_tensor(bgr[:, :, ::-1], *input_normalisation(cfg)).numpy()  # the dataset's RGB crop
+    np.testing.assert_allclose(ours, release_input(release, bgr), atol=1e-6)
+
+
 HG_YAMLS = sorted(glob.glob(os.path.join(ROOT, "experiments", "*", "hourglass", "*.yaml")))
 
 
 def test_hourglass_experiments_exist():
     names = [os.path.relpath(p, ROOT) for p in HG_YAMLS]
-    assert "experiments/mpii/hourglass/hg2_256x256.yaml" in names
-    assert "experiments/mpii/hourglass/hg8_256x256.yaml" in names
+    assert {f"experiments/mpii/hourglass/{name}_256x256.yaml" for name in RELEASE_YAMLS} <= set(names)
     assert sum(n.startswith("experiments/coco/hourglass/hg") for n in names) == 6
 
 

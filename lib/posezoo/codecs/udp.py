@@ -22,12 +22,25 @@ mirrored crop is x -> W-1-x at every resolution (flip test without a shift).
   The score is the blurred classification maximum. Loss:
   ``core.loss.JointsOffsetMSELoss``.
 
+``TEST.UDP_FLAVOUR`` chooses between the two published decodes: ``master``
+(the above, UDP-Pose master, the default) and ``mmpose`` (the authors' port,
+mmpose 0.x mmpose/core/evaluation/top_down_eval.py ``post_dark_udp`` and the
+CombinedTarget branch of ``keypoints_from_heatmaps``): kernel k =
+``TEST.BLUR_KERNEL`` (0 = 11); Gaussian: blur k, no rescale, clip, log, Newton
+step with the Hessian plus float32 eps on its diagonal; offset: classification
+blurred 2k+1, offsets k, scaled by ``LOSS.KPD`` (mmpose's valid_radius_factor
+times the heatmap height); a joint whose maximum is <= 0 is put at heatmap
+(-1, -1) (master: (0, 0)).
+
 Gaussian blurs are OpenCV's ``GaussianBlur(ksize, sigma=0)`` (kernel from
 ``cv2.getGaussianKernel``, BORDER_REFLECT_101), done in torch as two matrix
 products per map, a slice of maps at a time; the few blurred values that the
-result hangs on (the Taylor step's 3x3 neighbourhood, the offsets at the peak,
-near-tied peaks) are recomputed in float64. Everything in decode is batched
-over crops and joints on the output's device, and the output is not modified.
+result hangs on (the Taylor step's 3x3 neighbourhood, the offsets at the peak)
+are recomputed in float64. Where the argmax of a blurred map is decided by
+rounding (tied or nearly tied peaks, flat maps), OpenCV's own float32 blur
+decides it, as officially (``blurred_argmax``). Everything else in decode is
+batched over crops and joints on the output's device, and the output is not
+modified.
 
 One deliberate difference: where the official Taylor step divides by zero (a
 map constant after blurring) it returns NaN; here the step is skipped.
@@ -109,32 +122,52 @@ def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor
     return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
 
 
-def _max_and_first_near(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row: index and value of the maximum, and the index of the first
-    value within float32 rounding (relative 2.5e-7) of it."""
+#: where the float32 blur leaves another pixel (or zero) within this fraction
+#: of a map's largest |value| of its maximum, rounding may decide the argmax
+NEAR_TIE_RTOL = 1e-5
+
+
+def _max_and_ambiguous(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row: index and value of the maximum, and whether the argmax (or the
+    sign of the maximum) could change with the rounding of the blur: a second
+    value, or zero, within ``NEAR_TIE_RTOL`` of the largest |value|."""
     top, idx = blurred.max(dim=1)
-    near = blurred >= (top - 2.5e-7 * blurred.abs().amax(dim=1)).unsqueeze(1)
-    return idx, top, near.to(torch.uint8).argmax(dim=1)
+    tol = NEAR_TIE_RTOL * blurred.abs().amax(dim=1)
+    near = (blurred >= (top - tol).unsqueeze(1)).sum(dim=1)
+    return idx, top, (near > 1) | (top.abs() <= tol)
 
 
-def blurred_argmax(maps: torch.Tensor, ksize: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flat index (N, K) and value of the maximum of each blurred map, as
-    ``np.argmax(cv2.GaussianBlur(map))``: the first one where the exact blur
-    ties (a symmetric map, e.g. a decoded target), not the one rounding
-    favours. Where an earlier pixel comes within rounding of the maximum of
-    the blur in the maps' dtype, both are blurred again in `dtype` (float64
-    but on MPS) to choose."""
-    w = maps.shape[3]
-    idx, top, first = _blurred_reduce(maps, ksize, _max_and_first_near)
-    close = (first != idx).nonzero(as_tuple=True)
-    if close[0].numel():
-        sub = maps[close[0], close[1]].unsqueeze(0)  # (1, M, H, W)
-        candidates = torch.stack([first[close], idx[close]], dim=1).unsqueeze(0)  # (1, M, 2)
-        values = blurred_at(sub, candidates % w, torch.div(candidates, w, rounding_mode="floor"), ksize, dtype)[0]
-        rtol = 1e-12 if dtype == torch.float64 else 2.5e-7
-        take_first = values[:, 0] >= values[:, 1] - rtol * values[:, 1].abs()
-        idx = idx.index_put(close, torch.where(take_first, candidates[0, :, 0], candidates[0, :, 1]))
-        top = top.index_put(close, values.amax(dim=1).to(top.dtype))
+def _opencv_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``np.argmax`` and maximum of ``cv2.GaussianBlur(map, (ksize, ksize), 0)``
+    for each (H, W) map of (M, H, W) `maps`, in their dtype, on the CPU; results
+    on the maps' device."""
+    cpu = maps.cpu().numpy()
+    idx = np.empty(len(cpu), dtype=np.int64)
+    top = np.empty(len(cpu), dtype=cpu.dtype)
+    for i, heatmap in enumerate(cpu):
+        blurred = cv2.GaussianBlur(heatmap, (ksize, ksize), 0).ravel()
+        idx[i] = int(np.argmax(blurred))
+        top[i] = blurred[idx[i]]
+    return torch.from_numpy(idx).to(maps.device), torch.from_numpy(top).to(maps.device)
+
+
+def blurred_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat index (N, K) and value of the maximum of each blurred map, exactly
+    as ``np.argmax(cv2.GaussianBlur(map))`` in the maps' dtype (UDP-Pose's
+    ``get_final_preds``, lib/core/inference.py:142-147).
+
+    The blur is done in torch; a map where another pixel comes within rounding
+    (``NEAR_TIE_RTOL``) of its maximum, or whose maximum is about zero, is
+    blurred again by OpenCV itself, because there the official argmax is
+    decided by OpenCV's float32 rounding, which no exact or other-order sum
+    reproduces (two near-equal peaks, a flat low-score map). Such maps are
+    rare in a trained model's output, so the round trip to the CPU is cheap."""
+    idx, top, ambiguous = _blurred_reduce(maps, ksize, _max_and_ambiguous)
+    where = ambiguous.nonzero(as_tuple=True)
+    if where[0].numel():
+        exact_idx, exact_top = _opencv_argmax(maps[where[0], where[1]], ksize)
+        idx = idx.index_put(where, exact_idx)
+        top = top.index_put(where, exact_top.to(top.dtype))
     return idx, top
 
 
@@ -162,27 +195,31 @@ def blurred_at(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, ksize: in
 
 # --- the Taylor step of UDP-Pose's gaussian post-processing ----------------
 
-def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: torch.Tensor) -> torch.Tensor:
-    """One Newton step on the log of the blurred, rescaled heatmaps from the
-    integer argmax `coords` (N, K, 2); returns refined (N, K, 2) in float64
-    (float32 on MPS). `maxvals` (N, K, 1) are the raw maxima.
+def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: torch.Tensor, kernel: int = 7,
+                      rescale: bool = True, ridge: float = 0.0) -> torch.Tensor:
+    """One Newton step on the log of the blurred heatmaps from the integer
+    argmax `coords` (N, K, 2); returns refined (N, K, 2) in float64 (float32 on
+    MPS). `maxvals` (N, K, 1) are the raw maxima.
 
-    Per map: blur 7x7, rescale (b - min b) / (max b - min b) * max(raw),
-    clip to [0.001, 50], log; derivatives by central differences with the map's
-    edge pixels repeated outside it; shift = -H^-1 grad, zero where H is
-    singular (or the map was constant)."""
+    Per map: blur ``kernel`` x ``kernel``; with `rescale` (UDP-Pose master's
+    ``post``, lib/core/inference.py:59-68) map it to
+    (b - min b) / (max b - min b) * max(raw); clip to [0.001, 50], log;
+    derivatives by central differences with the map's edge pixels repeated
+    outside it; shift = -(H + ridge I)^-1 grad (mmpose's ``post_dark_udp`` adds
+    ridge = float32 eps), zero where that is singular (or the map was constant)."""
     n, k, h, w = heatmaps.shape
     fdt = torch.float32 if heatmaps.device.type == "mps" else torch.float64
-    # min and max of each blurred map from a full blur; the nine values the
-    # step uses are blurred again in float64, where the log amplifies rounding
-    bmin, bmax = (v.to(fdt).unsqueeze(2) for v in _blurred_reduce(heatmaps, 7, _min_max))
     px, py = coords[..., 0].long(), coords[..., 1].long()
     steps = torch.tensor([-1, 0, 1], device=heatmaps.device)
     xs = (px.unsqueeze(-1) + steps).clamp(0, w - 1)  # (N, K, 3): x-1, x, x+1; edge pixels repeat
     ys = (py.unsqueeze(-1) + steps).clamp(0, h - 1)
     xs, ys = xs.unsqueeze(-2).expand(n, k, 3, 3), ys.unsqueeze(-1).expand(n, k, 3, 3)
-    vals = blurred_at(heatmaps, xs.reshape(n, k, 9), ys.reshape(n, k, 9), 7, fdt)
-    vals = (vals - bmin) / (bmax - bmin) * maxvals.to(fdt)
+    # the nine values the step uses are blurred in float64, where the log
+    # amplifies rounding; min and max of each blurred map from a full blur
+    vals = blurred_at(heatmaps, xs.reshape(n, k, 9), ys.reshape(n, k, 9), kernel, fdt)
+    if rescale:
+        bmin, bmax = (v.to(fdt).unsqueeze(2) for v in _blurred_reduce(heatmaps, kernel, _min_max))
+        vals = (vals - bmin) / (bmax - bmin) * maxvals.to(fdt)
     p = vals.clamp(0.001, 50).log().reshape(n, k, 3, 3)  # p[..., y, x]
     i0 = p[..., 1, 1]
     dx = 0.5 * (p[..., 1, 2] - p[..., 1, 0])
@@ -190,6 +227,7 @@ def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: tor
     dxx = p[..., 1, 2] - 2 * i0 + p[..., 1, 0]
     dyy = p[..., 2, 1] - 2 * i0 + p[..., 0, 1]
     dxy = 0.5 * (p[..., 2, 2] - p[..., 1, 2] - p[..., 2, 1] + 2 * i0 - p[..., 1, 0] - p[..., 0, 1] + p[..., 0, 0])
+    dxx, dyy = dxx + ridge, dyy + ridge
     det = dxx * dyy - dxy * dxy
     ok = det != 0
     safe = torch.where(ok, det, torch.ones_like(det))
@@ -207,11 +245,28 @@ def _float(x: torch.Tensor) -> torch.Tensor:
 
 # --- codecs ------------------------------------------------------------------
 
+#: the two published UDP decodes (``TEST.UDP_FLAVOUR``): UDP-Pose master and
+#: mmpose's (0.x, mmpose/core/evaluation/top_down_eval.py)
+FLAVOURS = ("master", "mmpose")
+MASTER_KERNEL = 7  # master: Gaussian Taylor blur 7; offset: classification 15, offsets 7
+MMPOSE_KERNEL = 11  # mmpose's keypoints_from_heatmaps default ``kernel`` (test_cfg modulate_kernel)
+
+
 class _UDPGeometry(HeatmapCodec):
     """Crop matrix and back-mapping shared by both UDP target types.
     ``image_size`` and ``heatmap_size`` are (width, height)."""
 
-    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int]):
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], flavour: str = "master",
+                 kernel: int = 0):
+        if flavour not in FLAVOURS:
+            raise ValueError(f"TEST.UDP_FLAVOUR must be one of {list(FLAVOURS)}, got {flavour!r}")
+        if flavour == "master" and kernel not in (0, MASTER_KERNEL):
+            raise ValueError(f"TEST.BLUR_KERNEL {kernel}: UDP-Pose master's blurs are fixed (Gaussian 7, offset "
+                             f"15/7); a configurable kernel is TEST.UDP_FLAVOUR mmpose's")
+        kernel = kernel or (MASTER_KERNEL if flavour == "master" else MMPOSE_KERNEL)
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"TEST.BLUR_KERNEL must be odd and positive for UDP, got {kernel}")
+        self.flavour, self.kernel = flavour, int(kernel)
         self.image_size = np.asarray(image_size, dtype=np.float64)
         self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
         if (self.heatmap_size < 2).any() or (self.image_size < 2).any():
@@ -224,6 +279,17 @@ class _UDPGeometry(HeatmapCodec):
                     ) -> np.ndarray:
         """Image -> crop 2x3 matrix with UDP's (size - 1) geometry, rotation included."""
         return get_udp_warp_matrix(center, scale, rotation, output_size)
+
+    def _mmpose_missing(self, coords: torch.Tensor, maxvals: torch.Tensor) -> torch.Tensor:
+        """mmpose's ``_get_max_preds`` puts a joint whose maximum is <= 0 at
+        heatmap (-1, -1) (master: (0, 0), refined like any other). Deliberate
+        difference: mmpose then still refines it (Taylor step) or adds offsets,
+        reading at flat index -1 - W of its flattened maps, i.e. another
+        joint's pixels; here it stays at (-1, -1), which the image mapping moves
+        like any point."""
+        if self.flavour == "master":
+            return coords
+        return torch.where(maxvals > 0, coords, torch.full_like(coords, -1.0))
 
     @staticmethod
     def _empty(maps: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,8 +309,8 @@ class UDPHeatmapCodec(_UDPGeometry):
     """UDP Gaussian heatmaps (``MODEL.TARGET_TYPE: udp``)."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
-                 post_process: bool = True):
-        super().__init__(image_size, heatmap_size)
+                 post_process: bool = True, flavour: str = "master", kernel: int = 0):
+        super().__init__(image_size, heatmap_size, flavour, kernel)
         self.sigma = float(sigma)
         self.post_process = post_process
 
@@ -288,9 +354,12 @@ class UDPHeatmapCodec(_UDPGeometry):
         if heatmaps.shape[0] == 0:
             return self._empty(heatmaps, heatmaps.shape[1])
         coords, maxvals = get_max_preds(heatmaps)
-        if self.post_process:
+        if self.post_process and self.flavour == "master":
             coords = udp_taylor_refine(heatmaps, coords, maxvals)
-        return self._to_image(coords, center, scale, heatmaps), maxvals
+        elif self.post_process:
+            coords = udp_taylor_refine(heatmaps, coords, maxvals, self.kernel, rescale=False,
+                                       ridge=float(np.finfo(np.float32).eps))
+        return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, heatmaps), maxvals
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         """Unbiased flip: mirror and swap left/right; never shifted (UDP-Pose
@@ -304,8 +373,9 @@ class UDPOffsetCodec(_UDPGeometry):
 
     channels_per_joint = 3
 
-    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], kpd: float = 4.0):
-        super().__init__(image_size, heatmap_size)
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], kpd: float = 4.0,
+                 flavour: str = "master", kernel: int = 0):
+        super().__init__(image_size, heatmap_size, flavour, kernel)
         if kpd <= 0:
             raise ValueError(f"LOSS.KPD must be positive, got {kpd}")
         self.kpd = float(kpd)
@@ -347,17 +417,17 @@ class UDPOffsetCodec(_UDPGeometry):
         if output.shape[0] == 0:
             return self._empty(output, output.shape[1] // 3)
         fdt = torch.float32 if output.device.type == "mps" else torch.float64
-        idx, maxvals = blurred_argmax(output[:, 0::3], 15, fdt)
+        idx, maxvals = blurred_argmax(output[:, 0::3], 2 * self.kernel + 1)
         maxvals = maxvals.to(output.dtype)
         w = output.shape[3]
         coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
         coords = coords * (maxvals > 0).unsqueeze(2)  # (0, 0) where no positive maximum, as officially
         maxvals = maxvals.unsqueeze(2)
         at = (coords[..., 0].long().unsqueeze(2), coords[..., 1].long().unsqueeze(2))
-        dx = blurred_at(output[:, 1::3], *at, 7, fdt).squeeze(2) * self.kpd
-        dy = blurred_at(output[:, 2::3], *at, 7, fdt).squeeze(2) * self.kpd
+        dx = blurred_at(output[:, 1::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
+        dy = blurred_at(output[:, 2::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
         coords = coords.to(fdt) + torch.stack([dx, dy], dim=2)
-        return self._to_image(coords, center, scale, output), maxvals
+        return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, output), maxvals
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mirror every map, negate the x offsets, swap left/right joints
@@ -369,7 +439,8 @@ class UDPOffsetCodec(_UDPGeometry):
 
 
 def get_codec(cfg) -> UDPHeatmapCodec | UDPOffsetCodec:
+    flavour, kernel = cfg.TEST.UDP_FLAVOUR, cfg.TEST.BLUR_KERNEL
     if cfg.MODEL.TARGET_TYPE == "offset":
-        return UDPOffsetCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.LOSS.KPD)
+        return UDPOffsetCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.LOSS.KPD, flavour, kernel)
     return UDPHeatmapCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
-                           post_process=cfg.TEST.POST_PROCESS)
+                           post_process=cfg.TEST.POST_PROCESS, flavour=flavour, kernel=kernel)

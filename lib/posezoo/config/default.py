@@ -163,6 +163,13 @@ _C.TEST.MODEL_FILE = ""
 # MPII 9, CPN 21); NORMALIZE_HEATMAP divides each map by its maximum first (CPN).
 _C.TEST.NORMALIZE_HEATMAP = False
 _C.TEST.BLUR_KERNEL = 0  # DarkPose: > 0 selects DARK decoding with this blur kernel (their YAMLs use 11)
+# posezoo, UDP (TARGET_TYPE udp / offset, codecs/udp.py): which published decode.
+# master: UDP-Pose master's (Gaussian: blur 7, rescale, Taylor step; offset:
+# classification blur 15, offsets 7; BLUR_KERNEL must stay 0). mmpose: mmpose's
+# post_dark_udp / CombinedTarget decode with kernel BLUR_KERNEL (0 = 11; offset:
+# classification 2 * BLUR_KERNEL + 1), no rescale, joints with max <= 0 at (-1, -1).
+# mmpose's valid_radius_factor * heatmap height is LOSS.KPD (0.0546875 * 64 = 3.5).
+_C.TEST.UDP_FLAVOUR = "master"
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN
 _C.TEST.AMP = None  # posezoo: false | fp16 | bf16 for the forward pass; decoding stays float32
