@@ -318,3 +318,25 @@ def test_unknown_box_centre_rule_is_one_clear_line():
 
     with pytest.raises(ValueError, match="DATASET.BOX_CENTER = 'middle'"):
         box_to_center_scale([0, 0, 10, 10], 1.0, center_rule="middle")
+
+
+@pytest.mark.parametrize("kernel", [3, 11])
+def test_windowed_decode_at_corners_edges_and_flat_maps(kernel):
+    """The decode blurs only a window around each argmax (codecs/dark.py): a peak
+    at each corner and edge of the map, a flat, an all-zero and a negative map
+    decode as the whole-map loop reference (cv2 blur of every pixel) does."""
+    h, w = 64, 48
+    yy, xx = np.mgrid[0:h, 0:w]
+    peaks = [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (0, 20), (h - 1, 7), (30, 0), (11, w - 1),
+             (1, 1), (h - 2, w - 2), (2, 30), (40, 2)]
+    maps = np.stack([np.exp(-((yy - y - 0.3) ** 2 + (xx - x + 0.2) ** 2) / 8.0) for y, x in peaks])
+    extra = np.stack([np.full((h, w), 0.5), np.zeros((h, w)), -np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 8.0),
+                      np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / 8.0) * 1e-12, np.full((h, w), 0.5),
+                      np.exp(-((yy - 5) ** 2 + (xx - 40) ** 2) / 2.0)])
+    maps = np.concatenate([maps, extra])[None].astype(np.float32)  # (1, 18, h, w)
+    center, scale = np.array([[300.0, 200.0]]), np.array([[1.2, 1.6]])
+    codec = DarkCodec((4 * w, 4 * h), (w, h), 2, blur_kernel=kernel)
+    preds, maxvals = _decode(codec, maps, center, scale)
+    ref_preds, ref_maxvals = get_final_preds_dark_loop(maps, center, scale, kernel)
+    np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3, rtol=0)
+    np.testing.assert_array_equal(maxvals.numpy(), ref_maxvals)
