@@ -109,8 +109,7 @@ def run_test(cfg, cfg_path, detector: bool = False) -> dict:
     loader = build_test_loader(cfg, dataset, device)
     boxes = "GT boxes" if cfg.TEST.USE_GT_BBOX else f"detected boxes ({cfg.TEST.COCO_BBOX_FILE})"
     box_source = "gt" if cfg.TEST.USE_GT_BBOX else ("cornernet" if detector else "det")
-    if codec.prediction == "keypoints3d":
-        boxes = f"depth frames ({cfg.DATASET.DEPTH_CROP} crops around the given hand centres)"
+    boxes = getattr(dataset, "input_description", boxes)  # depth frames have no boxes
     shards = f", sharded over {dist.world_size} processes" if dist.distributed else ""
     logger.info("=> testing on %d %s of %s, flip test %s%s", len(dataset), boxes, cfg.DATASET.TEST_SET,
                 cfg.TEST.FLIP_TEST, shards)

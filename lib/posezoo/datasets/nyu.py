@@ -378,6 +378,8 @@ class NYUDataset(Dataset):
             raise ValueError(f"MODEL.NUM_JOINTS = {self.num_joints} but the NYU labels have {self.labels.shape[1]}")
         self.flip_pairs: list = []
         self.skeleton = SKELETON
+        #: how tools/test.py names what it tests on (there are no person boxes)
+        self.input_description = f"depth frames ({cfg.DATASET.DEPTH_CROP} crops around the given hand centres)"
         logger.info("=> NYU %s: %d frames, %s crops of %d px", image_set, len(self), self.recipe, self.size)
 
     def __len__(self) -> int:
