@@ -15,6 +15,7 @@ from posezoo.codecs import build_codec, codec_name
 from posezoo.config import load_config, update_config
 from posezoo.core.inference import predict
 from posezoo.core.loss import build_loss
+from posezoo.core.strategy import stage_loss
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model
 from posezoo.utils.utils import build_optimizer
@@ -132,9 +133,7 @@ def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthet
 
     train_set = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
     inputs, target, weight, _ = next(iter(DataLoader(train_set, batch_size=2, shuffle=False)))
-    outputs = model(inputs)
-    stages = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-    loss = sum(criterion(o, target, weight) for o in stages)
+    loss = stage_loss(criterion, model(inputs), target, weight)  # the training loop's own rule
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -156,6 +156,8 @@ class MegviiHeatmapCodec(Codec):
 class MultiOutputL2Loss(nn.Module):
     """Sum over outputs of weight_i * L2_i (plain or OHKM, see the module doc)."""
 
+    all_stages = True  # core.strategy.stage_loss passes every output and target at once
+
     def __init__(self, num_outputs: int, weights: Sequence[float] = (), ohkm: Sequence[int] = (), topk: int = 8):
         super().__init__()
         weights = list(weights) or [1.0] * num_outputs

@@ -103,6 +103,11 @@ _C.DATASET.UPPER_BODY_IDS = []
 # (offset 0; HRNet, SimpleBaseline, UDP) | darkpose (offset 1); '' follows the codec
 # (the DARK codec of DarkPose's YAMLs: darkpose; every other: hrnet).
 _C.DATASET.BOX_CENTER = ""
+# posezoo: the test-time box of Megvii's code (MSPN/RSN/CPN, COCO-format datasets): [] = HRNet's
+# (aspect fit, then x1.25); [ex, ey] = width x ex and height x ey first, then the aspect fit,
+# no 1.25 (MSPN/RSN JointsDataset.__getitem__ [1.09, 1.135]; pytorch-cpn mscocoMulti [1.2, 1.3]).
+# Training boxes keep HRNet's rule.
+_C.DATASET.TEST_BOX_EXTEND = []
 _C.DATASET.INPUT_MEAN = [0.485, 0.456, 0.406]
 _C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
 # posezoo: skip (and count) unreadable images instead of stopping.

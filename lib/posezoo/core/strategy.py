@@ -53,7 +53,7 @@ def stage_loss(criterion: nn.Module, outputs: Any, target: Any, target_weight: t
     summed: intermediate supervision. A list target pairs stage i with entry i
     (one target per stage); any other target supervises every stage. A
     criterion with ``all_stages = True`` (CornerNet's, whose official loss
-    averages over the stacks) gets the whole list instead."""
+    averages over the stacks; the Megvii loss, weighted per output) gets the whole list instead."""
     if not isinstance(outputs, (list, tuple)) or getattr(criterion, "all_stages", False):
         return criterion(outputs, target, target_weight)
     if isinstance(target, (list, tuple)):

@@ -239,7 +239,7 @@ class COCODataset(JointsDataset):
                 joints_vis = np.zeros((k, 3), np.float32)
                 joints_vis[:, :2] = np.minimum(kp[:, 2:3], 1)
                 center, scale = box_to_center_scale([x1, y1, x2 - x1, y2 - y1], self.aspect_ratio,
-                                                    center_rule=self.box_center)
+                                                    center_rule=self.box_center, **self.box_rule)
                 record = make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis)
                 record["category_id"], record["bbox"] = ann["category_id"], [x1, y1, x2 - x1, y2 - y1]
                 db.append(record)
@@ -257,7 +257,8 @@ class COCODataset(JointsDataset):
             if not usable_boxes(det["bbox"], info["width"], info["height"])[0]:
                 self.skipped_boxes += 1
                 continue
-            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio, center_rule=self.box_center)
+            center, scale = box_to_center_scale(det["bbox"], self.aspect_ratio, center_rule=self.box_center,
+                                                **self.box_rule)
             db.append(make_record(self.image_path(det["image_id"]), det["image_id"], center, scale,
                                   np.zeros((k, 3), np.float32), np.ones((k, 3), np.float32), det["score"]))
         return db

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints
+from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, test_box_rule
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,16 @@ def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray =
     return torch.from_numpy(((crop.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1).copy())
 
 
+def target_tensors(target: Any) -> Any:
+    """The codec's target as tensors: one array, a list (one per model output,
+    e.g. ``codecs/megvii.py``) or a dict of arrays (the contract in ``codecs/__init__``)."""
+    if isinstance(target, (list, tuple)):
+        return [torch.from_numpy(t) for t in target]
+    if isinstance(target, dict):
+        return {k: torch.from_numpy(v) for k, v in target.items()}
+    return torch.from_numpy(target)
+
+
 def box_center_rule(cfg, codec) -> str:
     """``DATASET.BOX_CENTER``, else the codec's official rule (DarkPose YAMLs
     select the DARK codec and so DarkPose's centre; HRNet/UDP ones HRNet's)."""
@@ -117,6 +127,8 @@ class JointsDataset(Dataset):
         self.image_size = np.asarray(cfg.MODEL.IMAGE_SIZE)
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
         self.box_center = box_center_rule(cfg, codec)
+        # the test crops' box rule (DATASET.TEST_BOX_EXTEND); training keeps HRNet's
+        self.box_rule = {} if is_train else test_box_rule(cfg.DATASET.TEST_BOX_EXTEND)
         self.scale_factor = cfg.DATASET.SCALE_FACTOR
         self.rotation_factor = cfg.DATASET.ROT_FACTOR
         self.flip = cfg.DATASET.FLIP
@@ -211,4 +223,5 @@ class JointsDataset(Dataset):
         meta = {"image": rec["image"], "image_id": rec["image_id"], "index": idx, "joints": joints,
                 "joints_vis": joints_vis, "center": center, "scale": scale, "rotation": rotation,
                 "score": rec["score"], "valid": valid}
-        return to_input_tensor(crop, self.input_mean, self.input_std), torch.from_numpy(target), torch.from_numpy(target_weight), meta
+        return (to_input_tensor(crop, self.input_mean, self.input_std), target_tensors(target),
+                torch.from_numpy(target_weight), meta)

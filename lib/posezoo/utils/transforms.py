@@ -34,15 +34,19 @@ def usable_boxes(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
 
 
 def box_to_center_scale(box: Sequence[float], aspect_ratio: float, padding: float = BOX_PADDING,
-                        center_rule: str = "hrnet") -> tuple[np.ndarray, np.ndarray]:
+                        center_rule: str = "hrnet", extend: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray]:
     """COCO box [x, y, w, h] -> center, scale: the box is widened or heightened to
     the crop's aspect ratio (w/h), divided by 200 px and enlarged by `padding`
-    (HRNet/SimpleBaseline ``_xywh2cs``); ``center_rule`` is a ``BOX_CENTERS`` key."""
+    (HRNet/SimpleBaseline ``_xywh2cs``); ``center_rule`` is a ``BOX_CENTERS`` key.
+    ``extend`` = (ex, ey) multiplies width and height *before* the aspect fit
+    (MSPN/RSN ``JointsDataset.__getitem__`` test branch; the caller passes padding 1)."""
     if center_rule not in BOX_CENTERS:
         raise ValueError(f"DATASET.BOX_CENTER = {center_rule!r}: expected one of {', '.join(BOX_CENTERS)}")
     x, y, w, h = (float(v) for v in box[:4])
     off = BOX_CENTERS[center_rule]
     center = np.array([x + (w - off) * 0.5, y + (h - off) * 0.5], dtype=np.float32)
+    if len(extend):
+        w, h = w * float(extend[0]), h * float(extend[1])
     if w > aspect_ratio * h:
         h = w * 1.0 / aspect_ratio
     elif w < aspect_ratio * h:
@@ -51,6 +55,18 @@ def box_to_center_scale(box: Sequence[float], aspect_ratio: float, padding: floa
     if center[0] != -1:
         scale = scale * padding
     return center, scale
+
+
+def test_box_rule(extend: Sequence[float]) -> dict:
+    """``box_to_center_scale`` keywords for test crops from ``DATASET.TEST_BOX_EXTEND``:
+    {} (HRNet's x1.25) when empty, else the Megvii rule (``extend``, no padding)."""
+    if not len(extend):
+        return {}
+    ext = np.asarray(extend, dtype=np.float64).ravel()
+    if ext.size != 2 or not np.isfinite(ext).all() or (ext <= 0).any():
+        raise ValueError(f"DATASET.TEST_BOX_EXTEND = {list(extend)}: expected [] or two positive factors "
+                         f"[width, height], e.g. [1.09, 1.135] (MSPN/RSN)")
+    return {"padding": 1.0, "extend": (float(ext[0]), float(ext[1]))}
 
 
 def _rotate(point: np.ndarray, rot_rad: float) -> np.ndarray:
