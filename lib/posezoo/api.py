@@ -42,7 +42,7 @@ from .datasets import keypoint_info
 from .datasets.joints_dataset import box_center_rule, input_normalisation, to_input_tensor
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
-from .utils.transforms import box_to_center_scale, test_box_rule, usable_boxes
+from .utils.transforms import box_to_center_scale, crop_box_rule, usable_boxes
 from .utils.utils import amp_dtype, select_device, to_channels_last
 
 __all__ = ["PersonDetector", "PoseEstimator", "instance_scores", "keypoint_metadata", "whole_image_box"]
@@ -208,7 +208,7 @@ class PoseEstimator:
         self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
         self.box_center = box_center_rule(cfg, self.codec)
-        self.box_rule = test_box_rule(cfg.DATASET.TEST_BOX_EXTEND)
+        self.box_rule = crop_box_rule(cfg.DATASET.TEST_BOX_EXTEND)
         self.flip_pairs, self.skeleton = keypoint_metadata(cfg)
         self.flip_test = self.codec.flip_test(cfg)
         self.color_rgb = bool(cfg.DATASET.COLOR_RGB)

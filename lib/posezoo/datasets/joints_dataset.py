@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, test_box_rule
+from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, crop_box_rule
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class JointsDataset(Dataset):
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
         self.box_center = box_center_rule(cfg, codec)
         # the test crops' box rule (DATASET.TEST_BOX_EXTEND); training keeps HRNet's
-        self.box_rule = {} if is_train else test_box_rule(cfg.DATASET.TEST_BOX_EXTEND)
+        self.box_rule = {} if is_train else crop_box_rule(cfg.DATASET.TEST_BOX_EXTEND)
         self.scale_factor = cfg.DATASET.SCALE_FACTOR
         self.rotation_factor = cfg.DATASET.ROT_FACTOR
         self.flip = cfg.DATASET.FLIP

@@ -57,7 +57,7 @@ def box_to_center_scale(box: Sequence[float], aspect_ratio: float, padding: floa
     return center, scale
 
 
-def test_box_rule(extend: Sequence[float]) -> dict:
+def crop_box_rule(extend: Sequence[float]) -> dict:
     """``box_to_center_scale`` keywords for test crops from ``DATASET.TEST_BOX_EXTEND``:
     {} (HRNet's x1.25) when empty, else the Megvii rule (``extend``, no padding)."""
     if not len(extend):
