@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+import pytest
 import summary
 import torch
 from conftest import ROOT, TINY_MODEL
@@ -93,3 +94,28 @@ def test_stage_table_lists_idle_stages_and_own_parameters():
     assert [(r.name, r.shape, r.params, r.repeat) for r in rows] == [
         ("convs.0", "4x6x5", 4 * 3 * 9 + 4, False), ("convs.0", "4x6x5", 0, True), ("convs.1", "2x6x5", 10, False),
         ("unused", "(not called)", 6, False), ("(own parameters)", "", 5, False)]
+
+
+# tools/summary.py on the multi-stage YAMLs (full size, batch 1): posezoo's MAC count
+# (exact) and its distance to the published "GFLOPs" (MACs / 2^30, as HRNet counts).
+# MSPN paper: 4.4 (1 stage; the other stages in docs/multistage.md); RSN README: RSN-18 2.5, RSN-50 6.4.
+# MSPN comes out 7-11 % above the paper (the paper's count is not published as code);
+# RSN-18 16 % below; RSN-50 (expansion-1 RSB, mmpose's tree) at 3.79 is far below 6.4: the
+# paper's RSN-50 is not in the official repo (only RSN-18 exps), so that gap stays open
+# (docs/multistage.md).
+MULTISTAGE_MACS = [
+    ("coco/mspn/mspn_1stg_256x192.yaml", 25141708, 5072646144, 4.4, 0.10),
+    ("coco/rsn/rsn_18_256x192.yaml", 9159072, 2245441536, 2.5, 0.20),
+    ("coco/rsn/rsn_50_256x192.yaml", 19355132, 4067801088, 6.4, None),
+]
+
+
+@pytest.mark.parametrize("path,params,macs,paper,tol", MULTISTAGE_MACS)
+def test_multistage_summary_against_papers(path, params, macs, paper, tol, capsys):
+    result = summary.main(["--cfg", os.path.join(ROOT, "experiments", path)])
+    assert (result["params"], result["macs"]) == (params, macs)
+    assert f"parameters: {params:,}" in capsys.readouterr().out
+    if tol is not None:
+        assert abs(macs / 2 ** 30 - paper) / paper < tol
+    else:  # the known gap: below the published figure by more than a third
+        assert macs / 2 ** 30 < 0.65 * paper
