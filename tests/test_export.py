@@ -36,6 +36,10 @@ TINY_LPN = ["MODEL.NAME", "lpn", *SIZE_64x48, "MODEL.EXTRA", json.dumps(
     {"NUM_LAYERS": 50, "NUM_DECONV_FILTERS": [32, 32]})]
 TINY_HOURGLASS = ["MODEL.NAME", "pose_hourglass", "MODEL.NUM_JOINTS", "16", *SIZE_64x48, "MODEL.EXTRA",
                   json.dumps({"NUM_STACKS": 2, "NUM_FEATURES": 32, "DEPTH": 2})]
+TINY_MSPN = ["MODEL.NAME", "mspn", *SIZE_64x48, "MODEL.TARGET_TYPE", "megvii", "MODEL.TARGET_KERNELS",
+             "[15, 11, 9, 7, 11, 9, 7, 5]", "MODEL.EXTRA", json.dumps(
+                 {"NUM_STAGES": 2, "NUM_BLOCKS": [1, 1, 1, 1], "UNIT_CHANNELS": 32})]
+STAGE_OUTPUTS = {"pose_hourglass": 2, "mspn": 8}  # one output per stack / per MSPN unit
 
 
 def _model_and_weights(opts: list, tmp_path) -> tuple[torch.nn.Module, str]:
@@ -61,7 +65,8 @@ def _crops(cfg, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 @pytest.mark.parametrize("name, opts", [("pose_resnet", TINY_MODEL), ("pose_hrnet", TINY_HRNET),
-                                        ("lpn", TINY_LPN), ("pose_hourglass", TINY_HOURGLASS)])
+                                        ("lpn", TINY_LPN), ("pose_hourglass", TINY_HOURGLASS),
+                                        ("mspn", TINY_MSPN)])
 def test_onnx_matches_pytorch_at_any_batch(name, opts, tmp_path):
     model, weights = _model_and_weights(opts, tmp_path)
     cfg = load_config(CFG, opts)
@@ -73,8 +78,8 @@ def test_onnx_matches_pytorch_at_any_batch(name, opts, tmp_path):
         images, _, _ = _crops(cfg, batch, seed=batch)
         with torch.no_grad():
             expected = model(images)
-        if name == "pose_hourglass":  # one output per stack; the last is exported (what testing decodes)
-            assert len(expected) == 2
+        if name in STAGE_OUTPUTS:  # one output per stage; the last is exported (what testing decodes)
+            assert len(expected) == STAGE_OUTPUTS[name]
             expected = expected[-1]
         (heatmaps,) = session.run(None, {"images": images.numpy()})
         diff = float(np.abs(heatmaps - expected.numpy()).max())
