@@ -28,6 +28,7 @@ TINY_KEYS = ("MODEL.EXTRA", "MODEL.NAME", "MODEL.PRETRAINED", "MODEL.SIGMA")
 # Multi-stage nets (MSPN/RSN/CPN) keep their stages, blocks, layout and heads but run one
 # block per ResNet layer and narrow upsampling units: the full widths take ~10 s a step here.
 TINY_EXTRA = {"NUM_BLOCKS": [1, 1, 1, 1], "UNIT_CHANNELS": 32}
+MULTI_STAGE = ("mspn", "rsn", "cpn")
 
 
 def tiny_overrides(root, out):
@@ -125,7 +126,8 @@ def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthet
     overrides = (tiny_depth_overrides(synthetic_nyu_root, str(tmp_path), official) if depth
                  else tiny_overrides(synthetic_root, str(tmp_path)))
     cfg = update_config(official, overrides)
-    shrink = {k: v for k, v in TINY_EXTRA.items() if k in official.MODEL.EXTRA}
+    shrink = ({k: v for k, v in TINY_EXTRA.items() if k in official.MODEL.EXTRA}
+              if official.MODEL.NAME in MULTI_STAGE else {})
     if shrink:
         cfg = update_config(cfg, ["MODEL.EXTRA", repr(dict(official.MODEL.EXTRA, **shrink))])
     key = signature(cfg)
