@@ -385,14 +385,7 @@ class H36MDataset(JointsDataset):
         center, scale, rotation, gain = rec["center"].copy(), rec["scale"].copy(), 0.0, None
         cam = {"joints_cam": rec["joints_cam"], "princpt": rec["princpt"]}
         width, height = int(self.image_size[0]), int(self.image_size[1])
-        valid = 1
-        try:
-            image = read_image(rec["image"], self.color_rgb)
-        except ImageReadError:
-            if not self.skip_corrupt:
-                raise
-            logger.warning("skipping unreadable image %s", rec["image"])
-            image, valid = np.zeros((height, width, 3), np.uint8), 0
+        image, valid = self.read_or_blank(rec["image"])
         if self.is_train and valid:
             rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
             image, joints, vis, center, scale, rotation, cam, gain = self.augment_3d(

@@ -190,19 +190,24 @@ class JointsDataset(Dataset):
             center = np.array([image.shape[1] - center[0] - 1, center[1]], dtype=np.float32)
         return image, joints, joints_vis, center, scale, float(rotation)
 
+    def read_or_blank(self, path: str) -> tuple[np.ndarray, int]:
+        """The image and 1; under ``DATASET.SKIP_CORRUPT_IMAGES`` an unreadable one
+        becomes a blank input-sized image and 0 (the sample's weight), with a warning."""
+        try:
+            return read_image(path, self.color_rgb), 1
+        except ImageReadError:
+            if not self.skip_corrupt:
+                raise
+            logger.warning("skipping unreadable image %s", path)
+            width, height = int(self.image_size[0]), int(self.image_size[1])
+            return np.zeros((height, width, 3), np.uint8), 0
+
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         rec = self.db[idx]
         joints, joints_vis = rec["joints"].copy(), rec["joints_vis"].copy()
         center, scale, rotation = rec["center"].copy(), rec["scale"].copy(), 0.0
         width, height = int(self.image_size[0]), int(self.image_size[1])
-        valid = 1
-        try:
-            image = read_image(rec["image"], self.color_rgb)
-        except ImageReadError:
-            if not self.skip_corrupt:
-                raise
-            logger.warning("skipping unreadable image %s", rec["image"])
-            image, valid = np.zeros((height, width, 3), np.uint8), 0
+        image, valid = self.read_or_blank(rec["image"])
 
         if self.is_train and valid:
             # torch's RNG is seeded per worker and per epoch by the DataLoader, so
