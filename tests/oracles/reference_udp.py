@@ -1,6 +1,6 @@
 """Straightforward per-joint loop versions of the UDP codec, organised the way
 UDP-Pose's code does it (numpy + OpenCV, one crop and one joint at a time).
-They are the oracle for ``tests/test_codec_udp.py`` and the baseline that decode
+They are the oracle for ``tests/codecs/test_codec_udp.py`` and the baseline that decode
 speedups are measured against; the library never calls them."""
 from __future__ import annotations
 

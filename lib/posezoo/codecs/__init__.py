@@ -6,7 +6,7 @@ loss, ``train_metrics`` and ``heatmaps``; the test pass calls ``flip_back`` and
 ``decode``. Nothing else inspects what kind of codec it holds: callers ask the
 codec, never test its type. Every codec subclasses ``codecs.base.Codec``
 (heatmap codecs ``codecs.gaussian.HeatmapCodec``, depth-crop codecs
-``codecs.base.DepthCropCodec``), and ``tests/test_codec_contract.py`` checks
+``codecs.base.DepthCropCodec``), and ``tests/codecs/test_codec_contract.py`` checks
 every registered codec against what follows.
 
 - ``prediction``: what ``decode`` returns, one of ``base.PREDICTIONS``:

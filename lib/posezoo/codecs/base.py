@@ -1,6 +1,6 @@
 """The codec contract in code: the base class every codec subclasses, and the
 helpers the contract names. The contract itself is written out in the package
-docstring (``posezoo/codecs/__init__.py``); ``tests/test_codec_contract.py``
+docstring (``posezoo/codecs/__init__.py``); ``tests/codecs/test_codec_contract.py``
 checks every registered codec against it."""
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from conftest import TINY_MODEL
+from conftest import SHARED_DATA, TINY_MODEL
 from pycocotools.cocoeval import COCOeval
 
 from posezoo.codecs import build_codec
@@ -24,7 +24,6 @@ from posezoo.datasets.animal import ANIMALPOSE, AP10K, TIGDOG, box_pck_table
 from posezoo.datasets.synthetic_animal import QUADRUPED, generate_synthetic_animals
 from posezoo.datasets.tigdog import TIGER_TO_HORSE
 
-SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
 
 
 @pytest.mark.skipif(not any(os.path.isdir(os.path.join(SHARED_DATA, d)) for d in ("animalpose", "ap10k", "tigdog")),

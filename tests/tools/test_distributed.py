@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from conftest import synthetic_opts, write_cfg
+from conftest import ROOT, TESTS, synthetic_opts, write_cfg
 from posezoo.codecs import build_codec
 from posezoo.config import load_config, update_config
 from posezoo.datasets import build_dataset
@@ -23,7 +23,6 @@ from posezoo.utils.distributed import (DistContext, ShardedSampler, epoch_seed, 
                                        init_distributed, merge_shards, shutdown_distributed, unused_parameters)
 from posezoo.utils.utils import unwrap_model
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _worker(cfg_path: str, out_dir: str) -> None:
@@ -54,7 +53,7 @@ def test_gloo_two_processes_train_same_weights_and_test_like_one_process(tmp_pat
         "TRAIN.BATCH_SIZE_PER_GPU", "4", "PRINT_FREQ", "100", "MODEL.IMAGE_SIZE", "[32, 32]",
         "MODEL.HEATMAP_SIZE", "[8, 8]", "TRAIN.LR", "0.01"])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-        [HERE, os.path.join(HERE, "..", "lib"), os.environ.get("PYTHONPATH", "")]))
+        [TESTS, os.path.join(ROOT, "lib"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            __file__, cfg_path, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300,
                            check=False)
@@ -186,7 +185,7 @@ def test_sync_bn_on_cpu_is_refused_with_one_line(synthetic_cfg):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
     _worker(*sys.argv[1:])
 
 

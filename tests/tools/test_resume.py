@@ -10,10 +10,9 @@ import sys
 import pytest
 import torch
 
-from conftest import synthetic_opts, write_cfg
+from conftest import ROOT, synthetic_opts, write_cfg
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TRAIN = os.path.join(HERE, "..", "tools", "train.py")
+TRAIN = os.path.join(ROOT, "tools", "train.py")
 
 
 def start(cfg_path: str, out_dir, *extra: str, watch: bool = False) -> subprocess.Popen:

@@ -7,18 +7,17 @@ below, loaded with ``deterministic_state(seed=0)``, fed
 posezoo model matched it exactly (max |diff| 0.0 on every head of both stacks,
 hourglass and squeeze; the 2018 ``kp.py`` layout also 0.0).
 """
-import json
 import os
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import assert_loads_spec_strictly, deterministic_state
+from conftest import TESTS, deterministic_state
 from posezoo.models.cornernet import (HEADS, CornerNet, bottom_pool, left_pool, right_pool,
                                       top_pool)
 
-SPECS = os.path.join(os.path.dirname(__file__), "specs")
+SPECS = os.path.join(TESTS, "specs")
 SMALL = dict(NUM_CLASSES=3, DIMS=[16, 16, 24], MODULES=[1, 1, 2], HEAD_DIM=16)
 
 # per head of the last stack: sum, sum of |x|, flatten()[::53][:6]
@@ -38,11 +37,6 @@ GOLDEN = {
                 "tl_off": [16.044994354248047, 133.3404083251953, [-0.14585399627685547, -0.15397316217422485, -0.15066741406917572, -0.1522713601589203, 0.18835735321044922, 0.19562718272209167]],
                 "br_off": [87.00275421142578, 87.00275421142578, [0.134712815284729, 0.1327115297317505, 0.12815526127815247, 0.12899939715862274, 0.09973131865262985, 0.09115760028362274]]},
 }
-
-
-def _spec(name):
-    with open(os.path.join(SPECS, name)) as f:
-        return json.load(f)
 
 
 def naive_pool(x, axis, reverse):
@@ -69,26 +63,6 @@ def test_corner_pools_equal_naive_loop():
     x[0, 0, 1, 1] = 1.0  # one peak: top-left pooling spreads it up and left only
     assert top_pool(x)[0, 0, :, 1].tolist() == [1.0, 1.0, 0.0]
     assert left_pool(x)[0, 0, 1].tolist() == [1.0, 1.0, 0.0]
-
-
-def test_squeeze_release_layout_loads_strictly():
-    spec = _spec("cornernet_squeeze_coco.json")
-    assert_loads_spec_strictly(CornerNet(spec["config"]["posezoo_extra"]), spec)
-
-
-@pytest.mark.parametrize("name", ["cornernet_lite_hg104_coco.json", "cornernet_hg104_coco.json"])
-def test_hourglass104_release_layouts(name):
-    """Built on the meta device (201M parameters): keys, order, shapes, dtypes and
-    the parameter count equal the official model; a state dict of the spec loads
-    with strict=True."""
-    spec = _spec(name)
-    with torch.device("meta"):
-        model = CornerNet(spec["config"]["posezoo_extra"])
-        state = {k: torch.empty(s, dtype=getattr(torch, d)) for k, s, d in spec["state_dict"]}
-    own = model.state_dict()
-    assert [[k, list(v.shape), str(v.dtype)[6:]] for k, v in own.items()] == spec["state_dict"]
-    assert sum(p.numel() for p in model.parameters()) == spec["num_params"] == 201035212
-    model.load_state_dict(state, strict=True, assign=True)
 
 
 def _bn_eval(model):

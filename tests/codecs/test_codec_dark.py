@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from posezoo.codecs import build_codec
 from oracles.reference_dark import (gaussian_blur_loop, generate_target_dark_loop,
                                             get_final_preds_dark_loop)
@@ -21,7 +22,7 @@ from posezoo.codecs.dark import DarkCodec, blur_keep_max
 from posezoo.config import load_config
 from posezoo.utils.transforms import affine_transform, flip_back, flip_permutation, fliplr_joints
 
-EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "coco", "hrnet")
+EXPERIMENTS = os.path.join(ROOT, "experiments", "coco", "hrnet")
 
 COCO_FLIP_PAIRS = [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]]
 
