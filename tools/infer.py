@@ -81,6 +81,7 @@ logger = logging.getLogger("posezoo.infer")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 RESULTS_FILE = "keypoints_results.json"
+SKIPPED_FILE = "skipped.json"
 DETECTIONS_FILE = "detections_results.json"
 DEPTH_RESULTS_FILE, DEPTH_FILES_FILE = "results_uvd.txt", "results_files.txt"
 AWR_CENTERS = re.compile(r"center_.*_refined\.txt")
@@ -250,7 +251,7 @@ def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], o
                     "published NYU numbers use the released centres")
     for folder in ("images", "plots"):
         os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
-    names, preds = [], []
+    names, preds, unreadable = [], [], []
     for chunk in progress_bar(list(batched(list(zip(files, centers)), estimator.batch_size)), desc="infer",
                               unit="batch"):
         frames = []
@@ -261,6 +262,7 @@ def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], o
                 if not estimator.cfg.DATASET.SKIP_CORRUPT_IMAGES:
                     raise
                 logger.warning("skipping %s: not a readable depth frame", path)
+                unreadable.append(path)
         if not frames:
             continue
         uvds = estimator.estimate_depth_batch([depth for _, depth, _ in frames], [c for _, _, c in frames])
@@ -277,9 +279,23 @@ def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], o
     write_atomic(res_file, lambda tmp: np.savetxt(tmp, uvd.reshape(len(uvd), -1), fmt="%.6f"))
     with open(os.path.join(out_dir, DEPTH_FILES_FILE), "w") as f:
         f.writelines(f"{name}\n" for name in names)
+    report_skipped(out_dir, unreadable, 0)
     logger.info("=> %d frames: %s; joints drawn in %s, 3D plots in %s", len(names), res_file,
                 os.path.join(out_dir, "images"), os.path.join(out_dir, "plots"))
     return {"file_names": names, "uvd": uvd}
+
+
+def report_skipped(out_dir: str, unreadable: list, dropped_boxes: int) -> None:
+    """The end-of-run summary of what --images left out and why (one line, and
+    ``skipped.json`` beside the results): images that could not be read, under
+    DATASET.SKIP_CORRUPT_IMAGES, and boxes the shared ``usable_boxes`` rule
+    dropped (w or h <= 0, or outside their image)."""
+    if unreadable or dropped_boxes:
+        logger.warning("=> skipped: %d unreadable images (DATASET.SKIP_CORRUPT_IMAGES; %s) and %d boxes with a "
+                       "width or height <= 0 or lying outside their image", len(unreadable),
+                       ", ".join(os.path.basename(p) for p in unreadable[:10]) or "none", dropped_boxes)
+    record = {"unreadable_images": unreadable, "dropped_boxes": int(dropped_boxes)}
+    write_text_atomic(os.path.join(out_dir, SKIPPED_FILE), json.dumps(record, indent=1))
 
 
 def batched(items, size: int) -> Iterator[list]:
@@ -339,6 +355,7 @@ def main(argv=None) -> list[dict] | dict:
             raise OSError(f"cannot write the video {video_path} (no {ext} encoder in this OpenCV build)")
     else:
         total, writer = len(files), None
+        unreadable = []
 
         def read_all():
             for path in files:
@@ -349,6 +366,7 @@ def main(argv=None) -> list[dict] | dict:
                         raise ImageReadError(f"--images: cannot read image {path} (not an image or corrupt); "
                                              f"set DATASET.SKIP_CORRUPT_IMAGES True to skip it") from None
                     logger.warning("skipping unreadable image %s", path)
+                    unreadable.append(path)
                     continue
                 name = os.path.basename(path)
                 yield name, image_id_of(os.path.splitext(name)[0]), image
@@ -392,8 +410,7 @@ def main(argv=None) -> list[dict] | dict:
         progress.close()
         if writer is not None:
             writer.release()
-    if dropped:
-        logger.warning("=> dropped %d boxes with a width or height <= 0 or lying outside their image", dropped)
+    report_skipped(out_dir, [] if is_video else unreadable, dropped)
     if args.boxes and not matched:
         raise ValueError(f"--boxes {args.boxes}: {NO_MATCH}")
     res_file = os.path.join(out_dir, RESULTS_FILE)

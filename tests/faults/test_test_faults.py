@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import torch
 
 from posezoo.codecs import build_codec
@@ -37,6 +38,11 @@ def test_predict_and_validate_leave_unreadable_boxes_out(broken_images, tmp_path
     results = read_json(os.path.join(out_dir, "results", "keypoints_val2017_results_0.json"))
     assert results, "the readable images must still be evaluated"
     assert not {r["image_id"] for r in results} & set(bad)
+    metrics = read_json(os.path.join(out_dir, "results", "metrics_val2017.json"))
+    assert metrics["skipped"] == {"unreadable_image_boxes": len(bad_rows), "unreadable_image_ids": sorted({dataset.db[i]["image_id"] for i in bad_rows}),
+                                  "unusable_boxes": 0}
+    assert (metrics["boxes"], metrics["evaluated"]) == (len(dataset), len(dataset) - len(bad_rows))
+    assert metrics["metrics"]["AP"] == pytest.approx(stats["AP"])
 
 
 def test_image_without_any_detection_still_evaluates(synthetic_root, tmp_path):

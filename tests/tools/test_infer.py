@@ -167,6 +167,8 @@ def test_errors_are_one_clear_line(setup, tmp_path):
     shutil.copy(os.path.join(setup["val"], "000000100001.jpg"), bad / "000000100001.jpg")
     results = run_infer(setup, bad, tmp_path / "o", "DATASET.SKIP_CORRUPT_IMAGES", "True")
     assert [r["image_id"] for r in results] == [100001]
+    with open(tmp_path / "o" / "skipped.json") as f:  # the end-of-run summary, beside the results
+        assert json.load(f) == {"unreadable_images": [str(bad / "broken.jpg")], "dropped_boxes": 0}
     with open(tmp_path / "other.json", "w") as f:
         json.dump([{"image_id": 7, "bbox": [0, 0, 10, 10], "score": 1.0}], f)
     with pytest.raises(ValueError, match="no box above --score-thr matches any input image"):
@@ -410,6 +412,8 @@ def test_depth_errors_are_one_clear_line(depth_setup, setup, tmp_path):
     result = run_infer_depth(depth_setup, mixed, tmp_path / "skip", "--centers", str(tmp_path / "five.txt"),
                              "DATASET.SKIP_CORRUPT_IMAGES", "True")
     assert result["file_names"] == depth_setup["names"]
+    with open(tmp_path / "skip" / "skipped.json") as f:
+        assert json.load(f) == {"unreadable_images": [str(mixed / "depth_1_0000002_photo.png")], "dropped_boxes": 0}
     np.testing.assert_array_equal(result["uvd"], chosen["uvd"])
     with pytest.raises(ValueError, match="no .png depth frame matching --glob 'rgb_\\*'"):
         run_infer_depth(depth_setup, mixed, tmp_path / "o", "--glob", "rgb_*")
@@ -439,7 +443,11 @@ def test_degenerate_and_off_image_boxes_are_dropped_and_counted(setup, tmp_path,
         results = run_infer(setup, setup["val"], tmp_path / "o", "--boxes", str(path), "--score-thr", "0")
     assert len(results) == len(same)
     assert all(r["bbox"][0] < 5000 and r["bbox"][2] > 0 and r["bbox"][3] > 0 for r in results)
-    assert "dropped 3 boxes with a width or height <= 0 or lying outside their image" in caplog.text
+    summary = [r.getMessage() for r in caplog.records if "skipped:" in r.getMessage()]
+    assert summary == ["=> skipped: 0 unreadable images (DATASET.SKIP_CORRUPT_IMAGES; none) and 3 boxes with a "
+                       "width or height <= 0 or lying outside their image"]
+    with open(tmp_path / "o" / "skipped.json") as f:
+        assert json.load(f) == {"unreadable_images": [], "dropped_boxes": 3}
 
 
 def test_pictures_show_confident_people_with_box_outlines(setup, tmp_path):

@@ -159,3 +159,53 @@ def test_an_epoch_of_data_depends_only_on_seed_epoch_and_rank(synthetic_cfg, wor
     assert order == again_order and torch.equal(crops, again_crops)
     assert sorted(order) == list(range(len(dataset)))
     assert epoch(2)[0] != order
+
+
+# tools/train.py with torch.save replaced: the save of the epoch-2 checkpoint writes half its
+# temporary file and SIGKILLs its own process, as a power cut or the OOM killer would.
+DIES_WHILE_SAVING = r"""
+import os, runpy, signal, sys
+import torch
+real_save = torch.save
+def dying_save(obj, f, *args, **kwargs):
+    real_save(obj, f, *args, **kwargs)
+    if isinstance(obj, dict) and obj.get("epoch") == 2 and ".tmp." in str(f):
+        with open(f, "r+b") as half:
+            half.truncate(os.path.getsize(f) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+torch.save = dying_save
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_killed_inside_a_checkpoint_write_keeps_the_previous_one_and_resumes(tmp_path, synthetic_root):
+    out = tmp_path / "out"
+    cfg_path = write_cfg(tmp_path / "tiny.yaml", synthetic_opts(synthetic_root, str(out)) + [
+        "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEATMAP_SIZE", "[8, 8]", "TEST.FLIP_TEST", "False",
+        "TRAIN.END_EPOCH", "3", "TRAIN.LR_STEP", "[2]", "PRINT_FREQ", "100"])
+    run = out / "synthetic" / "pose_resnet" / "tiny"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    victim = subprocess.run([sys.executable, "-c", DIES_WHILE_SAVING, TRAIN, "--cfg", cfg_path], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert victim.returncode == -signal.SIGKILL, victim.stderr[-3000:]
+    assert torch.load(run / "checkpoint.pth", weights_only=True)["epoch"] == 1  # the good file is still in place
+    partial = [p.name for p in run.iterdir() if ".tmp." in p.name]
+    assert len(partial) == 1 and partial[0].startswith("checkpoint.pth.tmp.")
+
+    log = finish(start(cfg_path, out, "--resume"))
+    assert "resumed from" in log and "at epoch 1" in log
+    assert partial[0] in log  # the one warning naming the removed temporary
+    assert not [p for p in run.iterdir() if ".tmp." in p.name]
+    assert torch.load(run / "checkpoint.pth", weights_only=True)["epoch"] == 3
+    assert (run / "final_state.pth").exists()
+
+
+def test_resume_with_no_checkpoint_warns_and_trains_from_scratch(tmp_path, synthetic_root):
+    cfg_path = write_cfg(tmp_path / "tiny.yaml", synthetic_opts(synthetic_root, str(tmp_path / "out")) + [
+        "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEATMAP_SIZE", "[8, 8]", "TEST.FLIP_TEST", "False"])
+    log = finish(start(cfg_path, tmp_path / "out", "--resume"))
+    warnings = [line for line in log.splitlines() if "--resume: no checkpoint.pth" in line]
+    assert len(warnings) == 1 and "training from scratch" in warnings[0]
+    assert (tmp_path / "out" / "synthetic" / "pose_resnet" / "tiny" / "final_state.pth").exists()
