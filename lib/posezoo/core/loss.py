@@ -23,7 +23,7 @@ from ..codecs.volumetric import (
     volumes,
     volumetric_settings,
 )
-from ..utils.registry import UnknownComponentError, import_dotted
+from ..utils.registry import UnknownComponentError, build_from_table
 from .strategy import stage_loss
 
 
@@ -307,13 +307,9 @@ LOSSES = {
 
 def loss_by_name(name: str, cfg) -> nn.Module:
     """The loss called `name`: a key of ``LOSSES`` or a dotted module path exposing ``get_loss(cfg)``."""
-    if name in LOSSES:
-        return LOSSES[name](cfg)
-    if "." in name:
-        module = import_dotted(name, "LOSS.NAME")
-        if not hasattr(module, "get_loss"):
-            raise UnknownComponentError(f"LOSS.NAME = {name}: module has no get_loss(cfg)")
-        return module.get_loss(cfg)
+    loss = build_from_table(LOSSES, name, "LOSS.NAME", "get_loss", cfg)
+    if loss is not None:
+        return loss
     raise UnknownComponentError(f"LOSS.NAME = {name} is not a posezoo loss; available: {', '.join(LOSSES)}")
 
 

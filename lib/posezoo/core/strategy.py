@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..utils.registry import UnknownComponentError, import_dotted
+from ..utils.registry import UnknownComponentError, build_from_table
 
 ADAPTATION_MODULE = "posezoo.core.adaptation"
 
@@ -117,13 +117,9 @@ def build_strategy(cfg, device: torch.device | None = None):
 
 def _strategy_by_name(cfg):
     name = cfg.TRAIN.STRATEGY
-    if name in STRATEGIES:
-        return STRATEGIES[name](cfg)
-    if "." in name:
-        module = import_dotted(name, "TRAIN.STRATEGY")
-        if not hasattr(module, "get_strategy"):
-            raise UnknownComponentError(f"TRAIN.STRATEGY = {name}: module has no get_strategy(cfg)")
-        return module.get_strategy(cfg)
+    strategy = build_from_table(STRATEGIES, name, "TRAIN.STRATEGY", "get_strategy", cfg)
+    if strategy is not None:
+        return strategy
     known = dict(STRATEGIES)
     if importlib.util.find_spec(ADAPTATION_MODULE) is not None:
         known.update(getattr(importlib.import_module(ADAPTATION_MODULE), "STRATEGIES", {}))

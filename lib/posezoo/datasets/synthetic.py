@@ -33,7 +33,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -637,13 +637,22 @@ def is_generated(root: str) -> bool:
     ])
 
 
+def generate_on_first_use(root: str, seed: int, is_complete: Callable[[str], bool],
+                          generate: Callable[..., dict], describe: Callable[[dict], str]) -> None:
+    """The embedded defaults' rule: a synthetic set is written under ``root`` the
+    first time a config names it (``generate(root, seed=seed)``, one summary
+    line printed), and read from disk like real data from then on."""
+    if not is_complete(root):
+        summary = generate(root, seed=seed)
+        print(f"=> generated {describe(summary)} in {root}")
+
+
 def get_dataset(cfg, image_set: str, is_train: bool, codec):
     """``DATASET.DATASET: synthetic``: COCO-format data under ``DATASET.ROOT``,
     generated there first (seed ``SEED``) if it is not complete yet."""
     from .coco import COCODataset  # a COCO dataset in every respect once written
 
-    if not is_generated(cfg.DATASET.ROOT):
-        summary = generate_synthetic_coco(cfg.DATASET.ROOT, seed=cfg.SEED)
-        print(f"=> generated the synthetic dataset in {cfg.DATASET.ROOT}: "
-              f"{summary['train']['images']} train / {summary['val']['images']} val images")
+    generate_on_first_use(cfg.DATASET.ROOT, cfg.SEED, is_generated, generate_synthetic_coco,
+                          lambda s: f"the synthetic dataset ({s['train']['images']} train / {s['val']['images']} "
+                                    f"val images)")
     return COCODataset(cfg, image_set, is_train, codec)

@@ -40,7 +40,7 @@ import numpy as np
 
 from .animal import AnimalCOCODataset, KeypointSet, _links
 from .synthetic import (MARKER_FILE, _background, _Canvas, _draw_clutter, _hsv_color, _shade, _write_json,
-                        generation_complete)
+                        generate_on_first_use, generation_complete)
 
 __all__ = ["QUADRUPED", "SPLITS", "generate_synthetic_animals", "is_generated", "get_dataset"]
 
@@ -361,8 +361,6 @@ class SyntheticAnimalDataset(AnimalCOCODataset):
 def get_dataset(cfg, image_set: str, is_train: bool, codec) -> SyntheticAnimalDataset:
     """``DATASET.DATASET: synthetic_animal``, generated under ``DATASET.ROOT``
     (seed ``SEED``) on first use."""
-    if not is_generated(cfg.DATASET.ROOT):
-        summary = generate_synthetic_animals(cfg.DATASET.ROOT, seed=cfg.SEED)
-        print(f"=> generated synthetic quadrupeds in {cfg.DATASET.ROOT}: "
-              + ", ".join(f"{s} {summary[s]['images']}" for s in SPLITS))
+    generate_on_first_use(cfg.DATASET.ROOT, cfg.SEED, is_generated, generate_synthetic_animals,
+                          lambda s: "synthetic quadrupeds (" + ", ".join(f"{k} {s[k]['images']}" for k in SPLITS) + ")")
     return SyntheticAnimalDataset(cfg, image_set, is_train, codec)

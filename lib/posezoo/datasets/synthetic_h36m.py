@@ -38,7 +38,7 @@ from ..core.metrics3d import H36M_ACTIONS, mpjpe, p_mpjpe
 from ..utils.utils import write_atomic, write_bytes_atomic
 from .h36m import (ANNOTATION_DIR, FLIP_PAIRS, NUM_JOINTS, ROOT_JOINT, TEST_SUBJECTS, TRAIN_SUBJECTS,
                    keypoint_info)  # noqa: F401 (keypoint_info: registry)
-from .synthetic import MARKER_FILE, _background, _hsv_color, generation_complete
+from .synthetic import MARKER_FILE, _background, _hsv_color, generate_on_first_use, generation_complete
 
 __all__ = ["CAMERA_IDS", "IMAGE_SIZE", "MARKER_FILE", "SyntheticFrame", "generate_synthetic_h36m", "is_generated",
            "mean_pose_baseline", "render_frame"]
@@ -296,9 +296,7 @@ def get_dataset(cfg, image_set: str, is_train: bool, codec):
     yet, then read by the Human3.6M reader like the real data."""
     from .h36m import H36MDataset
 
-    if not is_generated(cfg.DATASET.ROOT):
-        summary = generate_synthetic_h36m(cfg.DATASET.ROOT, seed=cfg.SEED)
-        print(f"=> generated synthetic Human3.6M frames in {cfg.DATASET.ROOT}: {summary['train']['frames']} train / "
-              f"{summary['test']['frames']} test; predicting the mean pose scores "
-              f"{summary['mean_pose_mpjpe_mm']:.1f} mm MPJPE")
+    generate_on_first_use(cfg.DATASET.ROOT, cfg.SEED, is_generated, generate_synthetic_h36m,
+                          lambda s: f"synthetic Human3.6M frames ({s['train']['frames']} train / {s['test']['frames']} "
+                                    f"test; the mean pose scores {s['mean_pose_mpjpe_mm']:.1f} mm MPJPE)")
     return H36MDataset(cfg, image_set, is_train, codec)

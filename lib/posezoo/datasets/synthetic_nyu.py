@@ -35,7 +35,7 @@ import scipy.io
 
 from .nyu import EVAL_JOINTS, FX, FY, U0, V0, joint_errors, keypoint_info, nyu_xyz_to_uvd  # noqa: F401 (registry)
 from ..utils.utils import write_bytes_atomic
-from .synthetic import MARKER_FILE, generation_complete
+from .synthetic import MARKER_FILE, generate_on_first_use, generation_complete
 
 __all__ = ["DISPARITY_NOISE", "KINECT_DISPARITY", "MARKER_FILE", "NUM_JOINTS", "PART_FOREARM", "PART_PALM",
            "PART_WALL", "SyntheticFrame", "encode_depth", "generate_synthetic_nyu", "is_generated",
@@ -422,9 +422,7 @@ def get_dataset(cfg, image_set: str, is_train: bool, codec):
     then read by the NYU dataset class like the real data."""
     from .nyu import NYUDataset
 
-    if not is_generated(cfg.DATASET.ROOT):
-        summary = generate_synthetic_nyu(cfg.DATASET.ROOT, seed=cfg.SEED)
-        print(f"=> generated synthetic NYU frames in {cfg.DATASET.ROOT}: {summary['train']['frames']} train / "
-              f"{summary['test']['frames']} test; predicting the mean pose scores "
-              f"{summary['mean_pose_error_mm']:.1f} mm")
+    generate_on_first_use(cfg.DATASET.ROOT, cfg.SEED, is_generated, generate_synthetic_nyu,
+                          lambda s: f"synthetic NYU frames ({s['train']['frames']} train / {s['test']['frames']} "
+                                    f"test; the mean pose scores {s['mean_pose_error_mm']:.1f} mm)")
     return NYUDataset(cfg, image_set, is_train, codec)

@@ -5,6 +5,7 @@ ImageNet files and the official pose checkpoints map onto them key for key.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -14,6 +15,28 @@ BN_MOMENTUM = 0.1
 
 # deconv kernel -> (padding, output_padding) that exactly doubles the resolution
 DECONV_PADDING = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
+
+
+def deconv_head(inplanes: int, filters: list[int], kernels: list[int], bias: bool,
+                lightweight: bool = False) -> nn.Sequential:
+    """SimpleBaseline's upsampling head: per step a stride-2 ConvTranspose2d, BN,
+    ReLU (Xiao et al. 2018, ``pose_resnet.py:_make_deconv_layer``). LPN's
+    lightweight variant (``lightweight``) groups the deconvolution by
+    gcd(in, out) and follows it with a 1x1 conv, BN, ReLU that mixes the channels
+    again (lpn-pytorch ``lpn.py:_make_deconv_layer``); the Sequential indices are
+    the released checkpoints' keys."""
+    layers = []
+    for planes, kernel in zip(filters, kernels):
+        padding, output_padding = DECONV_PADDING[kernel]
+        layers += [nn.ConvTranspose2d(inplanes, planes, kernel_size=kernel, stride=2, padding=padding,
+                                      output_padding=output_padding, bias=bias,
+                                      groups=math.gcd(inplanes, planes) if lightweight else 1),
+                   nn.BatchNorm2d(planes, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)]
+        if lightweight:
+            layers += [nn.Conv2d(planes, planes, kernel_size=1, bias=False),
+                       nn.BatchNorm2d(planes, momentum=BN_MOMENTUM), nn.ReLU(inplace=True)]
+        inplanes = planes
+    return nn.Sequential(*layers)
 
 
 def check_deconv_head(extra, owner: str) -> None:

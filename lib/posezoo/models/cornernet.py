@@ -42,7 +42,6 @@ with ``module.``, which ``load_checkpoint`` strips. The heat heads' bias starts 
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import nn

@@ -29,7 +29,6 @@ N(0, 0.001), which overrides the GC block's own zero init of its last conv.
 from __future__ import annotations
 
 import logging
-import math
 import os
 
 import torch
@@ -37,7 +36,7 @@ from torch import nn
 
 from ..config import read_extra
 from .checkpoint import CheckpointError, load_pretrained_backbone
-from .common import BN_MOMENTUM, DECONV_PADDING, check_deconv_head
+from .common import BN_MOMENTUM, check_deconv_head, deconv_head
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +190,8 @@ class LPN(nn.Module):
         self.layer2 = self._make_layer(128, layers[1], stride=2)
         self.layer3 = self._make_layer(256, layers[2], stride=2)
         self.layer4 = self._make_layer(512, layers[3], stride=1)
-        self.deconv_layers = self._make_deconv_layers(deconv_filters, deconv_kernels)
+        self.deconv_layers = deconv_head(self.inplanes, deconv_filters, deconv_kernels, self.deconv_with_bias,
+                                         lightweight=True)
         self.final_layer = nn.Conv2d(deconv_filters[-1], num_joints, kernel_size=final_conv_kernel, stride=1,
                                      padding=1 if final_conv_kernel == 3 else 0)
 
@@ -208,25 +208,6 @@ class LPN(nn.Module):
         layers = [LWBottleneck(self.inplanes, planes, stride, downsample, self.attention)]
         layers += [LWBottleneck(width, planes, attention=self.attention) for _ in range(1, blocks)]
         self.inplanes = width
-        return nn.Sequential(*layers)
-
-    def _make_deconv_layers(self, filters: list[int], kernels: list[int]) -> nn.Sequential:
-        """Per upsampling step: ConvTranspose2d (stride 2, groups = gcd(in, out)),
-        BN, ReLU, then a 1x1 conv, BN, ReLU that mixes the channels again."""
-        layers = []
-        for planes, kernel in zip(filters, kernels):
-            padding, output_padding = DECONV_PADDING[kernel]
-            layers += [
-                nn.ConvTranspose2d(self.inplanes, planes, kernel_size=kernel, stride=2, padding=padding,
-                                   output_padding=output_padding, groups=math.gcd(self.inplanes, planes),
-                                   bias=self.deconv_with_bias),
-                nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(planes, planes, kernel_size=1, bias=False),
-                nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
-                nn.ReLU(inplace=True),
-            ]
-            self.inplanes = planes
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

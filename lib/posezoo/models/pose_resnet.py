@@ -14,8 +14,8 @@ from torch import nn
 
 from ..config import read_extra
 from .checkpoint import CheckpointError, load_pretrained_backbone
-from .common import (BN_MOMENTUM, DECONV_PADDING, BasicBlock, Bottleneck, CaffeBottleneck, check_deconv_head,
-                     init_conv_bn_, make_res_layer)
+from .common import (BN_MOMENTUM, BasicBlock, Bottleneck, CaffeBottleneck, check_deconv_head,
+                     deconv_head, init_conv_bn_, make_res_layer)
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class PoseResNet(nn.Module):
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.deconv_layers = self._make_deconv_layers(deconv_filters, deconv_kernels)
+        self.deconv_layers = deconv_head(self.inplanes, deconv_filters, deconv_kernels, self.deconv_with_bias)
         self.final_layer = nn.Conv2d(deconv_filters[-1], num_joints, kernel_size=final_conv_kernel, stride=1,
                                      padding=1 if final_conv_kernel == 3 else 0)
 
@@ -60,19 +60,6 @@ class PoseResNet(nn.Module):
         layer = make_res_layer(block, self.inplanes, planes, blocks, stride)
         self.inplanes = planes * block.expansion
         return layer
-
-    def _make_deconv_layers(self, filters: list[int], kernels: list[int]) -> nn.Sequential:
-        layers = []
-        for planes, kernel in zip(filters, kernels):
-            padding, output_padding = DECONV_PADDING[kernel]
-            layers += [
-                nn.ConvTranspose2d(self.inplanes, planes, kernel_size=kernel, stride=2, padding=padding,
-                                   output_padding=output_padding, bias=self.deconv_with_bias),
-                nn.BatchNorm2d(planes, momentum=BN_MOMENTUM),
-                nn.ReLU(inplace=True),
-            ]
-            self.inplanes = planes
-        return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

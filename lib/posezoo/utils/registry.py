@@ -27,6 +27,19 @@ def import_dotted(name: str, config_key: str) -> ModuleType:
         raise
 
 
+def build_from_table(table: dict, name: str, config_key: str, factory: str, cfg):
+    """``table[name](cfg)``, or a user's dotted module's ``factory(cfg)`` (losses,
+    strategies); None when `name` is neither, so the caller lists its choices."""
+    if name in table:
+        return table[name](cfg)
+    if "." in name:
+        module = import_dotted(name, config_key)
+        if not hasattr(module, factory):
+            raise UnknownComponentError(f"{config_key} = {name}: module has no {factory}(cfg)")
+        return getattr(module, factory)(cfg)
+    return None
+
+
 def available(kind: str, entry: str) -> list[str]:
     """Names of the posezoo modules of `kind` that expose `entry`."""
     package = importlib.import_module(f"posezoo.{kind}")
