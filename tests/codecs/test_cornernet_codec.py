@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from posezoo.codecs.cornernet import SETTINGS, CornerNetCodec, CornerNetLoss, gaussian_radius, soft_nms
+from posezoo.codecs.cornernet import (SETTINGS, CornerNetCodec, CornerNetLoss, gaussian_radius,
+                                      official_soft_nms_rows, soft_nms)
 from posezoo.config import load_config
 
 C, IN_SIZE, OUT_SIZE = 3, (191, 127), (48, 32)
@@ -172,7 +173,7 @@ def test_soft_nms_equals_official_loop():
 
 def test_decode_detections_to_image_pixels():
     out = _decode_outputs()
-    c = codec(TOP_K=20, NUM_DETS=100, MAX_PER_IMAGE=10)
+    c = codec(TOP_K=20, NUM_DETS=100, MAX_PER_IMAGE=10, SOFT_NMS="batched")
     # output pixel -> image: x / ratio - border, as the official rescale_dets_
     ratio = torch.tensor([0.25, 0.25])
     border = torch.tensor([3.0, 5.0])
@@ -196,3 +197,72 @@ def test_decode_detections_to_image_pixels():
     assert torch.equal(scores[..., 0], det["scores"]) and torch.equal(scores[..., 1].long(), det["classes"])
     both = {k: torch.cat([v, v.flip(-1)]) for k, v in out.items()}  # the 2N rows of the loop's flip test
     torch.testing.assert_close(c.decode(both, meta)[0], flipped["boxes"], rtol=0, atol=0)
+
+
+def _class_rows():
+    """40 rows of one class (x1, y1, x2, y2, score, tl score, br score), 7 tied scores."""
+    g = np.random.default_rng(7)
+    xy, wh = g.uniform(0, 60, (40, 2)), g.uniform(4, 40, (40, 2))
+    rows = np.concatenate([xy, xy + wh, g.uniform(0, 1, (40, 1)) ** 3, g.uniform(0.05, 1, (40, 2))], 1)
+    rows = rows.astype(np.float32)
+    rows[5:12, 4] = rows[5, 4]
+    return rows
+
+
+# The official Cython soft_nms / soft_nms_merge (CornerNet-Lite core/external/nms.pyx, Gaussian,
+# weight_exp 10) run in place on _class_rows(): it returned 33 kept rows, yet all 40 rows of the
+# array it leaves keep a score >= 0.001 (the swap-with-last leaves rows behind), two of them
+# duplicates without merge. Column sums of the (40, 5) array, its first and last rows.
+OFFICIAL_ARRAYS = {
+    False: ([1251.5005, 1210.0714, 2013.6604, 2219.6118, 8.6551], 38),
+    True: ([1251.5398, 1210.0812, 2013.6595, 2219.6172, 8.6551], 40),
+}
+OFFICIAL_FIRST, OFFICIAL_LAST = [56.6969, 54.235, 72.6734, 72.5729, 0.8262], [34.1831, 8.7276, 45.488, 14.5529, 0.1561]
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_official_soft_nms_rows_equal_the_cython_arrays(merge):
+    rows = _class_rows()
+    out = official_soft_nms_rows(rows, 0.5, 0.001, merge, 10.0)
+    sums, unique = OFFICIAL_ARRAYS[merge]
+    assert out.shape == (40, 5) and (out[:, 4] >= 0.001).sum() == 40
+    np.testing.assert_allclose(out.astype(np.float64).sum(0), sums, atol=2e-3)
+    np.testing.assert_allclose(out[0], OFFICIAL_FIRST, atol=1e-4)
+    np.testing.assert_allclose(out[-1], OFFICIAL_LAST, atol=1e-4)
+    assert len(np.unique(out, axis=0)) == unique
+    kept, _, _ = soft_nms(torch.from_numpy(rows[None, :, :4]), torch.from_numpy(rows[None, :, 4]),
+                          torch.zeros(1, 40, dtype=torch.long), torch.ones(1, 40, dtype=torch.bool), 0.5, 0.001)
+    n_kept = int((kept >= 0).sum())
+    assert n_kept == 33  # the batched flavour keeps exactly the rows the official call reports as kept
+    if not merge:
+        np.testing.assert_array_equal(out[:n_kept, :4], rows[kept[0, :n_kept].numpy(), :4])
+
+
+def test_official_flavour_keeps_every_row_at_or_above_the_kth_score_class_by_class():
+    out = _decode_outputs()
+    c = codec(TOP_K=20, NUM_DETS=100, MAX_PER_IMAGE=10)  # SOFT_NMS official: the default
+    assert c.s["SOFT_NMS"] == "official"
+    a = torch.tensor([[4.0, 0, -3], [0, 4.0, -5]]).expand(2, 2, 3)
+    meta = {"crop_to_image": a, "image_size": torch.tensor([[150.0, 100.0], [150.0, 100.0]])}
+    det = c.decode_detections(out, meta)
+    rows = c.detections(out, meta).numpy()
+    for b in range(2):
+        r = rows[b][rows[b][:, 4] > -1]
+        expect = np.concatenate([np.concatenate([official_soft_nms_rows(r[r[:, 7] == k, :7]),
+                                                 np.full(((r[:, 7] == k).sum(), 1), k)], 1) for k in range(C)])
+        expect = expect[expect[:, 4] >= np.sort(expect[:, 4])[-10]]
+        n = len(expect)
+        assert n >= 10 and torch.all(det["scores"][b, n:] == -1)
+        np.testing.assert_allclose(det["boxes"][b, :n].numpy(), expect[:, :4], rtol=1e-6)
+        np.testing.assert_allclose(det["scores"][b, :n].numpy(), expect[:, 4], rtol=1e-6)
+        assert det["classes"][b, :n].tolist() == expect[:, 5].astype(int).tolist()
+        assert det["classes"][b, :n].tolist() == sorted(det["classes"][b, :n].tolist())  # class-major
+
+
+def test_unknown_soft_nms_flavour_is_one_line():
+    from posezoo.codecs.cornernet import get_codec
+
+    cfg = load_config(None, ["MODEL.NAME", "cornernet", "MODEL.TARGET_TYPE", "cornernet", "MODEL.IMAGE_SIZE",
+                             "[127, 127]", "CORNERNET.SOFT_NMS", "fast"])
+    with pytest.raises(ValueError, match="CORNERNET.SOFT_NMS must be 'official' or 'batched', got 'fast'"):
+        get_codec(cfg)

@@ -22,12 +22,16 @@ then to image pixels through ``meta['crop_to_image']``, clipped to
 ``NMS_SIGMA``, boxes below ``NMS_MIN_SCORE`` dropped, the +1 pixel areas of the
 official Cython ``soft_nms``), and the best ``MAX_PER_IMAGE``.
 
-Deliberate difference: the official test code calls ``soft_nms`` for its side
-effect and ignores the kept count it returns, so its per-class arrays also keep
-the boxes soft-NMS dropped and copies left by its swap-with-last removal. Here
-only the kept boxes are returned (those are equal to the official ones); the
-per-image cut takes the top ``MAX_PER_IMAGE`` (the official ``>=`` k-th score
-keeps every tie).
+Soft-NMS comes in two flavours (``CORNERNET.SOFT_NMS``). ``official`` (the
+default) reproduces what the official test keeps, row for row: it calls the
+Cython ``soft_nms`` for its side effect and ignores the kept count it returns, so
+each class's array also holds the rows its swap-with-last removal left behind
+(stale copies, scored), and ``soft_nms_merge`` weights with corner scores that
+its swaps do not move; the per-image cut keeps every score >= the k-th
+(``official_soft_nms_rows``, numpy, per image and class). ``batched`` is the
+torch version batched over images on the device: the same kept boxes, without
+the left-behind rows and with each box's own corner scores in the merge, and the
+top ``MAX_PER_IMAGE`` exactly.
 
 Loss (official ``CornerNet_Loss`` in ``core/models/py_utils/losses.py``): per stack,
 the focal loss of paper eq. 1 (alpha 2, beta 4 on (1 - y)) on sigmoid heatmaps
@@ -49,7 +53,7 @@ from .base import Codec, last_stage
 
 SETTINGS = ("GAUSSIAN_IOU", "MAX_OBJECTS", "TOP_K", "AE_THRESHOLD", "NMS_KERNEL", "NUM_DETS", "NMS_SIGMA",
             "NMS_MIN_SCORE", "MAX_PER_IMAGE", "MERGE_BBOX", "WEIGHT_EXP", "PULL_WEIGHT", "PUSH_WEIGHT", "OFF_WEIGHT",
-            "FOCAL_ALPHA", "FOCAL_BETA")
+            "FOCAL_ALPHA", "FOCAL_BETA", "SOFT_NMS")
 
 
 def gaussian_radius(height: float, width: float, min_overlap: float) -> float:
@@ -212,6 +216,78 @@ def soft_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, v
     return order, picked, merged
 
 
+def official_soft_nms_rows(rows: np.ndarray, sigma: float = 0.5, min_score: float = 0.001, merge: bool = False,
+                           weight_exp: float = 8.0) -> np.ndarray:
+    """One class's (M, 7) float32 rows x1, y1, x2, y2, score, tl score, br score
+    -> the (M, 5) array the official test keeps after calling the Cython
+    ``soft_nms`` (``merge``: ``soft_nms_merge``) of CornerNet-Lite
+    ``core/external/nms.pyx`` on it in place (Gaussian method, ``core/test/
+    cornernet.py:160-167``): every row, not only the kept count the call returns.
+
+    The official loop, step i: the best score in rows [i, N) is swapped into row
+    i (columns 0-4 only); every later row it overlaps (+1 pixel areas) is decayed
+    by w = exp(-IoU^2 / sigma) in float32; a row falling under ``min_score`` is
+    replaced by row N - 1 (columns 0-4) and N shrinks, so row N - 1 stays behind
+    as it was; with ``merge`` the selected box becomes the mean of its corners and
+    those of every row it overlapped, weighted by corner score x (1 - w)^
+    weight_exp, where columns 5-6 are those of the row position, never moved.
+    Vectorised per step; the Python work is per removal."""
+    b = np.array(rows[:, :7], dtype=np.float32)
+    corners = b[:, 5:7].copy()  # the official swaps never move columns 5-6
+    m, n = len(b), len(b)
+    one, sigma32, wexp, threshold = np.float32(1), np.float32(sigma), np.float32(weight_exp), np.float32(min_score)
+    for i in range(m):
+        if i >= n:  # the official loop still visits the rows left behind: merge rewrites them as x * c / c
+            if merge:
+                c = corners[i:, [0, 0, 1, 1]]
+                b[i:, :4] = (b[i:, :4] * c) / c
+            break
+        best = i + int(np.argmax(b[i:n, 4]))
+        b[[i, best], :5] = b[[best, i], :5]
+        t = b[i, :4].copy()
+        seg = b[i + 1:n]
+        x1, y1, x2, y2, s = seg[:, 0], seg[:, 1], seg[:, 2], seg[:, 3], seg[:, 4]
+        area = (x2 - x1 + one) * (y2 - y1 + one)
+        iw = np.minimum(t[2], x2) - np.maximum(t[0], x1) + one
+        ih = np.minimum(t[3], y2) - np.maximum(t[1], y1) + one
+        over = (iw > 0) & (ih > 0)
+        ov = iw * ih / ((t[2] - t[0] + one) * (t[3] - t[1] + one) + area - iw * ih)
+        weight = np.exp((-(ov * ov) / sigma32).astype(np.float64)).astype(np.float32)
+        decayed = np.where(over, weight * s, s)
+        gone = over & (decayed < threshold)
+        # replay the swap-with-last removals: content[q] = the row now at position q
+        content, where = np.arange(len(seg)), np.arange(len(seg))
+        end, processed_tail = len(seg), -1
+        for p in np.flatnonzero(gone):
+            if p >= end:
+                break
+            while True:
+                last = end - 1
+                end -= 1
+                if last == p:  # the removed row was the last one: it stays, decayed
+                    processed_tail = p
+                    break
+                content[p], where[last] = last, p
+                if not gone[last]:
+                    break
+        processed = np.arange(len(seg)) < end
+        if processed_tail >= 0:
+            processed[processed_tail] = True
+        new = seg[content, :5]
+        new[:, 4] = np.where(processed, decayed[content], s[content])
+        if merge:
+            mw = np.where(over, (one - weight) ** wexp, np.float32(0))
+            tl = np.concatenate([corners[i:i + 1, 0], corners[i + 1 + where, 0] * mw])
+            br = np.concatenate([corners[i:i + 1, 1], corners[i + 1 + where, 1] * mw])
+            xy1 = np.concatenate([t[None, :2], seg[:, :2]])
+            xy2 = np.concatenate([t[None, 2:], seg[:, 2:4]])
+            b[i, :2] = (xy1 * tl[:, None]).sum(0, dtype=np.float32) / tl.sum(dtype=np.float32)
+            b[i, 2:4] = (xy2 * br[:, None]).sum(0, dtype=np.float32) / br.sum(dtype=np.float32)
+        b[i + 1:n, :5] = new
+        n = i + 1 + end
+    return b[:, :5]
+
+
 class CornerNetCodec(Codec):
     """Boxes (x1, y1, x2, y2) <-> corner targets; ``stride`` is the network's
     output stride (4 for hourglass-104, 8 for Squeeze)."""
@@ -340,6 +416,8 @@ class CornerNetCodec(Codec):
             out, flipped = last_stage(output), last_stage(output_flipped)
             output = {k: torch.cat([out[k], flipped[k]]) for k in out}
         dets = self.detections(output, meta)
+        if self.s["SOFT_NMS"] == "official":
+            return self._official_nms(dets)
         boxes, scores, classes = dets[..., :4], dets[..., 4], dets[..., 7].long()
         corners = dets[..., 5:7] if self.s["MERGE_BBOX"] else None
         order, picked, merged = soft_nms(boxes, scores, classes, scores > -1, self.s["NMS_SIGMA"],
@@ -350,6 +428,31 @@ class CornerNetCodec(Codec):
         boxes = boxes.gather(1, idx[..., None].expand(-1, -1, 4)) if merged is None else \
             merged.gather(1, pos[..., None].expand(-1, -1, 4))
         return {"boxes": boxes, "scores": best, "classes": classes.gather(1, idx)}
+
+    def _official_nms(self, dets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``CORNERNET.SOFT_NMS official``: per image, pairs scoring -1 dropped,
+        each class's rows through ``official_soft_nms_rows``, then every row whose
+        score is >= the ``MAX_PER_IMAGE``-th best (ties kept), class by class in
+        the official order (``core/test/cornernet.py:155-176``). Images keep
+        different counts: the result is padded to the longest with score -1."""
+        s, kept = self.s, []
+        for rows in dets.detach().cpu().numpy().astype(np.float32):
+            rows = rows[rows[:, 4] > -1]
+            per_class = [(official_soft_nms_rows(rows[rows[:, 7] == c, :7], s["NMS_SIGMA"], s["NMS_MIN_SCORE"],
+                                                 bool(s["MERGE_BBOX"]), s["WEIGHT_EXP"]), c)
+                         for c in range(self.num_classes)]
+            out = np.concatenate([np.concatenate([r, np.full((len(r), 1), c, np.float32)], 1) for r, c in per_class])
+            limit = int(s["MAX_PER_IMAGE"])
+            if len(out) > limit:
+                out = out[out[:, 4] >= np.partition(out[:, 4], len(out) - limit)[len(out) - limit]]
+            kept.append(out)
+        width = max(1, max(len(k) for k in kept))
+        table = np.zeros((len(kept), width, 6), np.float32)
+        table[..., 4] = -1.0
+        for row, k in zip(table, kept):
+            row[:len(k)] = k
+        table = torch.from_numpy(table).to(dets.device)
+        return {"boxes": table[..., :4], "scores": table[..., 4], "classes": table[..., 5].long()}
 
     def decode(self, output: Any, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, MAX_PER_IMAGE, 4) boxes x1, y1, x2, y2 and (N, MAX_PER_IMAGE, 2)
@@ -377,6 +480,8 @@ class CornerNetCodec(Codec):
 def get_codec(cfg) -> CornerNetCodec:
     extra = cfg.MODEL.EXTRA
     stride = 8 if extra.get("VARIANT", "hourglass104") == "squeeze" else 4
+    if cfg.CORNERNET.SOFT_NMS not in ("official", "batched"):
+        raise ValueError(f"CORNERNET.SOFT_NMS must be 'official' or 'batched', got {cfg.CORNERNET.SOFT_NMS!r}")
     w, h = (int(v) for v in cfg.MODEL.IMAGE_SIZE)
     return CornerNetCodec(extra.get("NUM_CLASSES", 80), (w, h), ((w + 1) // stride, (h + 1) // stride),
                           {k: cfg.CORNERNET[k] for k in SETTINGS})

@@ -200,6 +200,9 @@ _C.CORNERNET.TEST_SCALES = [1.0]
 # (weights: corner score x (1 - soft-NMS weight)^WEIGHT_EXP); multi_scale.json: True, 10
 _C.CORNERNET.MERGE_BBOX = False
 _C.CORNERNET.WEIGHT_EXP = 8.0
+# soft-NMS as the official test keeps it (every row of each class's array, ties at the
+# MAX_PER_IMAGE-th score kept; numpy) or 'batched' (torch on the device, the kept boxes only)
+_C.CORNERNET.SOFT_NMS = "official"
 _C.CORNERNET.PULL_WEIGHT = 0.1
 _C.CORNERNET.PUSH_WEIGHT = 0.1
 _C.CORNERNET.OFF_WEIGHT = 1.0
