@@ -35,6 +35,14 @@ width or height <= 0 or outside their image are dropped and counted.
 A model trained on the synthetic demo data does not transfer to photos: use
 released weights with their official YAML for real images.
 
+3D body configs on RGB (c2f_vol: MODEL.TARGET_TYPE volumetric) take the same
+images and boxes; each result also carries "keypoints_3d": K x (x, y, z), the
+image pixels and the depth relative to the root joint in mm (its "keypoints"
+are x, y, score as for 2D). --camera CAMERA.json ({"focal": [fx, fy],
+"princpt": [cx, cy], "root_depth": mm}) adds "keypoints_cam" (camera mm) and a
+3D plot per image (plots/<stem>_3d.png, its first person): an image alone does
+not fix how far the person is.
+
 Depth configs (A2J, AWR: MODEL.TARGET_TYPE a2j or awr) estimate 3D hand joints
 instead. --images is a depth PNG or a folder of them (sorted by name; --glob
 picks the files, e.g. 'depth_1_*.png' in a NYU release folder, which also holds
@@ -101,6 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--centers", default="",
                         help="depth configs: hand centres, one 'u v d' line per frame (sorted file order), "
                              "A2J's nyu_center_*.mat or AWR's center_*_refined.txt (default: estimated)")
+    parser.add_argument("--camera", default="",
+                        help='3D body configs: a JSON {"focal": [fx, fy], "princpt": [cx, cy], "root_depth": mm} '
+                             "for camera-space joints and 3D plots")
     parser.add_argument("--glob", default="*.png",
                         help="depth configs: the files of an --images folder to use (default *.png)")
     parser.add_argument("--output", default="", help="output folder (default OUTPUT_DIR/infer/<input name>)")
@@ -285,6 +296,18 @@ def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], o
     return {"file_names": names, "uvd": uvd}
 
 
+def load_camera(path: str) -> dict:
+    """--camera: {"focal": [fx, fy], "princpt": [cx, cy], "root_depth": mm}."""
+    try:
+        with open(path) as f:
+            camera = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--camera {path}: not a readable JSON file ({err})") from None
+    if not isinstance(camera, dict) or {"focal", "princpt", "root_depth"} - set(camera):
+        raise ValueError(f'--camera {path}: expected {{"focal": [fx, fy], "princpt": [cx, cy], "root_depth": mm}}')
+    return camera
+
+
 def report_skipped(out_dir: str, unreadable: list, dropped_boxes: int) -> None:
     """The end-of-run summary of what --images left out and why (one line, and
     ``skipped.json`` beside the results): images that could not be read, under
@@ -324,8 +347,12 @@ def main(argv=None) -> list[dict] | dict:
     estimator = PoseEstimator.from_config(args.cfg, args.weights, args.opts, args.device, args.batch_size, detector)
     cfg = estimator.cfg
     out_dir = args.output or os.path.join(cfg.OUTPUT_DIR, "infer", os.path.splitext(os.path.basename(source))[0])
-    if estimator.prediction == "keypoints3d":
+    if estimator.input_kind == "depth":
         return infer_depth(args, estimator, source, files, out_dir)
+    body3d = estimator.prediction == "keypoints3d"
+    camera = load_camera(args.camera) if args.camera else None
+    if camera is not None and not body3d:
+        raise ValueError("--camera is for 3D body configs (c2f_vol); a 2D config predicts image pixels only")
     if args.centers:
         raise ValueError("--centers is for depth configs (A2J, AWR); a 2D config takes person boxes (--boxes)")
     score_thr = cfg.TEST.IMAGE_THRE if args.score_thr is None else args.score_thr
@@ -384,18 +411,31 @@ def main(argv=None) -> list[dict] | dict:
                     usable = usable_boxes(image_boxes, image.shape[1], image.shape[0])
                     dropped += int((~usable).sum())
                     boxes[j] = image_boxes[usable]
-            keypoints = estimator.estimate_batch([image for _, _, image in chunk], boxes)
-            for (name, image_id, image), image_boxes, kpts in zip(chunk, boxes, keypoints):
+            if body3d:
+                poses = estimator.estimate_3d_batch([image for _, _, image in chunk], boxes, [camera] * len(chunk))
+                keypoints = [np.concatenate([p["uvz"][..., :2], p["score"][..., None]], 2) for p in poses]
+            else:
+                poses, keypoints = [None] * len(chunk), estimator.estimate_batch([image for _, _, image in chunk],
+                                                                                 boxes)
+            for (name, image_id, image), image_boxes, kpts, pose in zip(chunk, boxes, keypoints, poses):
                 if image_boxes is None:
                     image_boxes = whole_image_box(*image.shape[:2])
                 if detector:
                     detections += [{"image_id": image_id, "category_id": 1, "bbox": b[:4].round(2).tolist(),
                                     "score": float(b[4]), "file_name": name} for b in image_boxes]
                 scores = instance_scores(kpts, image_boxes[:, 4], cfg.TEST.IN_VIS_THRE)
-                for box, kp, score in zip(image_boxes, kpts, scores):
+                for j, (box, kp, score) in enumerate(zip(image_boxes, kpts, scores)):
                     results.append({"image_id": image_id, "category_id": 1,
                                     "keypoints": kp.reshape(-1).round(4).tolist(), "score": float(score),
                                     "bbox": box[:4].round(3).tolist(), "file_name": name})
+                    if pose is not None:
+                        results[-1]["keypoints_3d"] = pose["uvz"][j].round(3).tolist()
+                        if "xyz" in pose:
+                            results[-1]["keypoints_cam"] = pose["xyz"][j].round(3).tolist()
+                if pose is not None and "xyz" in pose and len(pose["xyz"]):
+                    up = np.array([1.0, -1.0, 1.0])  # camera y points down; the plot draws y up
+                    plot_hand_3d(pose["xyz"][0] * up, estimator.skeleton,
+                                 os.path.join(out_dir, "plots", f"{os.path.splitext(name)[0]}_3d.png"), title=name)
                 shown = image_boxes[:, 4] >= args.draw_thr
                 drawn = draw_skeletons(image, kpts[shown], estimator.skeleton, estimator.flip_pairs, args.kpt_thr)
                 if args.boxes or detector:  # the whole-image box is no information

@@ -13,7 +13,14 @@ the flip test of ``core.inference.forward_test`` when ``TEST.FLIP_TEST`` is set
 the same boxes in the same batches the result therefore equals
 ``core.inference.predict``'s bit for bit.
 
-Depth configs (A2J, AWR on NYU; ``codec.prediction == "keypoints3d"``) take a
+3D human pose from RGB (``c2f_vol``; ``codec.prediction == "keypoints3d"``,
+``input_kind == "image"``) takes the same image and boxes::
+
+    pose = estimator.estimate_3d(image_bgr, boxes)  # pose["uvz"] (M, 17, 3): x, y px, depth to the root in mm
+    pose = estimator.estimate_3d(image_bgr, boxes, camera={"focal": (fx, fy), "princpt": (cx, cy),
+                                                           "root_depth": 5000.0})  # + pose["xyz"], camera mm
+
+Depth configs (A2J, AWR on NYU; ``codec.input_kind == "depth"``) take a
 depth map in mm and hand centres instead::
 
     uvd = estimator.estimate_depth(read_depth("depth_1_0000001.png"), center_uvd)  # (M, 14, 3)
@@ -188,8 +195,9 @@ class PoseEstimator:
     chunks of ``batch_size`` crops (``TEST.BATCH_SIZE_PER_GPU`` by default).
     With a ``detector`` (``PersonDetector``), an image given no boxes gets the
     detector's person boxes instead of the whole-image box.
-    A depth config (``prediction == "keypoints3d"``) uses ``estimate_depth``
-    / ``estimate_depth_batch`` instead."""
+    A 3D config on RGB (``c2f_vol``) uses ``estimate_3d`` / ``estimate_3d_batch``;
+    a depth config (``input_kind == "depth"``) ``estimate_depth`` /
+    ``estimate_depth_batch``."""
 
     def __init__(self, cfg, model: nn.Module, device: str | torch.device | None = None,
                  batch_size: int | None = None, detector: "PersonDetector | None" = None):
@@ -202,8 +210,8 @@ class PoseEstimator:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._forward = amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
         self.codec = build_codec(cfg)
-        self.prediction = self.codec.prediction
-        if self.prediction == "keypoints3d":
+        self.prediction, self.input_kind = self.codec.prediction, self.codec.input_kind
+        if self.input_kind == "depth":
             depth_crop_settings(cfg)  # a bad DEPTH_CROP / IMAGE_SIZE / CUBE_SIZE fails here, not at the first frame
         self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))
         self.aspect_ratio = self.image_size[0] / self.image_size[1]
@@ -248,23 +256,89 @@ class PoseEstimator:
         return torch.stack(inputs), np.stack(centers), np.stack(scales)
 
     @torch.no_grad()
-    def _run(self, inputs: torch.Tensor, meta: dict[str, torch.Tensor]) -> np.ndarray:
+    def _run(self, inputs: torch.Tensor, meta: dict[str, torch.Tensor], decode=None) -> np.ndarray:
         """(N, K, 3) float64 decoded joints for crops `inputs` with their crop
-        geometry `meta` (the dataset's keys), chunked, decoded on the device."""
+        geometry `meta` (the dataset's keys), chunked, decoded on the device by
+        ``decode(output, meta, inputs)`` (default ``core.inference.decode_batch``)."""
+        decode = decode or (lambda output, chunk_meta, chunk: decode_batch(self.codec, output, chunk_meta, chunk))
         out = []
         for start in range(0, len(inputs), self.batch_size):
             rows = slice(start, start + self.batch_size)
             chunk = to_channels_last(inputs[rows].to(self.device), self.channels_last)
             output = forward_test(self._forward, chunk, self.codec, self.flip_pairs, self.flip_test)
-            out.append(decode_batch(self.codec, output, {k: v[rows] for k, v in meta.items()}, chunk).cpu().numpy())
+            out.append(decode(output, {k: v[rows] for k, v in meta.items()}, chunk).cpu().numpy())
         return np.concatenate(out).astype(np.float64)
+
+    def _check_input(self, wanted: str, prediction: str, call: str) -> None:
+        """One line naming the call that fits this config when the user picked another."""
+        if (self.input_kind, self.prediction) == (wanted, prediction) or (wanted == "depth" == self.input_kind):
+            return
+        fits = ("estimate_depth(depth_mm, center_uvd)" if self.input_kind == "depth" else
+                "estimate_3d(image, boxes)" if self.prediction == "keypoints3d" else "estimate(image, boxes)")
+        raise ValueError(f"MODEL.NAME {self.cfg.MODEL.NAME} with codec {codec_name(self.cfg)} predicts "
+                         f"{self.prediction} from {self.input_kind} crops: use {fits}, not {call}")
 
     def estimate_batch(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None]
                        ) -> list[np.ndarray]:
         """Per image, (M_i, K, 3) keypoints for its boxes (None: the whole image)."""
-        if self.prediction != "keypoints2d":
-            raise ValueError(f"MODEL.NAME {self.cfg.MODEL.NAME} with codec {codec_name(self.cfg)} is a depth model: "
-                             f"use estimate_depth(depth_mm, center_uvd) or estimate_depth_batch, not estimate")
+        self._check_input("image", "keypoints2d", "estimate")
+        preds, counts = self._estimate_crops(images, boxes)
+        return np.split(preds, np.cumsum(counts)[:-1]) if sum(counts) else \
+            [np.zeros((0, self.cfg.MODEL.NUM_JOINTS, 3)) for _ in counts]
+
+    def estimate_3d_batch(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None],
+                          cameras: Sequence[dict | None] | None = None) -> list[dict[str, np.ndarray]]:
+        """Per image, for a 3D config on RGB (``c2f_vol``): ``uvz`` (M_i, K, 3)
+        image x, y in pixels and depth relative to the root joint in mm, and
+        ``score`` (M_i, K). With a camera ``{"focal": (fx, fy), "princpt": (cx,
+        cy), "root_depth": mm (one, or one per box)}`` also ``xyz`` (M_i, K, 3)
+        in camera mm (``codecs.volumetric.back_project``): a photo alone does not
+        fix how far the person is (the paper's evaluation takes the root depth
+        from the ground truth)."""
+        self._check_input("image", "keypoints3d", "estimate_3d")
+        cameras = [None] * len(images) if cameras is None else list(cameras)
+        if len(cameras) != len(images):
+            raise ValueError(f"{len(images)} images but {len(cameras)} cameras")
+
+        def decode(output, chunk_meta, chunk):
+            uvz, scores = self.codec.decode_image(output, chunk_meta)
+            return torch.cat([uvz, scores.to(uvz.dtype)], dim=2)
+
+        rows, counts = self._estimate_crops(images, boxes, decode)
+        k, poses = self.cfg.MODEL.NUM_JOINTS, []
+        for part, camera in zip(np.split(rows, np.cumsum(counts)[:-1]) if sum(counts) else
+                                [np.zeros((0, k, 4)) for _ in counts], cameras):
+            pose = {"uvz": part[..., :3], "score": part[..., 3]}
+            if camera is not None:
+                pose["xyz"] = self._camera_xyz(pose["uvz"], camera)
+            poses.append(pose)
+        return poses
+
+    def estimate_3d(self, image: np.ndarray, boxes: np.ndarray | None = None, camera: dict | None = None
+                    ) -> dict[str, np.ndarray]:
+        """``estimate_3d_batch`` for one image (module docstring)."""
+        return self.estimate_3d_batch([image], [boxes], [camera])[0]
+
+    @staticmethod
+    def _camera_xyz(uvz: np.ndarray, camera: dict) -> np.ndarray:
+        from .codecs.volumetric import back_project
+
+        missing = {"focal", "princpt", "root_depth"} - set(camera)
+        if missing:
+            raise ValueError(f"camera needs focal (fx, fy), princpt (cx, cy) and root_depth (mm); missing "
+                             f"{sorted(missing)}")
+        m = len(uvz)
+        root = np.broadcast_to(np.asarray(camera["root_depth"], np.float64).reshape(-1), (m,))
+        focal = np.broadcast_to(np.asarray(camera["focal"], np.float64).reshape(1, 2), (m, 2))
+        princpt = np.broadcast_to(np.asarray(camera["princpt"], np.float64).reshape(1, 2), (m, 2))
+        xyz = back_project(torch.from_numpy(np.ascontiguousarray(uvz)), torch.from_numpy(root.copy()),
+                           torch.from_numpy(focal.copy()), torch.from_numpy(princpt.copy()))
+        return xyz.numpy()
+
+    def _estimate_crops(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray | None], decode=None
+                        ) -> tuple[np.ndarray, list[int]]:
+        """Every image's boxes cropped as the test pipeline does, run together:
+        the decoded rows of all crops and the crop count per image."""
         if len(images) != len(boxes):
             raise ValueError(f"{len(images)} images but {len(boxes)} box sets")
         inputs, centers, scales, counts = [], [], [], []
@@ -279,12 +353,10 @@ class PoseEstimator:
             centers.append(c)
             scales.append(s)
             counts.append(len(x))
-        k = self.cfg.MODEL.NUM_JOINTS
         if not sum(counts):
-            return [np.zeros((0, k, 3)) for _ in counts]
+            return np.zeros((0, self.cfg.MODEL.NUM_JOINTS, 3)), counts
         meta = {"center": torch.from_numpy(np.concatenate(centers)), "scale": torch.from_numpy(np.concatenate(scales))}
-        preds = self._run(torch.cat(inputs), meta)
-        return np.split(preds, np.cumsum(counts)[:-1])
+        return self._run(torch.cat(inputs), meta, decode), counts
 
     def estimate(self, image: np.ndarray, boxes: np.ndarray | None = None) -> np.ndarray:
         """(M, K, 3) keypoints (x, y, score) in image pixels for a BGR uint8
@@ -298,9 +370,7 @@ class PoseEstimator:
         hand centres (M_i, 3) or (3,) uvd; None: one centre from
         ``estimate_hand_center``. The crops of all frames go through the model
         together, in chunks of ``batch_size``."""
-        if self.prediction != "keypoints3d":
-            raise ValueError(f"codec {codec_name(self.cfg)} is a 2D codec: use estimate(image, boxes); "
-                             f"estimate_depth needs a depth config (MODEL.TARGET_TYPE a2j or awr)")
+        self._check_input("depth", "keypoints3d", "estimate_depth")
         if len(depths) != len(centers):
             raise ValueError(f"{len(depths)} depth maps but {len(centers)} centre sets")
         crops, counts = [], []

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from posezoo.codecs import available_codecs, build_codec
-from posezoo.codecs.base import PREDICTIONS, Codec, last_stage
+from posezoo.codecs.base import PREDICTIONS, Codec, DepthCropCodec, last_stage
 from posezoo.config import load_config
 
 K, N = 5, 3
@@ -42,15 +42,15 @@ def test_every_codec_has_a_contract_config():
     assert sorted(list(CONFIGS) + list(BOX_CONFIGS)) == available_codecs()
 
 
-def _camera_crops(codec) -> bool:
+def _rgb_3d(codec) -> bool:
     """RGB crops predicting camera-space 3D (the volumetric codec): 2D-crop meta plus the camera."""
-    return "root_cam" in codec.meta_keys
+    return codec.prediction == "keypoints3d" and codec.input_kind == "image"
 
 
 def _sample(codec, rng):
     """One encode's arguments: crop joints and visibility (2D), crop joints with a root-relative depth in mm
     and visibility (RGB 3D), or crop joints and the depth crop (depth 3D)."""
-    if _camera_crops(codec):
+    if _rgb_3d(codec):
         joints = np.concatenate([rng.uniform(4, 28, (K, 2)), rng.uniform(-800, 800, (K, 1))], 1).astype(np.float32)
         return joints, np.ones((K, 3), np.float32)
     if codec.prediction == "keypoints3d":
@@ -73,7 +73,7 @@ def _output(codec, target, rng):
     or random tensors of the depth model's output layout."""
     if isinstance(target, list):
         return [_output(codec, t, rng) for t in target]
-    if _camera_crops(codec):  # a noisy copy of the volume target
+    if _rgb_3d(codec):  # a noisy copy of the volume target
         return target["volume"] + 0.01 * torch.from_numpy(rng.standard_normal(tuple(target["volume"].shape))
                                                           .astype(np.float32))
     if codec.prediction == "keypoints2d":
@@ -86,7 +86,7 @@ def _output(codec, target, rng):
 
 
 def _meta(codec, inputs):
-    if _camera_crops(codec):
+    if _rgb_3d(codec):
         return {"inputs": inputs, "center": torch.tensor([[16.0, 16.0]]).repeat(N, 1),
                 "scale": torch.tensor([[0.2, 0.2]]).repeat(N, 1),
                 "root_cam": torch.tensor([[10.0, -20.0, 4000.0]]).repeat(N, 1),
@@ -133,7 +133,9 @@ def test_codec_follows_the_contract(name, index):
         assert last_stage(target).shape[1] == K * codec.channels_per_joint
 
     output = _output(codec, target, rng)
-    depth_input = codec.prediction == "keypoints3d" and not _camera_crops(codec)
+    assert codec.input_kind in ("image", "depth")
+    assert (codec.input_kind == "depth") == isinstance(codec, DepthCropCodec)
+    depth_input = codec.input_kind == "depth"
     inputs = torch.from_numpy(np.stack([s[1] for s in samples])) if depth_input else torch.zeros(N, 3, 32, 32)
     meta = _meta(codec, inputs)
     assert set(codec.meta_keys) <= set(meta)

@@ -195,6 +195,7 @@ def test_evaluate_writes_results_and_known_errors(tmp_path):
     sheets = dataset.write_gallery(preds, np.arange(4), str(tmp_path / "gallery"))
     assert sheets["best"].shape == (192, 4 * 192, 3)
     assert os.path.isfile(tmp_path / "gallery" / "worst_test_h36m_body3d_3d.png")
+    assert sheets["worst_3d"].shape == (500, 500, 3)  # the 3D plot, for TensorBoard with the sheets
 
 
 def test_keypoint_info_is_registered():

@@ -231,9 +231,9 @@ def test_depth_and_image_misuse_are_clear_errors(synthetic_nyu_root, synthetic_c
     depth_model = depth_estimator(synthetic_nyu_root, str(tmp_path), "awr")
     depth = read_depth(os.path.join(synthetic_nyu_root, "test", "depth_1_0000001.png"))
     center = load_centers(synthetic_nyu_root, "test")[0]
-    with pytest.raises(ValueError, match=r"is a depth model: use estimate_depth\(depth_mm, center_uvd\)"):
+    with pytest.raises(ValueError, match=r"predicts keypoints3d from depth crops: use estimate_depth\(depth_mm, center_uvd\), not estimate"):
         depth_model.estimate(np.zeros((64, 64, 3), np.uint8))
-    with pytest.raises(ValueError, match=r"2D codec: use estimate\(image, boxes\)"):
+    with pytest.raises(ValueError, match=r"predicts keypoints2d from image crops: use estimate\(image, boxes\), not estimate_depth"):
         make_estimator(synthetic_cfg).estimate_depth(depth, center)
     with pytest.raises(ValueError, match=r"expected an \(H, W\) depth map in mm, got uint8 \(480, 640, 3\)"):
         depth_model.estimate_depth(np.zeros((480, 640, 3), np.uint8), center)
@@ -245,3 +245,50 @@ def test_depth_and_image_misuse_are_clear_errors(synthetic_nyu_root, synthetic_c
         depth_model.estimate_depth(depth, [2000.0, 240.0, 600.0])
     with pytest.raises(ValueError, match="2 depth maps but 1 centre sets"):
         depth_model.estimate_depth_batch([depth, depth], [center])
+
+
+@pytest.fixture(scope="module")
+def body3d_estimator(tmp_path_factory):
+    """A tiny c2f_vol (2 stacks, 1 then 8 depth bins) on synthetic Human3.6M frames."""
+    from posezoo.datasets.synthetic_h36m import generate_synthetic_h36m
+
+    root = str(tmp_path_factory.mktemp("h36m"))
+    generate_synthetic_h36m(root, seed=3, num_train=4, num_test=4)
+    cfg = load_config(os.path.join(ROOT, "experiments", "h36m", "c2f_vol_synthetic.yaml"),
+                      ["DATASET.ROOT", root, "WORKERS", "0", "MODEL.EXTRA.NUM_FEATURES", "16",
+                       "VOLUMETRIC.RES_Z", "[1, 8]", "OUTPUT_DIR", str(tmp_path_factory.mktemp("out"))])
+    return make_estimator(cfg, seed=1)
+
+
+def test_estimate_3d_equals_the_test_pipeline(body3d_estimator):
+    """A box that maps to a frame's own crop gives, through estimate_3d with the
+    frame's camera and root depth, the camera-mm joints predict() decodes for
+    that frame; uvz is their projection with the depth relative to the root."""
+    from posezoo.datasets.h36m import ROOT_JOINT
+
+    est = body3d_estimator
+    dataset = build_dataset(est.cfg, "test", False, est.codec)
+    out = predict(est.cfg, DataLoader(dataset, batch_size=4), est.model, est.codec, dataset.flip_pairs,
+                  torch.device("cpu"))
+    for i in (0, 3):
+        rec = dataset.db[i]
+        side = float(rec["scale"][0]) * PIXEL_STD / 1.25  # box_to_center_scale pads by 25 %
+        box = np.array([[rec["center"][0] - side / 2, rec["center"][1] - side / 2, side, side, 1.0]])
+        camera = {"focal": rec["focal"], "princpt": rec["princpt"], "root_depth": rec["joints_cam"][ROOT_JOINT, 2]}
+        pose = est.estimate_3d(cv2.imread(rec["image"]), box, camera)
+        assert pose["uvz"].shape == (1, 17, 3) and pose["score"].shape == (1, 17)
+        np.testing.assert_allclose(pose["xyz"][0], out["preds"][i][:, :3], atol=1e-3)
+        z = pose["xyz"][0, :, 2]
+        np.testing.assert_allclose(pose["uvz"][0, :, 2], z - rec["joints_cam"][ROOT_JOINT, 2], atol=1e-6)
+        np.testing.assert_allclose(pose["uvz"][0, :, :2], pose["xyz"][0, :, :2] / z[:, None] * rec["focal"]
+                                   + rec["princpt"], atol=1e-6)
+    no_camera = est.estimate_3d(cv2.imread(dataset.db[0]["image"]))  # the whole image, no camera: no xyz
+    assert set(no_camera) == {"uvz", "score"} and no_camera["uvz"].shape == (1, 17, 3)
+
+
+def test_3d_misuse_is_one_line(body3d_estimator):
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"predicts keypoints3d from image crops: use estimate_3d\(image, boxes\)"):
+        body3d_estimator.estimate(image)
+    with pytest.raises(ValueError, match=r"missing \['root_depth'\]"):
+        body3d_estimator.estimate_3d(image, None, {"focal": (1, 1), "princpt": (0, 0)})

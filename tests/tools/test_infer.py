@@ -472,3 +472,40 @@ def test_pictures_show_confident_people_with_box_outlines(setup, tmp_path):
     run_infer(setup, setup["val"], tmp_path / "o2", "--boxes", str(path), "--score-thr", "0", "--draw-thr", "0.95")
     bare = cv2.imread(str(tmp_path / "o2" / "images" / name))
     assert np.abs(bare.astype(int) - image.astype(int)).max() <= 40, "nothing above --draw-thr: nothing drawn"
+
+
+def test_3d_body_config_writes_image_and_camera_joints(tmp_path):
+    """c2f_vol through tools/infer.py: each result has keypoints (x, y, score),
+    keypoints_3d (x, y px, depth to the root in mm) and with --camera
+    keypoints_cam, equal to PoseEstimator.estimate_3d; a 3D plot per image."""
+    from posezoo.datasets.synthetic_h36m import generate_synthetic_h36m
+
+    root = str(tmp_path / "h36m")
+    generate_synthetic_h36m(root, seed=3, num_train=2, num_test=2)
+    cfg_path = os.path.join(ROOT, "experiments", "h36m", "c2f_vol_synthetic.yaml")
+    opts = ["DATASET.ROOT", root, "MODEL.EXTRA.NUM_FEATURES", "16", "VOLUMETRIC.RES_Z", "[1, 8]",
+            "OUTPUT_DIR", str(tmp_path / "o")]
+    cfg = load_config(cfg_path, opts)
+    model = build_model(cfg)
+    model.load_state_dict(deterministic_state(model, seed=2))
+    weights = str(tmp_path / "c2f.pth")
+    torch.save(model.state_dict(), weights)
+    image = sorted(p for p in (tmp_path / "h36m").rglob("*.jpg"))[0]
+    camera = {"focal": [1145.0, 1144.0], "princpt": [512.5, 515.5], "root_depth": 5200.0}
+    (tmp_path / "camera.json").write_text(json.dumps(camera))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"file_name": image.name, "image_id": 0, "bbox": [20.0, 30.0, 300.0, 400.0],
+                                  "score": 0.9}]))
+    results = infer.main(["--cfg", cfg_path, "--weights", weights, "--images", str(image), "--boxes", str(boxes),
+                          "--camera", str(tmp_path / "camera.json"), "--output", str(tmp_path / "out"), *opts])
+    assert len(results) == 1 and len(results[0]["keypoints"]) == 3 * 17
+    pose = PoseEstimator(cfg, model, device="cpu").estimate_3d(cv2.imread(str(image)),
+                                                               np.array([[20.0, 30.0, 300.0, 400.0, 0.9]]), camera)
+    np.testing.assert_allclose(results[0]["keypoints_3d"], pose["uvz"][0], atol=1e-3)
+    np.testing.assert_allclose(results[0]["keypoints_cam"], pose["xyz"][0], atol=1e-3)
+    np.testing.assert_allclose(np.reshape(results[0]["keypoints"], (17, 3))[:, :2], pose["uvz"][0, :, :2], atol=1e-3)
+    assert (tmp_path / "out" / "plots" / f"{image.stem}_3d.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="--camera .*: expected"):
+        (tmp_path / "bad.json").write_text("[1, 2]")
+        infer.main(["--cfg", cfg_path, "--weights", weights, "--images", str(image), "--camera",
+                    str(tmp_path / "bad.json"), "--output", str(tmp_path / "out2"), *opts])

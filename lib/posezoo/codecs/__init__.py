@@ -12,6 +12,9 @@ every registered codec against what follows.
 - ``prediction``: what ``decode`` returns, one of ``base.PREDICTIONS``:
   ``"keypoints2d"`` (image pixels), ``"keypoints3d"`` (frame uvd or camera mm,
   as the dataset says), ``"boxes"`` (x1, y1, x2, y2 in image pixels).
+- ``input_kind``: what a crop is cut from, ``"image"`` (a photo and person
+  boxes; the volumetric 3D codec too) or ``"depth"`` (a depth map and hand
+  centres: A2J, AWR); ``tools/infer.py`` and the API choose their path by it.
 - ``crop_matrix(center, scale, rotation, output_size)`` (2D crops): the
   image -> crop 2x3 affine the dataset warps with (UDP and DARK change it).
 - ``encode(joints, joints_vis)`` (2D) / ``encode(joints_crop, depth_crop)``

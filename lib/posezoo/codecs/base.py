@@ -29,6 +29,9 @@ class Codec:
     package docstring for what each member promises)."""
 
     prediction: str = "keypoints2d"
+    #: what a crop is cut from: "image" (a BGR photo and person boxes) or
+    #: "depth" (a depth map in mm and hand centres: A2J, AWR)
+    input_kind: str = "image"
     supports_flip: bool = True
     #: True: with the flip test ``decode`` gets the output of the inputs and of
     #: their mirrors (2N rows, mirrors second) and merges them itself
@@ -82,6 +85,7 @@ class DepthCropCodec(Codec):
     heatmaps to draw or score while training."""
 
     prediction = "keypoints3d"
+    input_kind = "depth"
     supports_flip = False
     meta_keys = ("crop_to_image", "center", "depth_scale")
 

@@ -131,6 +131,18 @@ def ordinal_from_depth(z: np.ndarray, same_depth: float = 0.0) -> np.ndarray:
     return np.where(known, codes, ORDINAL_UNKNOWN).astype(np.int8)
 
 
+def back_project(uvz: torch.Tensor, root_depth: torch.Tensor, focal: torch.Tensor, princpt: torch.Tensor
+                 ) -> torch.Tensor:
+    """(N, K, 3) image x, y + root-relative depth (mm) -> camera mm, given the
+    root's depth (N,) and the pinhole camera (N, 2) each: Z = root_z + z,
+    X = (u - cx) Z / fx, Y = (v - cy) Z / fy (c2f-vol-demo
+    ``matlab/utils/estimate3D.m:30-44``, recType 1)."""
+    device, dtype = uvz.device, uvz.dtype
+    depth = root_depth.to(device, dtype).reshape(-1, 1, 1) + uvz[..., 2:]
+    xy = (uvz[..., :2] - princpt.to(device, dtype)[:, None, :]) * depth / focal.to(device, dtype)[:, None, :]
+    return torch.cat([xy, depth], dim=2)
+
+
 class VolumetricCodec(Codec):
     """``image_size`` and ``heatmap_size`` are (width, height); ``res_z`` has one
     depth resolution per stack; ``depth_range`` is (z_min, z_max) in mm."""
@@ -243,18 +255,22 @@ class VolumetricCodec(Codec):
         z = self.bin_centres(coords[..., 2:], vol.shape[2])
         return torch.cat([coords[..., :2], z], dim=2), scores
 
-    def decode(self, output: Any, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The last stack -> camera-space joints in mm (N, K, 3) and scores (module doc)."""
+    def decode_image(self, output: Any, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last stack -> (N, K, 3) image x, y in pixels and depth relative to
+        the root joint in mm, and scores (N, K, 1): what a photo without a camera
+        gives (``api.PoseEstimator.estimate_3d``); ``meta`` needs only the crop's
+        ``center`` and ``scale``."""
         output = last_stage(output)
         crop, scores = self._decode_crop(output)
-        device, dtype = crop.device, crop.dtype
         h, w = output.shape[-2:]
-        uv = crop_to_image(crop[..., :2], meta["center"].to(device), meta["scale"].to(device), (int(w), int(h)))
-        root = meta["root_cam"].to(device, dtype)
-        focal, princpt = meta["focal"].to(device, dtype), meta["princpt"].to(device, dtype)
-        depth = root[:, None, 2:] + crop[..., 2:]
-        xy = (uv - princpt[:, None, :]) * depth / focal[:, None, :]
-        return torch.cat([xy, depth], dim=2), scores
+        uv = crop_to_image(crop[..., :2], meta["center"].to(crop.device), meta["scale"].to(crop.device),
+                           (int(w), int(h)))
+        return torch.cat([uv, crop[..., 2:]], dim=2), scores
+
+    def decode(self, output: Any, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last stack -> camera-space joints in mm (N, K, 3) and scores (module doc)."""
+        uvz, scores = self.decode_image(output, meta)
+        return back_project(uvz, meta["root_cam"][:, 2], meta["focal"], meta["princpt"]), scores
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mirror x and swap the left/right joints' depth bins (every bin of a pair)."""

@@ -449,7 +449,8 @@ class H36MDataset(JointsDataset):
         """The best and worst frames by MPJPE, each the person's box with the
         prediction projected into the image (pinhole with the frame's camera),
         as ``best_<set>.png`` / ``worst_<set>.png``, and a 3D plot of the worst
-        frame against its ground truth (``worst_<set>_3d.png``; y drawn up)."""
+        frame against its ground truth (``worst_<set>_3d.png``; y drawn up). The
+        returned sheets (BGR, by name) include that plot as ``worst_3d``."""
         from ..utils.vis import draw_skeletons, plot_hand_3d
 
         image_ids = np.asarray(image_ids, dtype=np.int64)
@@ -480,9 +481,10 @@ class H36MDataset(JointsDataset):
                 cv2.imwrite(os.path.join(out_dir, f"{kind}_{name}.png"), sheets[kind])
         worst = order[-1]
         up = np.array([1.0, -1.0, 1.0])  # camera y points down; the plot draws y up
-        plot_hand_3d(preds[worst] * up, self.skeleton, os.path.join(out_dir, f"worst_{name}_3d.png"),
-                     title=f"{os.path.basename(self.db[image_ids[worst]]['image'])}: {errors[worst]:.1f} mm",
-                     gt_xyz=self.ground_truth(image_ids[worst:worst + 1])[0] * up)
+        plot = plot_hand_3d(preds[worst] * up, self.skeleton, os.path.join(out_dir, f"worst_{name}_3d.png"),
+                            title=f"{os.path.basename(self.db[image_ids[worst]]['image'])}: {errors[worst]:.1f} mm",
+                            gt_xyz=self.ground_truth(image_ids[worst:worst + 1])[0] * up)
+        sheets["worst_3d"] = cv2.imread(plot)  # TensorBoard gets the 3D plot with the sheets (gallery/worst_3d)
         return sheets
 
 
