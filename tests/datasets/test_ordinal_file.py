@@ -32,3 +32,20 @@ def test_flip_swaps_pairs_like_flipping_the_depths():
     pairs = [(1, 2)]
     flipped_z = z[[0, 2, 1, 3]]
     assert (flip_ordinal(ordinal_from_depth(z), pairs) == ordinal_from_depth(flipped_z)).all()
+
+
+def test_loss_on_file_codes_constructed_case(tmp_path):
+    """Pairs (0,1): +1, (0,2): unknown, (1,2): 0; a missing person contributes 0."""
+    import math
+
+    import torch
+
+    from posezoo.core.loss import ordinal_loss
+    m = [[0, 1, None], [-1, 0, 0], [None, 0, 0]]
+    labels = load_ordinal_file(_write(tmp_path, {"a": m}))
+    codes = torch.from_numpy(np.stack([ordinal_for(labels, "a", 3), ordinal_for(labels, "b", 3)]).astype(np.int64))
+    z = torch.tensor([[1.0, 0.0, 2.0], [1.0, 0.0, 2.0]])
+    got = ordinal_loss(z, codes, torch.ones(2, 3))
+    expect = (math.log1p(math.exp(1.0)) + 4.0) / 2
+    assert got[0].item() == pytest.approx(expect, rel=1e-6)
+    assert got[1].item() == 0.0
