@@ -112,6 +112,9 @@ _C.DATASET.INPUT_MEAN = [0.485, 0.456, 0.406]
 _C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
 # posezoo: skip (and count) unreadable images instead of stopping.
 _C.DATASET.SKIP_CORRUPT_IMAGES = False
+# ordinal depth labels per person (datasets/ordinal.py: JSON keyed by COCO annotation id or MPII
+# person index), trained by the volumetric codec's ordinal loss (MODEL.TARGET_TYPE volumetric)
+_C.DATASET.ORDINAL_FILE = ""
 # posezoo, depth datasets (NYU): crop recipe 'a2j' | 'awr', cube [x, y, z] in mm
 # ([] = the recipe's own), box/centre shift for augmentation (a2j: pixels of the
 # box corners, awr: std in mm of the centre), Gaussian depth noise (mm, the

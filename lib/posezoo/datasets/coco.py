@@ -242,6 +242,7 @@ class COCODataset(JointsDataset):
                                                     center_rule=self.box_center, **self.box_rule)
                 record = make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis)
                 record["category_id"], record["bbox"] = ann["category_id"], [x1, y1, x2 - x1, y2 - y1]
+                record["ordinal_key"] = str(ann["id"])  # DATASET.ORDINAL_FILE
                 db.append(record)
         return db
 

@@ -61,7 +61,7 @@ from ..core.metrics3d import H36M_ACTIONS, action_table, mpjpe, ordinal_accuracy
 from ..utils.transforms import affine_transform, fliplr_joints, flip_permutation, get_affine_transform
 from ..utils.utils import write_text_atomic
 from . import KeypointInfo
-from .joints_dataset import ImageReadError, JointsDataset, read_image, to_input_tensor
+from .joints_dataset import ImageReadError, JointsDataset, read_image, target_tensors, to_input_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ class H36MDataset(JointsDataset):
                 "princpt": np.asarray(cam["princpt"], dtype=np.float64), "joints_cam": joints_cam.astype(np.float64),
                 "action": rec["action"], "subject": rec["subject"]}
         inputs = to_input_tensor(crop, self.input_mean, self.input_std)
-        return inputs, _as_tensors(target), torch.as_tensor(target_weight), meta
+        return inputs, target_tensors(target), torch.as_tensor(target_weight), meta
 
     def evaluate(self, preds: np.ndarray, boxes, image_ids: np.ndarray, output_dir: str) -> tuple[dict, float]:
         """MPJPE (protocol 1, root-aligned), P-MPJPE (Procrustes), per-action
@@ -486,15 +486,6 @@ class H36MDataset(JointsDataset):
                             gt_xyz=self.ground_truth(image_ids[worst:worst + 1])[0] * up)
         sheets["worst_3d"] = cv2.imread(plot)  # TensorBoard gets the 3D plot with the sheets (gallery/worst_3d)
         return sheets
-
-
-def _as_tensors(target: Any) -> Any:
-    """The codec's target (an array, a list per stack, or a dict) as tensors."""
-    if isinstance(target, (list, tuple)):
-        return [_as_tensors(t) for t in target]
-    if isinstance(target, dict):
-        return {k: _as_tensors(v) for k, v in target.items()}
-    return torch.as_tensor(target)
 
 
 def keypoint_info(cfg) -> KeypointInfo:

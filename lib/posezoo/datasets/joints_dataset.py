@@ -6,6 +6,7 @@ Subclasses fill ``self.db`` with records (see ``make_record``) and implement
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from typing import Any, Sequence
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, crop_box_rule
+from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +93,13 @@ def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray =
 
 def target_tensors(target: Any) -> Any:
     """The codec's target as tensors: one array, a list (one per model output,
-    e.g. ``codecs/megvii.py``) or a dict of arrays (the contract in ``codecs/__init__``)."""
+    e.g. ``codecs/megvii.py``), a dict of arrays, or a list of dicts (one per
+    stack: the volumetric codec); the contract in ``codecs/__init__``."""
     if isinstance(target, (list, tuple)):
-        return [torch.from_numpy(t) for t in target]
+        return [target_tensors(t) for t in target]
     if isinstance(target, dict):
-        return {k: torch.from_numpy(v) for k, v in target.items()}
-    return torch.from_numpy(target)
+        return {k: target_tensors(v) for k, v in target.items()}
+    return torch.as_tensor(target)
 
 
 def box_center_rule(cfg, codec) -> str:
@@ -138,6 +141,7 @@ class JointsDataset(Dataset):
         self.use_joints_weight = cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT
         self.skip_corrupt = cfg.DATASET.SKIP_CORRUPT_IMAGES
         self.input_mean, self.input_std = input_normalisation(cfg)
+        self.ordinal = self._ordinal_labels(cfg, codec)
         self.db: list[dict] = []
 
     def _check_metadata(self) -> None:
@@ -174,9 +178,31 @@ class JointsDataset(Dataset):
             w = h * self.aspect_ratio
         return center.astype(np.float32), np.array([w, h], dtype=np.float32) / PIXEL_STD * 1.5
 
+    def _ordinal_labels(self, cfg, codec) -> dict | None:
+        """``DATASET.ORDINAL_FILE``: each person's joint-pair depth order
+        (``datasets/ordinal.py``; keyed by the record's ``ordinal_key``: a COCO
+        annotation id, an MPII person's index in its annotation file), trained
+        through the volumetric codec's ordinal loss (Pavlakos et al. CVPR 2018)."""
+        path = cfg.DATASET.ORDINAL_FILE
+        if not path:
+            return None
+        if "ordinal" not in inspect.signature(codec.encode).parameters:
+            raise ValueError(f"DATASET.ORDINAL_FILE {path}: the codec {type(codec).__name__} takes no ordinal labels "
+                             f"(use MODEL.TARGET_TYPE volumetric)")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"DATASET.ORDINAL_FILE {path}: no such file")
+        labels = load_ordinal_file(path)
+        wrong = next((key for key, codes in labels.items() if codes.shape[0] != self.num_joints), None)
+        if wrong is not None:
+            raise ValueError(f"DATASET.ORDINAL_FILE {path}: person {wrong!r} has {labels[wrong].shape[0]} joints, "
+                             f"the dataset {self.num_joints}")
+        return labels
+
     def augment(self, image: np.ndarray, joints: np.ndarray, joints_vis: np.ndarray, center: np.ndarray,
                 scale: np.ndarray, rng: np.random.Generator):
-        """Official training augmentation: half body, scale, rotation, flip."""
+        """Official training augmentation: half body, scale, rotation, flip; the
+        last value says whether the sample was mirrored (its left/right labels
+        swapped, which per-person labels such as ordinal depths follow)."""
         if np.sum(joints_vis[:, 0]) > self.num_joints_half_body and rng.random() < self.prob_half_body:
             c_half, s_half = self.half_body_box(joints, joints_vis, rng)
             if c_half is not None:
@@ -184,11 +210,12 @@ class JointsDataset(Dataset):
         sf, rf = self.scale_factor, self.rotation_factor
         scale = scale * np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf)
         rotation = np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2) if rng.random() <= 0.6 else 0.0
-        if self.flip and rng.random() <= 0.5:
+        flipped = bool(self.flip and rng.random() <= 0.5)
+        if flipped:
             image = image[:, ::-1, :]
             joints, joints_vis = fliplr_joints(joints, joints_vis, image.shape[1], self.flip_pairs)
             center = np.array([image.shape[1] - center[0] - 1, center[1]], dtype=np.float32)
-        return image, joints, joints_vis, center, scale, float(rotation)
+        return image, joints, joints_vis, center, scale, float(rotation), flipped
 
     def read_or_blank(self, path: str) -> tuple[np.ndarray, int]:
         """The image and 1; under ``DATASET.SKIP_CORRUPT_IMAGES`` an unreadable one
@@ -208,20 +235,24 @@ class JointsDataset(Dataset):
         center, scale, rotation = rec["center"].copy(), rec["scale"].copy(), 0.0
         width, height = int(self.image_size[0]), int(self.image_size[1])
         image, valid = self.read_or_blank(rec["image"])
+        ordinal = None if self.ordinal is None else ordinal_for(self.ordinal, rec.get("ordinal_key"), self.num_joints)
 
         if self.is_train and valid:
             # torch's RNG is seeded per worker and per epoch by the DataLoader, so
             # drawing the sample's seed from it keeps runs reproducible.
             rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
-            image, joints, joints_vis, center, scale, rotation = self.augment(
+            image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
                 image, joints, joints_vis, center, scale, rng)
+            if flipped and ordinal is not None:
+                ordinal = flip_ordinal(ordinal, self.flip_pairs)
 
         trans = self.codec.crop_matrix(center, scale, rotation, (width, height))
         crop = cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)
         visible = joints_vis[:, 0] > 0
         joints[visible, :2] = affine_transform(joints[visible, :2], trans)
 
-        target, target_weight = self.codec.encode(joints, joints_vis)
+        extra = {} if ordinal is None else {"ordinal": ordinal, "has_3d": False}
+        target, target_weight = self.codec.encode(joints, joints_vis, **extra)
         target_weight = target_weight * valid
         if self.use_joints_weight:
             target_weight = target_weight * self.joints_weight

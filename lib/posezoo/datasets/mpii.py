@@ -303,8 +303,8 @@ class MPIIDataset(JointsDataset):
                 vis = np.array(entry["joints_vis"], dtype=np.float64)
                 joints_vis[:, 0] = vis
                 joints_vis[:, 1] = vis
-            db.append(make_record(os.path.join(self.image_dir, entry["image"]), i, center, scale, joints,
-                                  joints_vis))
+            db.append(dict(make_record(os.path.join(self.image_dir, entry["image"]), i, center, scale, joints,
+                                       joints_vis), ordinal_key=str(i)))  # DATASET.ORDINAL_FILE
         return db
 
     def image_path(self, image_id: int) -> str:
