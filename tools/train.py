@@ -30,6 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.core.function import TrainContext, train_one_epoch, validate
+from posezoo.core.schedule import build_scheduler, steps_per_iteration
 from posezoo.core.strategy import build_strategy, restore_strategy, strategy_state
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model, read_checkpoint
@@ -234,7 +235,8 @@ def _train(cfg, cfg_path: str | None, resume: bool, ctx: DistContext, final_dir:
     valid_loader = build_test_loader(cfg, valid_set, device)
 
     optimizer = build_optimizer(cfg, model, strategy.extra_parameters())
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.TRAIN.LR_STEP, cfg.TRAIN.LR_FACTOR)
+    scheduler = build_scheduler(cfg, optimizer, len(train_loader))
+    per_iteration = steps_per_iteration(cfg)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     # -inf: the first validated epoch is always the best so far, whatever the sign of the metric
     begin_epoch, best_perf, global_step = cfg.TRAIN.BEGIN_EPOCH, -float("inf"), 0
@@ -256,7 +258,8 @@ def _train(cfg, cfg_path: str | None, resume: bool, ctx: DistContext, final_dir:
     checkpoint_file = os.path.join(final_dir, CHECKPOINT)
     writer = SummaryWriter(tb_dir, purge_step=global_step if resumed else None) if ctx.is_main else None
     run = TrainContext(cfg, model, codec, criterion, optimizer, scaler, device, final_dir, writer,
-                       train_set if ctx.is_main else None, global_step=global_step, strategy=strategy)
+                       train_set if ctx.is_main else None, global_step=global_step, strategy=strategy,
+                       iteration_scheduler=scheduler if per_iteration else None)
     valid = TrainContext(cfg, eval_model, codec, criterion, device=device, output_dir=final_dir, writer=writer,
                          strategy=strategy)
     try:
@@ -265,7 +268,8 @@ def _train(cfg, cfg_path: str | None, resume: bool, ctx: DistContext, final_dir:
         for epoch in range(begin_epoch, cfg.TRAIN.END_EPOCH):
             start_epoch(cfg.SEED, epoch, ctx.rank, generator, train_sampler)
             global_step = valid.global_step = train_one_epoch(run, train_loader, epoch)
-            scheduler.step()
+            if not per_iteration:
+                scheduler.step()
             broadcast_buffers(eval_model)
             if writer is not None:
                 writer.add_scalar("lr", optimizer.param_groups[0]["lr"], epoch)

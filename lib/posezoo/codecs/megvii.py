@@ -172,14 +172,21 @@ class MultiOutputL2Loss(nn.Module):
         self.topk = int(topk)
 
     def forward(self, outputs, targets, target_weight: torch.Tensor) -> torch.Tensor:
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        if len(outputs) != len(self.weights) or len(targets) != len(self.weights):
-            raise ValueError(f"megvii loss: {len(outputs)} outputs and {len(targets)} targets, expected "
+        """Every output against its target (training); a single tensor and
+        target (the test-time last output, ``core.inference.predict``) is
+        scored by the last output's rule (its weight, OHKM or plain)."""
+        indices = range(len(self.weights))
+        if not isinstance(outputs, (list, tuple)) and not isinstance(targets, (list, tuple)):
+            outputs, targets, indices = [outputs], [targets], [len(self.weights) - 1]
+        elif not isinstance(outputs, (list, tuple)) or len(outputs) != len(self.weights) \
+                or len(targets) != len(self.weights):
+            count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
+            raise ValueError(f"megvii loss: {count} outputs and {len(targets)} targets, expected "
                              f"{len(self.weights)} (one per MODEL.TARGET_KERNELS entry)")
         labelled = (target_weight.reshape(target_weight.shape[0], -1, 1) > 0).to(outputs[0].dtype)
         total = outputs[0].new_zeros(())
-        for i, (pred, gt, weight) in enumerate(zip(outputs, targets, self.weights)):
+        for i, pred, gt in zip(indices, outputs, targets):
+            weight = self.weights[i]
             n, k = pred.shape[:2]
             pred, gt = pred.reshape(n, k, -1), gt.reshape(n, k, -1)
             if i in self.ohkm:

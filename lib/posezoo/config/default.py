@@ -129,6 +129,14 @@ _C.DATASET.RANDOM_ERASE_PROB = 0.0
 _C.DATASET.SUBJECTS = []
 
 _C.TRAIN = EasyDict()
+# posezoo: the learning-rate schedule (core/schedule.py): multistep (x LR_FACTOR at the
+# epochs in LR_STEP, per epoch) | warmup_linear (MSPN/RSN lib/utils/solver.py, per
+# iteration: linear from WARMUP_FACTOR x LR to LR over WARMUP_ITERS iterations, then
+# linear to 0 at MAX_ITER; MAX_ITER 0 = END_EPOCH x iterations per epoch).
+_C.TRAIN.LR_SCHEDULER = "multistep"
+_C.TRAIN.WARMUP_ITERS = 0
+_C.TRAIN.WARMUP_FACTOR = 0.1
+_C.TRAIN.MAX_ITER = 0
 _C.TRAIN.LR_FACTOR = 0.1
 _C.TRAIN.LR_STEP = [90, 110]
 _C.TRAIN.LR = 0.001

@@ -62,6 +62,9 @@ class TrainContext:
     last_checkpoint: str = ""
     global_step: int = 0
     strategy: Any = None
+    #: stepped after every optimizer step (``core.schedule.steps_per_iteration``);
+    #: None: the caller steps its scheduler per epoch
+    iteration_scheduler: Any = None
 
     def __post_init__(self) -> None:
         if self.strategy is None:
@@ -95,6 +98,8 @@ def _optimizer_step(ctx: TrainContext, loss: torch.Tensor) -> None:
         average_gradients(extra)
         ctx.scaler.step(ctx.optimizer)
         ctx.scaler.update()
+    if ctx.iteration_scheduler is not None:
+        ctx.iteration_scheduler.step()
 
 
 def _metric_text(meters: dict[str, AverageMeter], current: bool) -> str:
