@@ -29,12 +29,19 @@ the last map (``models/rsn.py``); no released MSPN uses it.
 """
 from __future__ import annotations
 
+import logging
+import os
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import read_extra
+from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
 from .common import Bottleneck, ConvUnit, init_conv_bn_
+
+logger = logging.getLogger(__name__)
 
 LAYOUTS = ("official", "mmpose")
 NUM_UNITS = 4
@@ -286,13 +293,88 @@ class MultiStagePoseNet(nn.Module):
             maps[-1] = self.prm(maps[-1])
         return maps
 
-    def init_weights(self) -> None:
+    def init_weights(self, pretrained: str = "", imagenet_blocks: bool = True, bgr: bool = False) -> None:
         """The official init of the ResNet bodies and everything else
         (network.py:113-119): He fan-out convs, BN (1, 0); torch's default for
-        conv biases. The published models start from ImageNet weights, which
-        this code base has no converter for (MSPN's ``MODEL.PRETRAINED`` is a
-        MegBrain file)."""
+        conv biases. Then, with `pretrained`, a torchvision-layout ImageNet
+        ResNet (``load_imagenet``)."""
         init_conv_bn_(self)
+        if pretrained:
+            if not os.path.isfile(pretrained):
+                raise CheckpointError(f"MODEL.PRETRAINED file not found: {pretrained} "
+                                      f"(set MODEL.PRETRAINED '' to train from scratch)")
+            self.load_imagenet(unwrap_state_dict(read_checkpoint(pretrained), pretrained), pretrained,
+                               imagenet_blocks, bgr)
+
+    def imagenet_names(self, blocks: bool = True) -> dict[str, str]:
+        """model key -> torchvision ResNet key for the stem and every stage's
+        ResNet body (mmpose ``backbones/mspn.py:508-539`` loads the same ResNet
+        into ``top`` and each stage's downsample module; MSPN's own
+        ``resnet-50_rename.pth`` is a MegBrain file). `blocks`: the residual
+        blocks are ResNet bottlenecks (MSPN); False (RSN, whose steps blocks
+        have no ImageNet counterpart): the stem and the 1x1 shortcuts only."""
+        stem = "top.conv" if self.layout == "official" else "backbone.top.top.0"
+        names = {}
+        for key in self.state_dict():
+            if key.endswith(("num_batches_tracked", "conv.bias")):  # torchvision's convs have no bias
+                continue
+            if key.startswith(stem + "."):
+                part, leaf = key[len(stem) + 1:].split(".", 1)
+                names[key] = {"conv": "conv1", "bn": "bn1"}[part] + "." + leaf
+                continue
+            head, sep, rest = key.partition(".downsample.layer")
+            if not sep or not (head.startswith("stage") or head.startswith("backbone.multi_stage_")):
+                continue
+            layer, block, tail = rest.split(".", 2)
+            shortcut = re.fullmatch(r"downsample\.(conv|bn)\.(\w+)", tail)
+            if shortcut:
+                tail = f"downsample.{'0' if shortcut.group(1) == 'conv' else '1'}.{shortcut.group(2)}"
+            elif not blocks:
+                continue
+            else:  # the official biased conv_bn_reluN units; mmpose's convN / bnN are torchvision's names
+                unit = re.fullmatch(r"conv_bn_relu(\d)\.(conv|bn)\.(\w+)", tail)
+                if unit:
+                    tail = f"{unit.group(2)}{unit.group(1)}.{unit.group(3)}"
+            names[key] = f"layer{layer}.{block}.{tail}"
+        return names
+
+    def load_imagenet(self, state: dict[str, torch.Tensor], source: str = "state dict",
+                      blocks: bool = True, bgr: bool = False) -> list[str]:
+        """Copy a torchvision ResNet state dict into the stem and every stage
+        (``imagenet_names``); the biases of the official layout's convs whose
+        weights came from the file are zeroed, so each body computes the
+        ImageNet ResNet (torchvision's convs have none). A mapped key with
+        another shape is an error (a ResNet of another depth or width); file
+        keys left unused (``fc.*`` and blocks beyond NUM_BLOCKS) and backbone
+        keys the file lacks are reported in one line. `bgr` (``DATASET.COLOR_RGB``
+        false, MSPN/RSN's cv2 input): torchvision's filters expect RGB, so the
+        stem conv's input channels are reversed. Returns the model keys loaded."""
+        own = self.state_dict()
+        names = self.imagenet_names(blocks)
+        found = {k: t for k, t in names.items() if t in state}
+        wrong = [f"{t} {tuple(state[t].shape)} -> {k} {tuple(own[k].shape)}"
+                 for k, t in found.items() if state[t].shape != own[k].shape]
+        if wrong:
+            raise CheckpointError(f"ImageNet file {source} does not fit {type(self).__name__}: {wrong[0]}"
+                                  f"{f' (+{len(wrong) - 1} more)' if len(wrong) > 1 else ''}; is it a ResNet "
+                                  f"of another depth?")
+        if not found:
+            raise CheckpointError(f"ImageNet file {source} has no torchvision ResNet key (conv1.weight, "
+                                  f"layer1.0..., expected) that fits {type(self).__name__}")
+        used = set(found.values())
+        unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
+        zeroed = [k[:-len("weight")] + "bias" for k in found if k.endswith(".conv.weight")]
+        zeroed = [k for k in zeroed if k in own]
+        lacking = [k for k in names if k not in found and k not in zeroed]
+        with torch.no_grad():
+            for k, t in found.items():
+                own[k].copy_(state[t].flip(1) if bgr and t == "conv1.weight" else state[t])
+            for k in zeroed:
+                own[k].zero_()
+        logger.info("=> ImageNet %s: %d tensors into the stem and %d stage bodies; %d file keys unused (%s); "
+                    "%d backbone keys not in the file (%s)", source, len(found), self.num_stages, len(unused),
+                    ", ".join(unused[:4]) or "-", len(lacking), ", ".join(lacking[:4]) or "-")
+        return list(found)
 
 
 def check_extra(extra, owner: str) -> None:
@@ -321,5 +403,5 @@ def get_pose_net(cfg, is_train: bool) -> MultiStagePoseNet:
                               extra.UNIT_CHANNELS, cfg.MODEL.NUM_JOINTS, heatmap_hw(cfg), extra.LAYOUT, "mspn",
                               prm)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
-        model.init_weights()
+        model.init_weights(cfg.MODEL.PRETRAINED, bgr=not cfg.DATASET.COLOR_RGB)
     return model

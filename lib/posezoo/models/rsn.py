@@ -121,5 +121,5 @@ def get_pose_net(cfg, is_train: bool) -> MultiStagePoseNet:
     model = MultiStagePoseNet(block, expansion, bias, list(extra.NUM_BLOCKS), extra.NUM_STAGES,
                               extra.UNIT_CHANNELS, cfg.MODEL.NUM_JOINTS, heatmap_hw(cfg), layout, "rsn", prm)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
-        model.init_weights()
+        model.init_weights(cfg.MODEL.PRETRAINED, imagenet_blocks=False, bgr=not cfg.DATASET.COLOR_RGB)
     return model
