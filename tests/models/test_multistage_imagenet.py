@@ -1,13 +1,11 @@
 """MODEL.PRETRAINED for mspn/rsn/cpn: a torchvision-layout ImageNet ResNet file
-mapped onto the official (and mmpose) backbone key names; and the Megvii loss of
-the test-time last output (validation)."""
+mapped onto the official (and mmpose) backbone key names."""
 import os
 
 import pytest
 import torch
 
 from conftest import ROOT
-from posezoo.codecs.megvii import MultiOutputL2Loss
 from posezoo.config import load_config
 from posezoo.models import build_model
 from posezoo.models.checkpoint import CheckpointError
@@ -132,19 +130,3 @@ def test_cpn_takes_the_imagenet_resnet(resnet50_file):
     assert len(loaded) == 318
     for key in loaded:
         assert torch.equal(own["resnet." + key], state[key]), key
-
-
-def test_megvii_loss_scores_the_test_time_last_output():
-    """Validation passes the flip-averaged last map and the last target: the
-    last output's rule (here OHKM top-2, weight 1), as in training."""
-    torch.manual_seed(0)
-    loss = MultiOutputL2Loss(2, [0.25, 1.0], ohkm=[1], topk=2)
-    preds, targets = [torch.rand(2, 3, 4, 4) for _ in range(2)], [torch.rand(2, 3, 4, 4) for _ in range(2)]
-    weight = torch.tensor([[1.0], [0.0], [1.0]]).expand(2, 3, 1)
-    per_joint = (preds[1] - targets[1]).pow(2).mean((2, 3)) * weight[..., 0]
-    expected = per_joint.topk(2, dim=1).values.mean()
-    assert torch.allclose(loss(preds[1], targets[1], weight), expected)
-    plain = (preds[0] - targets[0] * weight[..., None]).pow(2).mean()
-    assert torch.allclose(loss(preds, targets, weight), 0.25 * plain + expected)
-    with pytest.raises(ValueError, match="1 outputs and 2 targets, expected 2"):
-        loss(preds[1], targets, weight)
