@@ -19,6 +19,6 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "h5py", "onnx", "onnxruntime"], "h5": ["h5py"],
+    extras_require={"test": ["pytest", "h5py", "onnx", "onnxruntime", "faster-coco-eval"], "h5": ["h5py"],
                     "onnx": ["onnx", "onnxruntime"]},
 )

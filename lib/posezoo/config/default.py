@@ -171,6 +171,7 @@ _C.TEST.IMAGE_THRE = 0.1
 _C.TEST.NMS_THRE = 0.6
 _C.TEST.SOFT_NMS = False
 _C.TEST.OKS_THRE = 0.5
+_C.TEST.COCOEVAL = "pycocotools"  # posezoo: pycocotools (reference) | faster_coco_eval (C++, same 10 stats, pip install faster-coco-eval)
 _C.TEST.IN_VIS_THRE = 0.0
 _C.TEST.COCO_BBOX_FILE = ""
 _C.TEST.BBOX_THRE = 1.0

@@ -3,6 +3,9 @@ benchmark: the official instance rescoring, per-instance OKS against COCO
 ground truth, and the metric table."""
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 
 from ..nms import oks_nms, soft_oks_nms
@@ -71,6 +74,41 @@ def instance_oks(dataset, preds: np.ndarray, image_ids: np.ndarray) -> tuple[np.
     return oks, matched
 
 
+#: ``TEST.COCOEVAL`` values: pycocotools is the reference; faster_coco_eval
+#: (PyPI ``faster-coco-eval``) runs evaluateImg/accumulate in C++.
+COCOEVAL_BACKENDS = ("pycocotools", "faster_coco_eval")
+
+
+def keypoint_coco_eval(coco, results: list[dict], sigmas: np.ndarray, backend: str = "pycocotools",
+                       quiet: bool = False) -> np.ndarray:
+    """COCOeval's 10 keypoint stats (AP, AP .5, AP .75, AP M, AP L, AR, ...)
+    of a results list against the pycocotools ``coco`` ground truth, with
+    ``backend`` (``TEST.COCOEVAL``). ``faster_coco_eval`` gives the same 10
+    numbers as pycocotools (``tests/test_cocoeval_backend.py``) in less time:
+    its C++ evaluateImg and accumulate replace pycocotools' Python loops, the
+    Python computeOks stays. ``results`` may be modified (loadRes adds ids)."""
+    if backend not in COCOEVAL_BACKENDS:
+        raise ValueError(f"TEST.COCOEVAL must be one of {', '.join(COCOEVAL_BACKENDS)}; got {backend!r}")
+    out = io.StringIO() if quiet else None
+    with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
+        if backend == "pycocotools":
+            from pycocotools.cocoeval import COCOeval
+            coco_eval = COCOeval(coco, coco.loadRes(results), "keypoints")
+            coco_eval.params.useSegm = None
+            coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas)
+        else:
+            try:
+                from faster_coco_eval import COCO as FasterCOCO, COCOeval_faster
+            except ImportError as exc:
+                raise ValueError("TEST.COCOEVAL faster_coco_eval needs the package: pip install faster-coco-eval "
+                                 "(or set TEST.COCOEVAL pycocotools)") from exc
+            gt = FasterCOCO(coco.dataset)
+            coco_eval = COCOeval_faster(gt, gt.loadRes(results), "keypoints", kpt_oks_sigmas=list(sigmas),
+                                        print_function=print)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    return np.asarray(coco_eval.stats[:10], dtype=np.float64)
 
 
 def format_table(name_values: dict, model_name: str) -> str:

@@ -24,9 +24,8 @@ from typing import Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
-from ..core.evaluate import instance_scores, nms_per_image
+from ..core.evaluate import instance_scores, keypoint_coco_eval, nms_per_image
 from ..utils.transforms import box_to_center_scale, usable_boxes
 from ..utils.utils import write_text_atomic
 from . import KeypointInfo
@@ -338,14 +337,10 @@ class COCODataset(JointsDataset):
         if not results:
             logger.warning("no predictions to evaluate: AP = 0")
             return OrderedDict((name, 0.0) for name in STATS_NAMES), 0.0
-        coco_dt = self.coco.loadRes(results)
-        coco_eval = COCOeval(self.coco, coco_dt, "keypoints")
-        coco_eval.params.useSegm = None
-        coco_eval.params.kpt_oks_sigmas = self.sigmas
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-        stats = OrderedDict(zip(STATS_NAMES, (float(v) for v in coco_eval.stats)))
+        cfg = getattr(self, "cfg", None)
+        backend = cfg.TEST.get("COCOEVAL", "pycocotools") if cfg is not None else "pycocotools"
+        stats = OrderedDict(zip(STATS_NAMES, (float(v) for v in keypoint_coco_eval(self.coco, results, self.sigmas,
+                                                                                    backend))))
         return stats, stats["AP"]
 
 
