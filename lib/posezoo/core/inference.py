@@ -75,12 +75,14 @@ def crop_boxes(meta: Mapping[str, torch.Tensor]) -> np.ndarray:
     return torch.cat([center, scale, area, meta["score"].reshape(-1, 1).to(center.dtype)], dim=1).numpy()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequence[Sequence[int]],
             device: torch.device, criterion: Optional[nn.Module] = None, desc: str = "test"
             ) -> dict[str, np.ndarray]:
     """Run the model over every crop: flip test (where the codec has one) with
-    the image and its mirror in one forward, decode on the device. Returns
+    the image and its mirror in one forward, decode on the device, all under
+    torch.inference_mode (no autograd version counters or views recorded;
+    HRNet's ``function.py`` validate uses no_grad and two forwards). Returns
     arrays ``preds`` (N, K, 3: image x, y, score for 2D codecs, frame uvd for
     3D ones; per image (N, D, 6) detections for box codecs), ``boxes`` (N, 6: center, scale, area, score; None for crops that
     are not person boxes), ``image_ids``, ``valid``, ``foreground`` where the
