@@ -19,7 +19,13 @@ def instance_scores(keypoints: np.ndarray, box_scores: np.ndarray, in_vis_thre: 
     scores = np.asarray(keypoints)[..., 2]
     above = scores > in_vis_thre
     count = above.sum(axis=-1)
-    mean = np.where(count > 0, (scores * above).sum(axis=-1) / np.maximum(count, 1), 0.0)
+    # the official loop's arithmetic: a running sum over the joints in the
+    # keypoints' own dtype (cumsum is sequential; numpy's sum is pairwise and
+    # rounds differently), divided in that dtype, times the float64 box score.
+    # Any other order moves the scores by an ulp, which reorders near-ties and
+    # moves AP in the 8th digit.
+    total = np.where(above, scores, 0).astype(scores.dtype).cumsum(axis=-1)[..., -1]
+    mean = np.where(count > 0, total / np.maximum(count, 1).astype(scores.dtype), 0)
     return mean * np.asarray(box_scores, dtype=np.float64)
 
 
