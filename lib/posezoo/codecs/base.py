@@ -4,8 +4,9 @@ docstring (``posezoo/codecs/__init__.py``); ``tests/codecs/test_codec_contract.p
 checks every registered codec against it."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional, TypeVar, Union
 
 import torch
 from torch import nn
@@ -17,6 +18,36 @@ PREDICTIONS = ("keypoints2d", "keypoints3d", "boxes")
 #: one training metric: its batch value, or (value, count) when the running
 #: mean should weight the batch by ``count`` (e.g. the labelled joints).
 Metric = Union[float, tuple[float, int]]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def single_threaded_on_cpu(decode: F) -> F:
+    """Run a ``decode(self, output, meta)`` with one torch intra-op thread when
+    ``output`` is a CPU tensor, restoring the caller's count after.
+
+    A decode's tail is many small ops on N*K values; above torch's grain size
+    (32k elements) each one is split over the intra-op pool, and on a CPU that
+    other processes keep busy every split waits for a descheduled worker. On
+    this project's shared 2-core machine (5000 crops x 17 x 64 x 48) the
+    Gaussian decode ran at ~7k crops/s with 2 threads and ~76k with 1, DARK
+    2.4k against 10k (docs/speed.md). The full-map passes are numpy or one
+    large op, which a single thread already runs at memory speed."""
+
+    @functools.wraps(decode)
+    def wrapper(self, output, *args, **kwargs):
+        first = output[0] if isinstance(output, (list, tuple)) and output else output
+        if not isinstance(first, torch.Tensor) or first.device.type != "cpu" or torch.get_num_threads() == 1:
+            return decode(self, output, *args, **kwargs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return decode(self, output, *args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def last_stage(outputs: Any) -> Any:

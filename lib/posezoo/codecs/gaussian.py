@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import crop_to_image, flip_back, get_affine_transform
-from .base import Codec, Metric, last_stage
+from .base import Codec, Metric, last_stage, single_threaded_on_cpu
 
 
 def argmax_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +153,7 @@ class GaussianHeatmapCodec(HeatmapCodec):
         mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
         return np.where(mask, target, 0).astype(np.float32), weight
 
+    @single_threaded_on_cpu
     def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, K, H, W) heatmaps + per-crop ``meta['center']``/``meta['scale']`` (N, 2)
         -> image coordinates (N, K, 2) float64 and scores (N, K, 1)."""

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import crop_to_image, flip_back
+from .base import single_threaded_on_cpu
 from .gaussian import GaussianHeatmapCodec, HeatmapCodec, quarter_offset
 
 LPN_BETA = 160.0
@@ -82,6 +83,7 @@ class SoftArgmaxCodec(HeatmapCodec):
         """HRNet's rule: mirror back, swap pairs, shift one pixel with TEST.SHIFT_HEATMAP."""
         return flip_back(output_flipped, flip_pairs, shift=self.shift_heatmap)
 
+    @single_threaded_on_cpu
     def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, K, H, W) heatmaps + per-crop ``meta['center']``/``meta['scale']`` (N, 2)
         -> image coordinates (N, K, 2) float64 (float32 on MPS) and scores (N, K, 1)."""

@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import flip_back, flip_permutation, get_udp_warp_matrix, udp_crop_to_image
+from .base import single_threaded_on_cpu
 from .gaussian import HeatmapCodec, get_max_preds
 
 __all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_argmax", "blurred_at", "gaussian_blur", "get_codec",
@@ -346,6 +347,7 @@ class UDPHeatmapCodec(_UDPGeometry):
         mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
         return np.where(mask, target, 0).astype(np.float32), weight
 
+    @single_threaded_on_cpu
     def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, K, H, W) heatmaps + ``meta['center']``/``meta['scale']`` (N, 2) ->
         image coordinates (N, K, 2) float64 and raw maxima (N, K, 1)."""
@@ -406,6 +408,7 @@ class UDPOffsetCodec(_UDPGeometry):
         target[:, 2] = np.where(keep, off_y, 0)
         return target.reshape(3 * k, h, w), weight
 
+    @single_threaded_on_cpu
     def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3K, H, W) output + ``meta['center']``/``meta['scale']`` (N, 2) ->
         image coordinates (N, K, 2) float64 and scores (N, K, 1): the blurred
