@@ -1,0 +1,73 @@
+"""The summary tables printed at the end of a run."""
+from __future__ import annotations
+
+from .decoders import DECODERS_HEATMAP_SIZE, DECODERS_JOINTS
+
+
+def decoders_table(decoders: dict, device) -> str:
+    rows = []
+    for name, d in decoders.items():
+        rows.append((name, d["codec"], f"{d['crops_s']:,.0f}", f"{d['ref_crops_s']:,.0f}", f"x{d['speedup']:.1f}",
+                     f"{d['max_px_diff']:.1e}"))
+    first = next(iter(decoders.values()))
+    loop = f"loop crops/s (numpy, first {first['ref_crops']})"
+    header = ("codec", "class", f"vectorised crops/s ({device.type})", loop, "speedup", "max px diff")
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{wd}}}" for i, wd in enumerate(widths))
+    title = (f"decoders: {first['crops']} crops of {DECODERS_JOINTS} x {DECODERS_HEATMAP_SIZE[1]}x"
+             f"{DECODERS_HEATMAP_SIZE[0]} heatmaps (udp_offset: {3 * DECODERS_JOINTS} channels); the loop "
+             f"references decode the first {first['ref_crops']} of them")
+    lines = [title] + [fmt.format(*row).rstrip() for row in [header, ["-" * wd for wd in widths]] + rows]
+    return "\n".join(lines)
+
+
+def summary_table(r: dict) -> str:
+    """The stages that ran, one row per measurement."""
+    def rate(key, unit):
+        return f"{r[key]:,.1f} {unit}" if key in r else "-"
+
+    def speed(key):
+        return f"x{r[key]:.1f}" if key in r else "-"
+
+    rows = []
+    if "data_train_crops_s" in r:
+        rows += [("data: train transform", rate("data_train_crops_s", "crops/s"), "-", "-", "read+augment+warp+encode"),
+                 ("data: test transform", rate("data_test_crops_s", "crops/s"), "-", "-", "read+warp+encode")]
+    if "encode_items_s" in r:
+        note = "-"
+        if "encode_max_abs_diff" in r:
+            note = f"max |diff| {r['encode_max_abs_diff']:g}"
+            if r["encode_ref_items"] != r["encode_items"]:
+                note += f"; loop on {r['encode_ref_items']} of {r['encode_items']} sets"
+        rows.append(("encode (targets)", rate("encode_items_s", "crops/s"), rate("encode_ref_items_s", "crops/s"),
+                     speed("encode_speedup"), note))
+    if "forward_crops_s" in r and "forward_flip_crops_s" not in r:
+        rows.append(("forward + decode", rate("forward_crops_s", "frames/s"), "-", "-", f"batch {r['batch']}"))
+    elif "forward_crops_s" in r:
+        rows += [("forward", rate("forward_crops_s", "crops/s"), "-", "-", f"batch {r['batch']}"),
+                 ("forward + flip", rate("forward_flip_crops_s", "crops/s"), "-", "-", "image+mirror in one forward")]
+    if "decode_crops_s" in r:
+        rows.append(("decode", rate("decode_crops_s", "crops/s"), rate("decode_ref_crops_s", "crops/s"),
+                     speed("decode_speedup"),
+                     f"max diff {r['decode_max_px_diff']:.1e} px" if "decode_max_px_diff" in r else "-"))
+    if "eval_total_dets_s" in r:
+        rows += [("eval: rescoring + OKS-NMS", rate("eval_rescore_nms_dets_s", "dets/s"), "-", "-",
+                  f"{r['eval_num_dets']} dets"),
+                 ("eval: OKS-NMS alone", rate("nms_dets_s", "dets/s"), rate("nms_ref_dets_s", "dets/s"),
+                  speed("nms_speedup"), "identical keeps" if r.get("nms_identical") else "-"),
+                 ("eval: whole evaluate", rate("eval_total_dets_s", "dets/s"), "-", "-",
+                  f"{r['eval_total_s']:.1f} s, AP {r['eval_ap']:.3f}")]
+    lines = []
+    if rows:
+        header = ("stage", "rate", "loop reference", "speedup", "check / note")
+        widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+        fmt = "  ".join(f"{{:{'<' if i in (0, 4) else '>'}{w}}}" for i, w in enumerate(widths))
+        lines = [fmt.format(*row).rstrip() for row in [header, ["-" * w for w in widths]] + rows]
+    footer = []
+    if "params" in r:
+        footer.append(f"params {r['params'] / 1e6:.2f} M, {r['gmacs']:.3f} GMACs per crop")
+    if "peak_memory_mb" in r:
+        footer.append(f"peak memory {r['peak_memory_mb']:.0f} MiB ({r['peak_memory_kind']})")
+    if footer:
+        lines.append("; ".join(footer))
+    return "\n".join(lines)
