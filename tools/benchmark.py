@@ -4,6 +4,7 @@
     python tools/benchmark.py --cfg X.yaml --device cuda --iters 400 --num-dets 100000 DATASET.ROOT /fast/disk/coco
     python tools/benchmark.py --cfg experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --stages forward
     python tools/benchmark.py --cfg X.yaml --stages none --decoders 10000
+    python tools/benchmark.py --cfg X.yaml --stages evaluate --decoders 5000 --official /path/to/checkouts
 
 For the model, codec and dataset named in the YAML (after the KEY VALUE
 overrides) it measures, in this order (--stages picks some of the first six):
@@ -40,6 +41,18 @@ overrides) it measures, in this order (--stages picks some of the first six):
              are checked within 1e-3 px before the vectorised decoder is timed.
              It runs after the memory stage, which therefore does not include it.
 
+--official DIR (or $POSEZOO_OFFICIAL): DIR holds official checkouts named
+like their repositories (deep-high-resolution-net.pytorch, DarkPose,
+UDP-Pose, lpn-pytorch; see tools/bench/official.py), imported at run time.
+The decoders stage then decodes the same N crops with the official decode
+(HRNet get_final_preds, DarkPose's DARK, UDP-Pose's gaussian and offset,
+LPN's soft-argmax) and with posezoo, --reps times each in turn, and the
+evaluate stage runs HRNet's oks_nms and COCODataset.evaluate against
+posezoo's on the same detections; outputs must agree (1e-3 px, identical
+keeps, identical COCOeval stats), and a table gives both rates (fastest and
+median run) and their ratio. An absent checkout is named in one line and
+that row uses posezoo's loop reference instead, labelled as not official.
+
 Decode inputs are Gaussian blobs plus uniform noise, some peaks near or over
 the border, ~5 % of the maps entirely negative (offset outputs: such a blob
 as the classification map, (joint - pixel) / KPD plus noise as the offsets).
@@ -65,13 +78,14 @@ import torch
 from bench.common import say
 from bench.data import bench_data
 from bench.decode import bench_decode
-from bench.decoders import DECODERS_REF_CROPS, bench_decoders
+from bench.decoders import DECODERS_REF_CROPS, bench_decoders, bench_decoders_official
 from bench.encode import bench_encode
 from bench.evaluate import bench_evaluate
 from bench.forward import bench_forward, bench_forward_3d, default_flip_pairs
 from bench.inputs import output_shape
 from bench.memory import peak_memory
-from bench.tables import decoders_table, summary_table
+from bench.official import ENV, official_dir
+from bench.tables import decoders_table, side_by_side_table, summary_table
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.models import build_model
@@ -110,16 +124,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--decoders-ref", type=int, default=DECODERS_REF_CROPS, metavar="M",
                         help=f"crops the loop references decode in the decoders stage: the first min(N, M) "
                              f"(default {DECODERS_REF_CROPS})")
+    parser.add_argument("--official", default=None, metavar="DIR",
+                        help=f"a folder of official checkouts (deep-high-resolution-net.pytorch, DarkPose, UDP-Pose, "
+                             f"lpn-pytorch; default ${ENV}): the decoders and evaluate stages also run side by side "
+                             "with the official code, alternating --reps runs each")
+    parser.add_argument("--reps", type=int, default=3,
+                        help="alternating runs of each side in the side-by-side comparisons (default 3)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op CPU threads (default: torch's choice); 1 is steadier on a busy machine")
     args = parser.parse_args(argv)
-    for name in ("iters", "num_dets", "decode_batch", "decoders_ref", "threads"):
+    for name in ("iters", "num_dets", "decode_batch", "decoders_ref", "threads", "reps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.decoders < 0:
         parser.error("--decoders must be at least 0")
     if not args.stages and not args.decoders:
         parser.error("--stages none and no --decoders: nothing to run")
+    try:
+        args.official = official_dir(args.official)
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 
@@ -131,8 +155,6 @@ def choose_device(cfg, requested) -> torch.device:
             raise ValueError("--device cuda, but CUDA is not available in this PyTorch build / machine")
         return torch.device("cuda", cfg.GPUS[0] if cfg.GPUS else 0)
     return torch.device("cpu")
-
-
 
 
 def main(argv=None) -> dict:
@@ -167,6 +189,8 @@ def main(argv=None) -> dict:
     say(f"  stages   {', '.join(run)}")
     say(f"  work     --iters {args.iters}, --num-dets {args.num_dets}, --decode-batch {args.decode_batch}"
         + (f", --decoders {args.decoders}, --decoders-ref {args.decoders_ref}" if args.decoders else ""))
+    say(f"  official {args.official}, --reps {args.reps} (decoders and evaluate side by side)" if args.official
+        else f"  official - (no --official DIR or ${ENV}: loop references only)")
 
     results = {"device": str(device), "torch": torch.__version__, "model": cfg.MODEL.NAME,
                "input_size": [width, height], "batch": cfg.TEST.BATCH_SIZE_PER_GPU, "stages": run}
@@ -190,21 +214,24 @@ def main(argv=None) -> dict:
     if "decode" in stages:
         results.update(bench_decode(cfg, codec, device, shape, args.decode_batch, args.iters, rng, tags["decode"]))
     if "evaluate" in stages:
-        results.update(bench_evaluate(cfg, codec, args.num_dets, rng, tags["evaluate"]))
+        results.update(bench_evaluate(cfg, codec, args.num_dets, rng, tags["evaluate"], args.official, args.reps))
     if "memory" in stages:
         results.update(peak_memory(device, tags["memory"]))
-    if args.decoders:
+    if args.decoders and args.official:
+        results["decoders"] = bench_decoders_official(device, args.decoders, args.decode_batch, args.official,
+                                                      args.reps, rng, tags["decoders"])
+    elif args.decoders:
         results["decoders"] = bench_decoders(device, args.decoders, args.decode_batch, args.decoders_ref, rng,
                                              tags["decoders"])
     results["total_s"] = time.perf_counter() - start
     say("")
     table = summary_table(results)
-    if table:
-        say(table)
-    if args.decoders:
-        if table:
-            say("")
-        say(decoders_table(results["decoders"], device))
+    tables = [table] if table else []
+    if args.decoders and not args.official:
+        tables.append(decoders_table(results["decoders"], device))
+    if args.official:
+        tables.append(side_by_side_table(results, device, args.reps))
+    say("\n\n".join(t for t in tables if t))
     say(f"total {results['total_s']:.1f} s")
     return results
 

@@ -12,9 +12,10 @@ from posezoo.codecs.gaussian import GaussianHeatmapCodec
 from posezoo.codecs.soft_argmax import SoftArgmaxCodec
 from posezoo.codecs.udp import UDPHeatmapCodec, UDPOffsetCodec
 
-from .common import make_sync, say, timed
+from .common import alternate, make_sync, rates, say, timed
 from .inputs import random_boxes, random_outputs
-from .references import check_decode, decode_reference
+from .official import decode_official
+from .references import LoopReference, check_decode, decode_reference
 
 
 DECODERS_IMAGE_SIZE = (192, 256)  # (w, h): HRNet's 256x192 crops
@@ -87,4 +88,52 @@ def bench_decoders(device, n: int, batch: int, ref_crops: int, rng: np.random.Ge
         say(f"{tag} decoders: {name} {n} x {shape} on {device.type}: {n / seconds:,.0f} crops/s; loop "
             f"{ref.name} on the first {m}: {m / ref_seconds:,.0f} crops/s; max diff {px:.1e} px")
         del outputs, crops, parts, preds, maxvals
+    return out
+
+
+def reference_chunked(ref: LoopReference, outputs: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                      batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """ref.run on `batch` crops at a time (as validate() hands the official decode one batch at a time)."""
+    parts = [ref.run(outputs[lo:lo + batch], center[lo:lo + batch], scale[lo:lo + batch])
+             for lo in range(0, len(outputs), batch)]
+    return (np.concatenate([np.asarray(p) for p, _ in parts]),
+            np.concatenate([np.asarray(v) for _, v in parts]))
+
+
+def bench_decoders_official(device, n: int, batch: int, root: str, reps: int, rng: np.random.Generator,
+                            tag: str = "[7/7]") -> dict:
+    """Every codec of decoder_codecs() side by side with the official decode from the checkouts in `root`
+    (official.decode_official; posezoo's loop reference where a checkout is absent, labelled so): both
+    decode the same n crops in chunks of `batch`, `reps` times each in turn; the first results are checked
+    within 1e-3 px and the scores within the reference's tolerance."""
+    sync = make_sync(device)
+    w, h = DECODERS_HEATMAP_SIZE
+    out = {}
+    for name, codec in decoder_codecs().items():
+        ref, is_official, note = decode_official(root, codec, decode_reference(codec))
+        say(f"{tag} decoders: {name}: {note}")
+        shape = (DECODERS_JOINTS * getattr(codec, "channels_per_joint", 1), h, w)
+        outputs = random_outputs(rng, n, shape, codec)
+        center, scale = random_boxes(rng, n)
+        crops = tuple(torch.from_numpy(a).to(device) for a in (outputs, center, scale))
+        ref.run(outputs[:1], center[:1], scale[:1])  # warm-up (imports, OpenCV, numpy.linalg)
+        decode_cycled(codec, crops, min(n, batch), batch)
+
+        def ours(c=codec, t=crops):
+            parts = decode_cycled(c, t, n, batch)
+            return torch.cat([p for p, _ in parts]), torch.cat([v for _, v in parts])
+
+        ref_times, our_times, (ref_preds, ref_maxvals), (preds, maxvals) = alternate(
+            lambda r=ref, o=outputs, c=center, s=scale: reference_chunked(r, o, c, s, batch), ours, reps, sync)
+        px, vals = check_decode(codec, ref, preds, maxvals, ref_preds, ref_maxvals)
+        (ref_min, ref_med), (our_min, our_med) = rates(n, ref_times), rates(n, our_times)
+        out[name] = {"codec": type(codec).__name__, "reference": ref.name, "official": is_official,
+                     "shape": shape, "crops": n, "reps": reps, "ref_crops_s": ref_min, "ref_median_crops_s": ref_med,
+                     "crops_s": our_min, "median_crops_s": our_med, "speedup": our_min / ref_min,
+                     "median_speedup": our_med / ref_med, "max_px_diff": px, "max_score_diff": vals}
+        say(f"{tag} decoders: {name} {n} x {shape} on {device.type}, {reps} alternating runs: "
+            f"{'official' if is_official else 'loop reference'} {ref_min:,.0f} / {ref_med:,.0f} crops/s "
+            f"(min time / median), posezoo {our_min:,.0f} / {our_med:,.0f}, x{our_min / ref_min:.1f}; "
+            f"max diff {px:.1e} px")
+        del outputs, crops, preds, maxvals, ref_preds, ref_maxvals
     return out

@@ -15,7 +15,8 @@ from posezoo.datasets.synthetic import KEYPOINT_NAMES, SKELETON
 from posezoo.nms import oks_nms
 from posezoo.utils.transforms import PIXEL_STD
 
-from .common import ReferenceMismatch, quiet, say
+from .common import ReferenceMismatch, alternate, quiet, rates, say
+from .official import LOOP_LABEL, REPOS, official_coco_evaluator, official_oks_nms
 from .references import _reference
 
 
@@ -102,12 +103,16 @@ def rescore_and_nms(cfg, dataset, preds, boxes, image_ids) -> tuple[np.ndarray, 
     return rescored, np.concatenate([rows for _, rows in kept])
 
 
-def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator, tag: str = "[5/6]") -> dict:
+def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator, tag: str = "[5/6]",
+                   official: str | None = None, reps: int = 3) -> dict:
+    """The stage's own measurements and, with `official` (a folder of checkouts), the side-by-side runs of
+    side_by_side_evaluate."""
     sigmas = np.asarray(COCO_SIGMAS) / 10.0
     with tempfile.TemporaryDirectory(prefix="posezoo_bench_") as tmp:
         gt, dets, kpts = make_eval_set(rng, num_dets, sigmas)
         os.makedirs(os.path.join(tmp, "annotations"))
-        with open(os.path.join(tmp, "annotations", "person_keypoints_bench.json"), "w") as f:
+        ann_file = os.path.join(tmp, "annotations", "person_keypoints_bench.json")
+        with open(ann_file, "w") as f:
             json.dump(gt, f)
         det_file = os.path.join(tmp, "detections.json")
         with open(det_file, "w") as f:
@@ -161,6 +166,8 @@ def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator, tag: str
             bad = next(i for i, (a, b) in enumerate(zip(fast, slow)) if list(a) != list(b))
             raise ReferenceMismatch(f"oks_nms keeps {fast[bad]} but oks_nms_loop keeps {slow[bad]} "
                                     f"in image group {bad}")
+        side = (side_by_side_evaluate(eval_cfg, dataset, (preds, boxes, image_ids), rescored, ann_file, tmp,
+                                      official, reps, tag) if official else None)
     out = {"eval_num_dets": n, "eval_num_images": len(gt["images"]), "eval_num_gt": len(gt["annotations"]),
            "eval_kept": int(len(kept)), "eval_ap": float(ap),
            "eval_rescore_nms_dets_s": n / seconds_nms, "eval_total_dets_s": n / seconds_eval,
@@ -170,4 +177,76 @@ def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator, tag: str
         f"{out['eval_kept']} kept by NMS, AP {ap:.3f}: rescoring+NMS {out['eval_rescore_nms_dets_s']:.0f} dets/s, "
         f"whole evaluate {seconds_eval:.1f} s = {out['eval_total_dets_s']:.0f} dets/s; oks_nms "
         f"{out['nms_dets_s']:.0f} dets/s vs loop {out['nms_ref_dets_s']:.0f} dets/s (x{out['nms_speedup']:.1f})")
+    if side is not None:
+        out["eval_side_by_side"] = side
     return out
+
+
+def _image_groups(image_ids: np.ndarray) -> list[np.ndarray]:
+    """Row indices per image, in order of first appearance (the official evaluate's dict order)."""
+    _, first, inverse = np.unique(image_ids, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rows = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse))
+    groups = np.split(rows, bounds[:-1])
+    return [groups[i] for i in order]
+
+
+def side_by_side_evaluate(cfg, dataset, inputs: tuple, rescored: np.ndarray, ann_file: str, tmp: str, root: str,
+                          reps: int, tag: str) -> list:
+    """OKS-NMS alone (per image, on the rescored detections) and the whole evaluate flow, each alternating
+    `reps` times with the official code of the checkouts in `root` (HRNet's lib/nms/nms.py oks_nms and
+    lib/dataset/coco.py COCODataset.evaluate), on the same detections: identical keeps and identical
+    COCOeval stats are required. Without the HRNet checkout OKS-NMS runs against posezoo's loop reference
+    (labelled so) and the whole flow, which has no loop reference, is not compared."""
+    preds, boxes, image_ids = inputs
+    n, thre, sigmas = len(preds), cfg.TEST.OKS_THRE, dataset.sigmas
+    groups = _image_groups(image_ids)
+    args = [(preds[idx], rescored[idx], boxes[idx, 4]) for idx in groups]
+    official_nms = official_oks_nms(root)
+    if official_nms is None:
+        say(f"{tag} evaluate: {os.path.join(root, REPOS['hrnet'][0])} absent: OKS-NMS against the {LOOP_LABEL}; "
+            "the whole evaluate flow is not compared (no loop reference of it)")
+        label = "_reference.oks_nms_loop"
+
+        def reference():
+            return [_reference.oks_nms_loop(k, s, a, thre, sigmas) for k, s, a in args]
+    else:
+        label = f"{REPOS['hrnet'][0]} nms/nms.py oks_nms"
+        dbs = [[{"keypoints": k[j], "score": s[j], "area": a[j]} for j in range(len(s))] for k, s, a in args]
+
+        def reference():
+            return [official_nms(db, thre) for db in dbs]
+
+    ref_times, our_times, ref_keep, our_keep = alternate(
+        reference, lambda: [oks_nms(k, s, a, thre, sigmas) for k, s, a in args], reps)
+    bad = next((i for i, (a, b) in enumerate(zip(ref_keep, our_keep)) if list(a) != list(b)), None)
+    if bad is not None:
+        raise ReferenceMismatch(f"oks_nms keeps {our_keep[bad]} but {label} keeps {ref_keep[bad]} in image "
+                                f"group {bad}")
+    rows = [_side_row("OKS-NMS alone", label, official_nms is not None, n, ref_times, our_times, "identical keeps")]
+    evaluator = official_coco_evaluator(root, cfg, ann_file) if official_nms is not None else None
+    if evaluator is not None:
+        ours_dir, official_dir_ = os.path.join(tmp, "posezoo"), os.path.join(tmp, "official")
+        with quiet():
+            ref_times, our_times, (ref_stats, ref_ap), (our_stats, our_ap) = alternate(
+                lambda: evaluator(preds, boxes, image_ids, official_dir_),
+                lambda: dataset.evaluate(preds, boxes, image_ids, ours_dir), reps)
+        ref_values, our_values = [float(v) for v in ref_stats.values()], [float(v) for v in our_stats.values()]
+        if ref_values != our_values:
+            raise ReferenceMismatch(f"COCOeval stats differ: official {ref_values}, posezoo {our_values}")
+        rows.append(_side_row("whole evaluate", f"{REPOS['hrnet'][0]} dataset/coco.py COCODataset.evaluate", True,
+                              n, ref_times, our_times, f"identical AP {our_ap:.4f} (all 10 stats)"))
+    for row in rows:
+        say(f"{tag} evaluate side by side: {row['stage']}, {reps} alternating runs: {row['reference']} "
+            f"{row['ref_rate']:,.0f} / {row['ref_median_rate']:,.0f} dets/s (min time / median), posezoo "
+            f"{row['rate']:,.0f} / {row['median_rate']:,.0f}, x{row['speedup']:.1f}; {row['check']}")
+    return rows
+
+
+def _side_row(stage: str, reference: str, is_official: bool, n: int, ref_times: list, our_times: list,
+              check: str) -> dict:
+    (ref_min, ref_med), (our_min, our_med) = rates(n, ref_times), rates(n, our_times)
+    return {"stage": stage, "reference": reference, "official": is_official, "items": n, "unit": "dets/s",
+            "ref_rate": ref_min, "ref_median_rate": ref_med, "rate": our_min, "median_rate": our_med,
+            "speedup": our_min / ref_min, "median_speedup": our_med / ref_med, "check": check}

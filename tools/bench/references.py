@@ -26,7 +26,8 @@ from oracles import reference_udp as _reference_udp  # noqa: E402
 
 @dataclass(frozen=True)
 class LoopReference:
-    """A per-joint loop reference from tests/oracles/reference*.py, bound to one codec's settings."""
+    """A reference implementation bound to one codec's settings: a per-joint loop from
+    tests/oracles/reference*.py, or an official function (bench/official.py)."""
     name: str
     run: Callable
     every: int = 1  # encode: the reference gets the first max(1, n // every) joint sets only

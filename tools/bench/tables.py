@@ -4,6 +4,13 @@ from __future__ import annotations
 from .decoders import DECODERS_HEATMAP_SIZE, DECODERS_JOINTS
 
 
+def aligned(header: tuple, rows: list, left: tuple) -> list[str]:
+    """Header, rule and rows as columns padded to their widest cell; the columns in `left` flush left."""
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:{'<' if i in left else '>'}{wd}}}" for i, wd in enumerate(widths))
+    return [fmt.format(*row).rstrip() for row in [header, ["-" * wd for wd in widths]] + rows]
+
+
 def decoders_table(decoders: dict, device) -> str:
     rows = []
     for name, d in decoders.items():
@@ -12,13 +19,10 @@ def decoders_table(decoders: dict, device) -> str:
     first = next(iter(decoders.values()))
     loop = f"loop crops/s (numpy, first {first['ref_crops']})"
     header = ("codec", "class", f"vectorised crops/s ({device.type})", loop, "speedup", "max px diff")
-    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{wd}}}" for i, wd in enumerate(widths))
     title = (f"decoders: {first['crops']} crops of {DECODERS_JOINTS} x {DECODERS_HEATMAP_SIZE[1]}x"
              f"{DECODERS_HEATMAP_SIZE[0]} heatmaps (udp_offset: {3 * DECODERS_JOINTS} channels); the loop "
              f"references decode the first {first['ref_crops']} of them")
-    lines = [title] + [fmt.format(*row).rstrip() for row in [header, ["-" * wd for wd in widths]] + rows]
-    return "\n".join(lines)
+    return "\n".join([title] + aligned(header, rows, (0, 1)))
 
 
 def summary_table(r: dict) -> str:
@@ -60,9 +64,7 @@ def summary_table(r: dict) -> str:
     lines = []
     if rows:
         header = ("stage", "rate", "loop reference", "speedup", "check / note")
-        widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
-        fmt = "  ".join(f"{{:{'<' if i in (0, 4) else '>'}{w}}}" for i, w in enumerate(widths))
-        lines = [fmt.format(*row).rstrip() for row in [header, ["-" * w for w in widths]] + rows]
+        lines = aligned(header, rows, (0, 4))
     footer = []
     if "params" in r:
         footer.append(f"params {r['params'] / 1e6:.2f} M, {r['gmacs']:.3f} GMACs per crop")
@@ -71,3 +73,29 @@ def summary_table(r: dict) -> str:
     if footer:
         lines.append("; ".join(footer))
     return "\n".join(lines)
+
+
+def side_by_side_table(results: dict, device, reps: int) -> str:
+    """The side-by-side runs (--official): per row the reference (official code or, labelled, posezoo's loop
+    reference), both rates as fastest / median run, their ratio and what was checked equal."""
+    rows = []
+    for name, d in results.get("decoders", {}).items():
+        if "median_crops_s" not in d:
+            continue
+        source = "official" if d["official"] else "posezoo loop (not official)"
+        rows.append((f"decode {name} ({d['crops']} crops, {device.type})", f"{source}: {d['reference']}",
+                     f"{d['ref_crops_s']:,.0f} / {d['ref_median_crops_s']:,.0f}",
+                     f"{d['crops_s']:,.0f} / {d['median_crops_s']:,.0f}",
+                     f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}", f"max diff {d['max_px_diff']:.1e} px"))
+    for d in results.get("eval_side_by_side", []):
+        source = "official" if d["official"] else "posezoo loop (not official)"
+        rows.append((f"eval {d['stage']} ({d['items']} dets)", f"{source}: {d['reference']}",
+                     f"{d['ref_rate']:,.0f} / {d['ref_median_rate']:,.0f}", f"{d['rate']:,.0f} / {d['median_rate']:,.0f}",
+                     f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}", d["check"]))
+    if not rows:
+        return ""
+    header = ("stage", "reference", "reference /s (min / median)", "posezoo /s (min / median)",
+              "ratio (min / median)", "check")
+    title = (f"side by side with the official code ({reps} alternating runs each; rates from the fastest and "
+             "the median run; decode crops/s, eval dets/s)")
+    return "\n".join([title] + aligned(header, rows, (0, 1, 5)))
