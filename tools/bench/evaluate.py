@@ -225,7 +225,10 @@ def side_by_side_evaluate(cfg, dataset, inputs: tuple, rescored: np.ndarray, ann
         raise ReferenceMismatch(f"oks_nms keeps {our_keep[bad]} but {label} keeps {ref_keep[bad]} in image "
                                 f"group {bad}")
     rows = [_side_row("OKS-NMS alone", label, official_nms is not None, n, ref_times, our_times, "identical keeps")]
-    evaluator = official_coco_evaluator(root, cfg, ann_file) if official_nms is not None else None
+    evaluator = None
+    if official_nms is not None:
+        with quiet():
+            evaluator = official_coco_evaluator(root, cfg, ann_file)
     if evaluator is not None:
         ours_dir, official_dir_ = os.path.join(tmp, "posezoo"), os.path.join(tmp, "official")
         with quiet():

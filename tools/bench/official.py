@@ -111,7 +111,7 @@ def load_official(lib: str, module: str) -> types.ModuleType:
         package = types.ModuleType(top)
         package.__path__ = [os.path.join(lib, top)]
         sys.modules[top] = package
-    for stub in NMS_STUBS:
+    for stub in [name for name in NMS_STUBS if ours(name)]:
         sys.modules[stub] = _unbuilt(stub)
     sys.path.insert(0, lib)
     try:
