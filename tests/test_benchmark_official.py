@@ -91,6 +91,19 @@ class COCODataset:
         return stats, stats["AP"]
 """
 
+HRNET_JOINTS_DATASET = """
+from oracles import reference
+
+
+class JointsDataset:
+    def __init__(self, *args):
+        raise RuntimeError("the runner builds the instance without __init__")
+
+    def generate_target(self, joints, joints_vis):
+        assert self.target_type == "gaussian" and not self.use_different_joints_weight
+        return reference.generate_target_loop(joints, joints_vis, self.image_size, self.heatmap_size, self.sigma)
+"""
+
 DARK_INFERENCE = """
 from oracles import reference_dark
 
@@ -114,7 +127,7 @@ def write_checkout(root, name, files: dict) -> None:
 def fake_hrnet(root, offset: float = 0.0) -> None:
     write_checkout(root, "deep-high-resolution-net.pytorch", {
         "core/inference.py": HRNET_INFERENCE, "utils/transforms.py": f"OFFSET = {offset!r}\n",
-        "nms/nms.py": HRNET_NMS, "dataset/coco.py": HRNET_COCO})
+        "nms/nms.py": HRNET_NMS, "dataset/coco.py": HRNET_COCO, "dataset/JointsDataset.py": HRNET_JOINTS_DATASET})
 
 
 @pytest.fixture
@@ -130,8 +143,8 @@ def restore_threads():
 
 
 def run(cfg_file, *extra):
-    return benchmark.main(["--cfg", cfg_file, "--device", "cpu", "--threads", "1", "--stages", "evaluate",
-                           "--num-dets", "300", "--decoders", "12", "--decode-batch", "8", "--reps", "2", *extra])
+    return benchmark.main(["--cfg", cfg_file, "--device", "cpu", "--threads", "1", "--stages", "encode,evaluate",
+                           "--iters", "2", "--num-dets", "300", "--decoders", "12", "--decode-batch", "8", "--reps", "2", *extra])
 
 
 def test_side_by_side_with_fake_checkouts(tiny_cfg_file, tmp_path, capsys, restore_threads):
@@ -151,6 +164,9 @@ def test_side_by_side_with_fake_checkouts(tiny_cfg_file, tmp_path, capsys, resto
         assert d["crops"] == 12 and d["reps"] == 2 and d["max_px_diff"] < 1e-3, name
         assert d["speedup"] == pytest.approx(d["crops_s"] / d["ref_crops_s"])
         assert d["ref_crops_s"] >= d["ref_median_crops_s"] > 0 and d["crops_s"] >= d["median_crops_s"] > 0
+    (encode,) = result["encode_side_by_side"]
+    assert encode["official"] and encode["items"] == 40 and encode["check"] == "identical targets and weights"
+    assert encode["reference"] == "deep-high-resolution-net.pytorch dataset/JointsDataset.py generate_target (gaussian)"
     nms, whole = result["eval_side_by_side"]
     assert nms["official"] and nms["reference"] == "deep-high-resolution-net.pytorch nms/nms.py oks_nms"
     assert whole["official"] and whole["check"] == f"identical AP {result['eval_ap']:.4f} (all 10 stats)"
@@ -160,6 +176,7 @@ def test_side_by_side_with_fake_checkouts(tiny_cfg_file, tmp_path, capsys, resto
     assert f"{root / 'UDP-Pose'} absent: UDPHeatmapCodec against the {LOOP_LABEL}" in printed
     assert f"{root / 'lpn-pytorch'} absent: SoftArgmaxCodec against the {LOOP_LABEL}" in printed
     assert "side by side with the official code (2 alternating runs each" in printed
+    assert "\nencode GaussianHeatmapCodec (40 crops)  official: deep-high" in printed
     assert "posezoo loop (not official): _reference_udp.get_final_preds_udp_loop" in printed
     assert "creating index" not in printed
     assert [name for name in sys.modules if name.split(".")[0] in ("core", "nms", "dataset")] == []
@@ -173,12 +190,16 @@ def test_environment_variable_and_all_absent(tiny_cfg_file, tmp_path, monkeypatc
     monkeypatch.setenv("POSEZOO_OFFICIAL", str(empty))
     result = run(tiny_cfg_file)
     assert not any(d["official"] for d in result["decoders"].values())
+    (encode,) = result["encode_side_by_side"]
+    assert not encode["official"] and encode["reference"] == "_reference.generate_target_loop"
     (nms,) = result["eval_side_by_side"]
     assert not nms["official"] and nms["reference"] == "_reference.oks_nms_loop" and nms["check"] == "identical keeps"
     printed = capsys.readouterr().out
     assert f"{empty / 'deep-high-resolution-net.pytorch'} absent: OKS-NMS against the {LOOP_LABEL}" in printed
     assert "the whole evaluate flow is not compared" in printed
-    assert printed.count(" absent: ") == 6
+    assert f"GaussianHeatmapCodec encode: {empty / 'deep-high-resolution-net.pytorch'} absent: against the " \
+        f"{LOOP_LABEL}" in printed
+    assert printed.count(" absent") == 7
 
 
 def test_official_disagreement_stops_the_run(tmp_path, restore_threads):

@@ -203,7 +203,7 @@ def main(argv=None) -> dict:
         results.update(data)
     if "encode" in stages:
         n = 20 * args.iters
-        results.update(bench_encode(cfg, codec, n, rng, tags["encode"]), encode_items=n)
+        results.update(bench_encode(cfg, codec, n, rng, tags["encode"], args.official, args.reps), encode_items=n)
     shape = output_shape(cfg, codec)
     if "forward" in stages and codec.prediction == "keypoints3d":
         results.update(bench_forward_3d(cfg, codec, model, device, max(2, args.iters // 25), tags["forward"]))

@@ -66,3 +66,12 @@ def say(line: str) -> None:
 def quiet():
     """Silence pycocotools' progress prints ('creating index...', the COCOeval table)."""
     return contextlib.redirect_stdout(io.StringIO())
+
+
+def side_row(stage: str, reference: str, is_official: bool, n: int, ref_times: list, our_times: list, check: str,
+             unit: str = "dets/s") -> dict:
+    """One side-by-side measurement: both rates from the fastest and the median run, and their ratios."""
+    (ref_min, ref_med), (our_min, our_med) = rates(n, ref_times), rates(n, our_times)
+    return {"stage": stage, "reference": reference, "official": is_official, "items": n, "unit": unit,
+            "ref_rate": ref_min, "ref_median_rate": ref_med, "rate": our_min, "median_rate": our_med,
+            "speedup": our_min / ref_min, "median_speedup": our_med / ref_med, "check": check}

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import ReferenceMismatch, say, timed
-from .references import encode_reference
+from .common import ReferenceMismatch, alternate, say, side_row, timed
+from .official import LOOP_LABEL, encode_official
+from .references import LoopReference, encode_reference
 
 
 def random_joints(rng: np.random.Generator, n: int, num_joints: int, image_size) -> list:
@@ -22,23 +23,32 @@ def random_joints(rng: np.random.Generator, n: int, num_joints: int, image_size)
     return sets
 
 
-def bench_encode(cfg, codec, n: int, rng: np.random.Generator, tag: str = "[2/6]") -> dict:
+def check_encode(codec, ref: LoopReference, sets: list, ours: list | None = None, theirs: list | None = None) -> float:
+    """0.0 when codec.encode and ref.run give identical targets and weights on every joint set (their outputs
+    `ours` / `theirs` when already computed), else ReferenceMismatch."""
+    ours = ours or [codec.encode(joints, vis) for joints, vis in sets]
+    theirs = theirs or [ref.run(joints, vis) for joints, vis in sets]
+    diff = 0.0
+    for (target, weight), (ref_target, ref_weight) in zip(ours, theirs):
+        if target.shape != ref_target.shape or weight.shape != ref_weight.shape:
+            raise ReferenceMismatch(f"codec.encode gives shapes {target.shape}/{weight.shape}, {ref.name} "
+                                    f"{ref_target.shape}/{ref_weight.shape}")
+        diff = max(diff, float(np.abs(target - ref_target).max()), float(np.abs(weight - ref_weight).max()))
+    if diff != 0.0:
+        raise ReferenceMismatch(f"codec.encode differs from {ref.name} by up to {diff:g}")
+    return diff
+
+
+def bench_encode(cfg, codec, n: int, rng: np.random.Generator, tag: str = "[2/6]", official: str | None = None,
+                 reps: int = 3) -> dict:
+    """codec.encode on n joint sets against its loop reference and, with `official` (a folder of checkouts),
+    side by side with the official generate_target (side_by_side_encode)."""
     sets = random_joints(rng, n, cfg.MODEL.NUM_JOINTS, cfg.MODEL.IMAGE_SIZE)
     out = {}
     ref = encode_reference(codec)
     if ref is not None:
         ref_sets = sets[:max(1, n // ref.every)]
-        diff = 0.0
-        for joints, vis in ref_sets:
-            target, weight = codec.encode(joints, vis)
-            ref_target, ref_weight = ref.run(joints, vis)
-            if target.shape != ref_target.shape or weight.shape != ref_weight.shape:
-                raise ReferenceMismatch(f"codec.encode gives shapes {target.shape}/{weight.shape}, {ref.name} "
-                                        f"{ref_target.shape}/{ref_weight.shape}")
-            diff = max(diff, float(np.abs(target - ref_target).max()), float(np.abs(weight - ref_weight).max()))
-        if diff != 0.0:
-            raise ReferenceMismatch(f"codec.encode differs from {ref.name} by up to {diff:g}")
-        out["encode_max_abs_diff"] = diff
+        out["encode_max_abs_diff"] = check_encode(codec, ref, ref_sets)
         seconds_ref = timed(lambda it=iter(ref_sets): ref.run(*next(it)), len(ref_sets))
         out["encode_ref_items_s"] = len(ref_sets) / seconds_ref
         out["encode_ref_items"] = len(ref_sets)
@@ -53,4 +63,31 @@ def bench_encode(cfg, codec, n: int, rng: np.random.Generator, tag: str = "[2/6]
     else:
         line += f" (no loop reference for {type(codec).__name__})"
     say(line)
+    if official:
+        out["encode_side_by_side"] = side_by_side_encode(cfg, codec, sets, official, reps, tag)
     return out
+
+
+def side_by_side_encode(cfg, codec, sets: list, root: str, reps: int, tag: str) -> list:
+    """codec.encode and the official generate_target (official.encode_official; posezoo's loop reference,
+    labelled so, where the checkout is absent) on the same joint sets, `reps` times each in turn; their
+    outputs must be identical. UDP offset: the first 1/50 of the sets, as for its loop reference."""
+    loop = encode_reference(codec)
+    ref, note = encode_official(root, codec, cfg.MODEL.NUM_JOINTS)
+    is_official = ref is not None
+    if ref is None and loop is None:
+        say(f"{tag} encode: {note}, and no loop reference: not compared")
+        return []
+    if ref is None:
+        ref = loop
+        say(f"{tag} encode: {note}: against the {LOOP_LABEL}")
+    subset = sets[:max(1, len(sets) // (loop.every if loop else 1))]
+    ref_times, our_times, theirs, ours = alternate(lambda: [ref.run(j, v) for j, v in subset],
+                                                   lambda: [codec.encode(j, v) for j, v in subset], reps)
+    check_encode(codec, ref, subset, ours, theirs)
+    row = side_row(f"encode {type(codec).__name__}", ref.name, is_official, len(subset), ref_times, our_times,
+                   "identical targets and weights", "crops/s")
+    say(f"{tag} encode side by side: {len(subset)} joint sets, {reps} alternating runs: {ref.name} "
+        f"{row['ref_rate']:,.0f} / {row['ref_median_rate']:,.0f} crops/s (min time / median), posezoo "
+        f"{row['rate']:,.0f} / {row['median_rate']:,.0f}, x{row['speedup']:.1f}; {row['check']}")
+    return [row]

@@ -15,7 +15,7 @@ from posezoo.datasets.synthetic import KEYPOINT_NAMES, SKELETON
 from posezoo.nms import oks_nms
 from posezoo.utils.transforms import PIXEL_STD
 
-from .common import ReferenceMismatch, alternate, quiet, rates, say
+from .common import ReferenceMismatch, alternate, quiet, say, side_row
 from .official import LOOP_LABEL, REPOS, official_coco_evaluator, official_oks_nms
 from .references import _reference
 
@@ -224,7 +224,7 @@ def side_by_side_evaluate(cfg, dataset, inputs: tuple, rescored: np.ndarray, ann
     if bad is not None:
         raise ReferenceMismatch(f"oks_nms keeps {our_keep[bad]} but {label} keeps {ref_keep[bad]} in image "
                                 f"group {bad}")
-    rows = [_side_row("OKS-NMS alone", label, official_nms is not None, n, ref_times, our_times, "identical keeps")]
+    rows = [side_row("OKS-NMS alone", label, official_nms is not None, n, ref_times, our_times, "identical keeps")]
     evaluator = None
     if official_nms is not None:
         with quiet():
@@ -238,7 +238,7 @@ def side_by_side_evaluate(cfg, dataset, inputs: tuple, rescored: np.ndarray, ann
         ref_values, our_values = [float(v) for v in ref_stats.values()], [float(v) for v in our_stats.values()]
         if ref_values != our_values:
             raise ReferenceMismatch(f"COCOeval stats differ: official {ref_values}, posezoo {our_values}")
-        rows.append(_side_row("whole evaluate", f"{REPOS['hrnet'][0]} dataset/coco.py COCODataset.evaluate", True,
+        rows.append(side_row("whole evaluate", f"{REPOS['hrnet'][0]} dataset/coco.py COCODataset.evaluate", True,
                               n, ref_times, our_times, f"identical AP {our_ap:.4f} (all 10 stats)"))
     for row in rows:
         say(f"{tag} evaluate side by side: {row['stage']}, {reps} alternating runs: {row['reference']} "
@@ -246,10 +246,3 @@ def side_by_side_evaluate(cfg, dataset, inputs: tuple, rescored: np.ndarray, ann
             f"{row['rate']:,.0f} / {row['median_rate']:,.0f}, x{row['speedup']:.1f}; {row['check']}")
     return rows
 
-
-def _side_row(stage: str, reference: str, is_official: bool, n: int, ref_times: list, our_times: list,
-              check: str) -> dict:
-    (ref_min, ref_med), (our_min, our_med) = rates(n, ref_times), rates(n, our_times)
-    return {"stage": stage, "reference": reference, "official": is_official, "items": n, "unit": "dets/s",
-            "ref_rate": ref_min, "ref_median_rate": ref_med, "rate": our_min, "median_rate": our_med,
-            "speedup": our_min / ref_min, "median_speedup": our_med / ref_med, "check": check}

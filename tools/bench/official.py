@@ -222,3 +222,28 @@ def official_coco_evaluator(root: str, cfg, ann_file: str) -> Callable | None:
         img_path = [f"{int(i):012d}.jpg" for i in image_ids]  # evaluate reads the id from the file name
         return dataset.evaluate(official_cfg, preds, output_dir, boxes, img_path)
     return evaluate
+
+
+def encode_official(root: str, codec, num_joints: int) -> tuple[LoopReference | None, str]:
+    """The official training target of `codec`: lib/dataset/JointsDataset.py generate_target(joints,
+    joints_vis) of HRNet (gaussian, also LPN's), DarkPose (which takes heatmap coordinates) or UDP-Pose
+    (gaussian, offset), on an instance holding only the sizes, sigma and KPD it reads (no joint weights);
+    run(joints, joints_vis) -> (target, weight). None and a one-line note when the checkout is absent."""
+    if isinstance(codec, SoftArgmaxCodec):  # LPN trains on HRNet's targets
+        codec = codec.gaussian
+    repo = OFFICIAL_REPO.get(type(codec))
+    lib = checkout_lib(root, repo) if repo else None
+    if lib is None:
+        where = os.path.join(root, REPOS[repo][0]) + " absent" if repo else "no official counterpart known"
+        return None, f"{type(codec).__name__} encode: {where}"
+    dataset_cls = _function(lib, "dataset.JointsDataset", "JointsDataset")
+    dataset = dataset_cls.__new__(dataset_cls)  # its __init__ wants a config and a dataset root
+    dataset.num_joints, dataset.sigma = num_joints, codec.sigma if hasattr(codec, "sigma") else 0.0
+    dataset.image_size, dataset.heatmap_size = np.array(codec.image_size), np.array(codec.heatmap_size)
+    dataset.target_type = "offset" if isinstance(codec, UDPOffsetCodec) else "gaussian"
+    dataset.kpd = getattr(codec, "kpd", 0.0)
+    dataset.use_different_joints_weight, dataset.joints_weight = False, 1
+    label = f"{REPOS[repo][0]} dataset/JointsDataset.py generate_target ({dataset.target_type})"
+    if isinstance(codec, DarkCodec):
+        return LoopReference(label, lambda joints, vis: dataset.generate_target(codec.to_heatmap(joints), vis)), label
+    return LoopReference(label, dataset.generate_target), label

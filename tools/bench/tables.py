@@ -78,7 +78,15 @@ def summary_table(r: dict) -> str:
 def side_by_side_table(results: dict, device, reps: int) -> str:
     """The side-by-side runs (--official): per row the reference (official code or, labelled, posezoo's loop
     reference), both rates as fastest / median run, their ratio and what was checked equal."""
-    rows = []
+    def measured(d: dict) -> tuple:
+        source = "official" if d["official"] else "posezoo loop (not official)"
+        what = d["stage"] if d["unit"] == "crops/s" else f"eval {d['stage']}"
+        return (f"{what} ({d['items']} {'crops' if d['unit'] == 'crops/s' else 'dets'})",
+                f"{source}: {d['reference']}", f"{d['ref_rate']:,.0f} / {d['ref_median_rate']:,.0f}",
+                f"{d['rate']:,.0f} / {d['median_rate']:,.0f}", f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}",
+                d["check"])
+
+    rows = [measured(d) for d in results.get("encode_side_by_side", [])]
     for name, d in results.get("decoders", {}).items():
         if "median_crops_s" not in d:
             continue
@@ -87,15 +95,11 @@ def side_by_side_table(results: dict, device, reps: int) -> str:
                      f"{d['ref_crops_s']:,.0f} / {d['ref_median_crops_s']:,.0f}",
                      f"{d['crops_s']:,.0f} / {d['median_crops_s']:,.0f}",
                      f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}", f"max diff {d['max_px_diff']:.1e} px"))
-    for d in results.get("eval_side_by_side", []):
-        source = "official" if d["official"] else "posezoo loop (not official)"
-        rows.append((f"eval {d['stage']} ({d['items']} dets)", f"{source}: {d['reference']}",
-                     f"{d['ref_rate']:,.0f} / {d['ref_median_rate']:,.0f}", f"{d['rate']:,.0f} / {d['median_rate']:,.0f}",
-                     f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}", d["check"]))
+    rows += [measured(d) for d in results.get("eval_side_by_side", [])]
     if not rows:
         return ""
     header = ("stage", "reference", "reference /s (min / median)", "posezoo /s (min / median)",
               "ratio (min / median)", "check")
     title = (f"side by side with the official code ({reps} alternating runs each; rates from the fastest and "
-             "the median run; decode crops/s, eval dets/s)")
+             "the median run; encode and decode crops/s, eval dets/s)")
     return "\n".join([title] + aligned(header, rows, (0, 1, 5)))
