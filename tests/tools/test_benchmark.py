@@ -22,6 +22,12 @@ RATES = ["data_train_crops_s", "data_test_crops_s", "encode_items_s", "encode_re
          "eval_total_dets_s", "nms_dets_s", "nms_ref_dets_s", "encode_speedup", "decode_speedup", "nms_speedup"]
 
 
+@pytest.fixture(autouse=True)
+def no_official(monkeypatch):
+    """These runs measure against the loop references: a $POSEZOO_OFFICIAL in the environment stays out."""
+    monkeypatch.delenv("POSEZOO_OFFICIAL", raising=False)
+
+
 @pytest.fixture
 def tiny_cfg_file(synthetic_root, tmp_path) -> str:
     return write_cfg(tmp_path / "tiny.yaml", synthetic_opts(synthetic_root, str(tmp_path / "output")))
