@@ -182,13 +182,11 @@ def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator, tag: str
 
 
 def _image_groups(image_ids: np.ndarray) -> list[np.ndarray]:
-    """Row indices per image, in order of first appearance (the official evaluate's dict order)."""
-    _, first, inverse = np.unique(image_ids, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rows = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse))
-    groups = np.split(rows, bounds[:-1])
-    return [groups[i] for i in order]
+    """Row indices per image, by ascending id, grouped with one stable sort as core.evaluate.nms_per_image
+    does (both sides of a side-by-side run get the same groups)."""
+    order = np.argsort(image_ids, kind="stable")
+    _, starts = np.unique(image_ids[order], return_index=True)
+    return np.split(order, starts[1:])
 
 
 def side_by_side_evaluate(cfg, dataset, inputs: tuple, rescored: np.ndarray, ann_file: str, tmp: str, root: str,
