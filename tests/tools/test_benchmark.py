@@ -6,6 +6,12 @@ import pytest
 import torch
 
 import benchmark
+from bench.common import ReferenceMismatch
+from bench.decode import bench_decode
+from bench.decoders import decoder_codecs
+from bench.encode import bench_encode
+from bench.evaluate import make_eval_set
+from bench.references import decode_reference
 from conftest import ROOT, synthetic_opts, write_cfg
 from oracles import reference as _reference
 from posezoo.codecs.gaussian import GaussianHeatmapCodec
@@ -14,6 +20,12 @@ from posezoo.nms import COCO_PERSON_SIGMAS, oks_iou, oks_nms
 RATES = ["data_train_crops_s", "data_test_crops_s", "encode_items_s", "encode_ref_items_s", "forward_crops_s",
          "forward_flip_crops_s", "decode_crops_s", "decode_ref_crops_s", "eval_rescore_nms_dets_s",
          "eval_total_dets_s", "nms_dets_s", "nms_ref_dets_s", "encode_speedup", "decode_speedup", "nms_speedup"]
+
+
+@pytest.fixture(autouse=True)
+def no_official(monkeypatch):
+    """These runs measure against the loop references: a $POSEZOO_OFFICIAL in the environment stays out."""
+    monkeypatch.delenv("POSEZOO_OFFICIAL", raising=False)
 
 
 @pytest.fixture
@@ -62,10 +74,10 @@ def test_reference_checks_catch_differences(synthetic_cfg):
     cfg = synthetic_cfg
     codec = _OffByALittle(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA)
     rng = np.random.default_rng(0)
-    with pytest.raises(benchmark.ReferenceMismatch):
-        benchmark.bench_encode(cfg, codec, 5, rng)
-    with pytest.raises(benchmark.ReferenceMismatch):
-        benchmark.bench_decode(cfg, codec, torch.device("cpu"), (17, 16, 16), 8, 1, rng)
+    with pytest.raises(ReferenceMismatch):
+        bench_encode(cfg, codec, 5, rng)
+    with pytest.raises(ReferenceMismatch):
+        bench_decode(cfg, codec, torch.device("cpu"), (17, 16, 16), 8, 1, rng)
 
 
 DECODERS = {"gaussian": "_reference.get_final_preds_loop", "dark": "_reference_dark.get_final_preds_dark_loop",
@@ -124,21 +136,21 @@ def test_stage_selection_errors(tiny_cfg_file):
 @pytest.mark.parametrize("name", list(DECODERS))
 def test_every_codec_matches_its_references(synthetic_cfg, name):
     """encode_reference / decode_reference pick the right loop for each codec, and both checks pass."""
-    codec = benchmark.decoder_codecs()[name]
-    assert benchmark.decode_reference(codec).name == DECODERS[name]
+    codec = decoder_codecs()[name]
+    assert decode_reference(codec).name == DECODERS[name]
     rng = np.random.default_rng(0)
-    out = benchmark.bench_encode(synthetic_cfg, codec, 20, rng)
+    out = bench_encode(synthetic_cfg, codec, 20, rng)
     assert out["encode_max_abs_diff"] == 0.0
     assert out["encode_ref_items"] == (1 if name == "udp_offset" else 20)  # the offset loop runs per pixel
     shape = (51 if name == "udp_offset" else 17, 64, 48)
-    out = benchmark.bench_decode(synthetic_cfg, codec, torch.device("cpu"), shape, 8, 1, rng)
+    out = bench_decode(synthetic_cfg, codec, torch.device("cpu"), shape, 8, 1, rng)
     assert out["decode_max_px_diff"] < 1e-3 and out["decode_speedup"] > 0
 
 
 @pytest.mark.parametrize("name", list(DECODERS))
 def test_decode_checks_catch_differences(synthetic_cfg, name):
     """0.01 px off stops the decode stage for every codec, not only the Gaussian one."""
-    codec = benchmark.decoder_codecs()[name]
+    codec = decoder_codecs()[name]
 
     class OffByALittle(type(codec)):
         def decode(self, output, meta):
@@ -147,8 +159,8 @@ def test_decode_checks_catch_differences(synthetic_cfg, name):
 
     codec.__class__ = OffByALittle
     shape = (51 if name == "udp_offset" else 17, 16, 16)
-    with pytest.raises(benchmark.ReferenceMismatch, match="px"):
-        benchmark.bench_decode(synthetic_cfg, codec, torch.device("cpu"), shape, 4, 1, np.random.default_rng(0))
+    with pytest.raises(ReferenceMismatch, match="px"):
+        bench_decode(synthetic_cfg, codec, torch.device("cpu"), shape, 4, 1, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("in_vis_thre", [None, 0.5])
@@ -171,7 +183,7 @@ def test_oks_loop_references_match_library(in_vis_thre):
 
 def test_eval_set_is_valid_coco():
     sigmas = np.asarray(COCO_PERSON_SIGMAS)
-    gt, dets, kpts = benchmark.make_eval_set(np.random.default_rng(0), 500, sigmas)
+    gt, dets, kpts = make_eval_set(np.random.default_rng(0), 500, sigmas)
     assert len(dets) >= 500 and kpts.shape == (len(dets), 17, 3)
     image_ids = {im["id"] for im in gt["images"]}
     assert all(d["image_id"] in image_ids and d["bbox"][2] > 0 and d["bbox"][3] > 0 for d in dets)
