@@ -171,7 +171,7 @@ def main(argv=None) -> dict:
     width, height = cfg.MODEL.IMAGE_SIZE
     stages = list(args.stages)
     codec = build_codec(cfg)
-    if codec.prediction == "keypoints3d":  # depth models: forward + decode and memory only
+    if codec.prediction == "keypoints3d":  # 3D models: forward (+ decode for depth crops) and memory only
         stages = [s for s in stages if s in ("forward", "memory")]
     model = build_model(cfg, is_train=False).to(device).eval() if "forward" in stages else None
     run = stages + (["decoders"] if args.decoders else [])
@@ -205,7 +205,7 @@ def main(argv=None) -> dict:
         n = 20 * args.iters
         results.update(bench_encode(cfg, codec, n, rng, tags["encode"], args.official, args.reps), encode_items=n)
     shape = output_shape(cfg, codec)
-    if "forward" in stages and codec.prediction == "keypoints3d":
+    if "forward" in stages and codec.input_kind == "depth":
         results.update(bench_forward_3d(cfg, codec, model, device, max(2, args.iters // 25), tags["forward"]))
     elif "forward" in stages:
         forward = bench_forward(cfg, codec, model, device, max(2, args.iters // 25), flip_pairs, tags["forward"])
