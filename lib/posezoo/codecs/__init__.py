@@ -33,6 +33,8 @@ every registered codec against what follows.
   box) and its 0-based class.
 - ``flip_test(cfg)``: whether the test pass flips (``TEST.FLIP_TEST`` where
   ``supports_flip``; CornerNet: ``CORNERNET.FLIP_TEST``).
+- ``flip_input(inputs, flip_pairs)``: the mirrored input batch of the flip test
+  (images flipped along x; the lifting codec mirrors its joint vectors).
 - ``flip_back(output_flipped, flip_pairs)``: the flip-test rule, the mirrored
   output mapped back and averaged in; with ``decode_flipped`` true instead
   ``decode`` gets both halves (2N rows, mirrors second) and merges them.

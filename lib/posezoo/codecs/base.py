@@ -53,6 +53,12 @@ class Codec:
         codec has one; a codec with its own switch overrides this."""
         return bool(cfg.TEST.FLIP_TEST) and self.supports_flip
 
+    def flip_input(self, inputs: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The mirrored network input of the flip test: images (N, C, H, W) flipped
+        along x; a codec whose inputs are not images (the lifting MLP's joint
+        vectors) overrides it."""
+        return inputs.flip(3)
+
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no flip test")
 
