@@ -202,3 +202,18 @@ def test_train_and_test_through_the_tools(tmp_path):
     assert table["MPJPE (mm)"] == pytest.approx(results["metrics"]["MPJPE"], rel=1e-6)
     assert math.isfinite(table["P-MPJPE (mm)"]) and table["P-MPJPE (mm)"] <= table["MPJPE (mm)"] + 1e-9
     assert table["Mean-pose MPJPE (mm)"] > 0
+
+
+def test_flip_test_through_the_shared_forward():
+    from posezoo.core.inference import forward_test
+
+    cfg = _cfg(["TEST.FLIP_TEST", "True"])
+    codec = build_codec(cfg)
+    model = build_model(cfg).eval()
+    x = torch.randn(4, 3 * K)
+    with torch.no_grad():
+        both = forward_test(model, x, codec, FLIP_PAIRS, codec.flip_test(cfg))
+        mirrored = model(codec.flip_input(x, FLIP_PAIRS))
+        expected = (model(x) + codec.flip_back(mirrored, FLIP_PAIRS)) / 2
+    torch.testing.assert_close(both, expected)
+    torch.testing.assert_close(codec.flip_input(codec.flip_input(x, FLIP_PAIRS), FLIP_PAIRS), x)

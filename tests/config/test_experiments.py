@@ -112,12 +112,39 @@ def body3d_step(official, root, out):
     assert out["preds"].shape == (4, 17, 3) and np.isfinite(out["preds"]).all()
 
 
+def lifting_step(official, out):
+    """A lifting YAML (the reconstruction component): its codec, loss, inputs and
+    optimizer on synthetic MoCap-style poses (the Human3.6M one's data swapped for
+    them), a 32-unit MLP, one step and a test pass in root-relative mm."""
+    cfg = update_config(official, ["DATASET.DATASET", "synthetic_h36m_lifting", "DATASET.TRAIN_SET", "train",
+                                   "DATASET.TEST_SET", "test", "OUTPUT_DIR", out, "WORKERS", "0",
+                                   "LIFTING.NUM_TRAIN", "8", "LIFTING.NUM_TEST", "4",
+                                   "MODEL.EXTRA", repr(dict(official.MODEL.EXTRA, LINEAR_SIZE=32))])
+    torch.manual_seed(0)
+    codec = build_codec(cfg)
+    model = build_model(cfg, is_train=True)
+    criterion, optimizer = codec.loss(cfg), build_optimizer(cfg, model)
+    train_set = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
+    inputs, target, weight, _ = next(iter(DataLoader(train_set, batch_size=4, shuffle=False)))
+    loss = stage_loss(criterion, model(inputs), target, weight)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    val_set = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
+    out = predict(cfg, DataLoader(val_set, batch_size=4), model, codec, val_set.flip_pairs, torch.device("cpu"),
+                  criterion)
+    assert out["preds"].shape == (4, 17, 3) and np.isfinite(out["preds"]).all() and np.isfinite(out["loss"])
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS)
 def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthetic_nyu_root, tmp_path, request):
     missing = _missing_model(path)
     if missing:
         pytest.skip(f"{path} names MODEL.NAME {missing}, whose module is not in this checkout")
     official = load_config(os.path.join(ROOT, path))
+    if official.MODEL.NAME == "lifting_mlp":
+        return lifting_step(official, str(tmp_path))
     if official.DATASET.DATASET in BODY3D:
         return body3d_step(official, request.getfixturevalue("synthetic_h36m_root"), str(tmp_path))
     if official.MODEL.NAME == "cornernet":
