@@ -95,14 +95,19 @@ def body3d_step(official, root, out):
     cfg = update_config(official, ["DATASET.DATASET", "synthetic_h36m", "DATASET.ROOT", root, "OUTPUT_DIR", out,
                                    "WORKERS", "0", "MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.HEATMAP_SIZE", "[16, 16]",
                                    "MODEL.EXTRA", repr(extra), "TRAIN.BATCH_SIZE_PER_GPU", "2"])
+    step_and_test_3d(cfg, batch_size=2)
+
+
+def step_and_test_3d(cfg, batch_size: int) -> None:
+    """One step with the codec's loss at every stage (the loop's ``stage_loss``)
+    and a test pass of 4 frames predicting (4, 17, 3) finite joints in mm."""
     torch.manual_seed(0)
     codec = build_codec(cfg)
     model = build_model(cfg, is_train=True)
     criterion, optimizer = codec.loss(cfg), build_optimizer(cfg, model)
     train_set = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
-    inputs, target, weight, _ = next(iter(DataLoader(train_set, batch_size=2, shuffle=False)))
-    outputs = model(inputs)
-    loss = sum(criterion(o, t, weight) for o, t in zip(outputs, target))
+    inputs, target, weight, _ = next(iter(DataLoader(train_set, batch_size=batch_size, shuffle=False)))
+    loss = stage_loss(criterion, model(inputs), target, weight)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -120,21 +125,7 @@ def lifting_step(official, out):
                                    "DATASET.TEST_SET", "test", "OUTPUT_DIR", out, "WORKERS", "0",
                                    "LIFTING.NUM_TRAIN", "8", "LIFTING.NUM_TEST", "4",
                                    "MODEL.EXTRA", repr(dict(official.MODEL.EXTRA, LINEAR_SIZE=32))])
-    torch.manual_seed(0)
-    codec = build_codec(cfg)
-    model = build_model(cfg, is_train=True)
-    criterion, optimizer = codec.loss(cfg), build_optimizer(cfg, model)
-    train_set = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
-    inputs, target, weight, _ = next(iter(DataLoader(train_set, batch_size=4, shuffle=False)))
-    loss = stage_loss(criterion, model(inputs), target, weight)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    assert torch.isfinite(loss)
-    val_set = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
-    out = predict(cfg, DataLoader(val_set, batch_size=4), model, codec, val_set.flip_pairs, torch.device("cpu"),
-                  criterion)
-    assert out["preds"].shape == (4, 17, 3) and np.isfinite(out["preds"]).all() and np.isfinite(out["loss"])
+    step_and_test_3d(cfg, batch_size=4)
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS)
