@@ -39,3 +39,13 @@ def test_residual_block_is_identity_plus_its_two_layers():
     y = torch.relu(block.batch_norm1(block.w1(x)))
     y = torch.relu(block.batch_norm2(block.w2(y)))
     torch.testing.assert_close(block(x), x + y)
+
+
+def test_summary_counts_the_linear_macs_of_a_vector_input():
+    from posezoo.utils.utils import count_flops, input_shape, model_summary
+
+    cfg = lifting_cfg(["MODEL.EXTRA", "{LINEAR_SIZE: 64, NUM_BLOCKS: 2}"])
+    model = build_model(cfg)
+    assert input_shape(model, cfg) == (3 * K,)
+    assert count_flops(model, (3 * K,)) == 2 * 3 * K * 64 + 4 * 64 * 64
+    assert model_summary(model, cfg).endswith("MMACs per input of 51")

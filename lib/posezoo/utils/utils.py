@@ -339,8 +339,9 @@ def model_summary(model: nn.Module, cfg) -> str:
     params = count_parameters(model)
     shape = input_shape(model, cfg)
     macs = count_flops(model, shape)
-    where = f"{width}x{height}" if len(shape) == 3 else f"an input of {shape[0]} values"
-    return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e9:.4f} GMACs at {where}"
+    if len(shape) != 3:  # a vector input (the lifting MLP): far below a GMAC
+        return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e6:.2f} MMACs per input of {shape[0]}"
+    return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e9:.2f} GMACs at {width}x{height}"
 
 
 def progress_bar(iterable: Any = None, **kwargs: Any) -> tqdm:
