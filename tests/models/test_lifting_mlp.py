@@ -1,4 +1,4 @@
-"""The reconstruction component's MLP (Pavlakos et al. CVPR 2018 Sec. 3.3, Martinez
+"""The reconstruction component's MLP (Pavlakos et al. CVPR 2018, Martinez
 et al. ICCV 2017): its parameter layout and shapes, and its residual blocks."""
 import pytest
 import torch

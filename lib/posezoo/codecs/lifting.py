@@ -1,6 +1,6 @@
 """The codec of the reconstruction component (``MODEL.TARGET_TYPE: lifting``,
 model ``lifting_mlp``): Pavlakos et al., "Ordinal Depth Supervision for 3D Human
-Pose Estimation", CVPR 2018, Sec. 3.3, as its release feeds and reads the
+Pose Estimation", CVPR 2018 (its "reconstruction component"), as its release feeds and reads the
 network in ``geopavlakos/ordinal-pose3d`` ``full-eval/main.lua:70-89``.
 
 Input (``make_input(uv, depth)``), a (3 K,) vector, x of every joint, then y,
@@ -14,7 +14,7 @@ then the depth code (``main.lua:80-83``):
   ``VOLUMETRIC.DEPTH_RANGE`` and feeds (b - B/2) / (B/2): the release's
   ``(zind - 33) / 32`` of the 64-bin argmax ``zind`` (1-based, ``main.lua:78``).
   ``ranks`` feeds the joint's rank by depth scaled to [-1, 1] (nearest -1), only
-  the order, which is all that ordinal supervision pins down (paper Sec. 3.3: the
+  the order, which is all that ordinal supervision pins down (the paper: the
   component turns ordinal, non-metric depths into a metric pose). Ties keep the
   joint order.
 

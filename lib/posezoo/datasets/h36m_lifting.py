@@ -1,5 +1,5 @@
 """MoCap-style training data for the reconstruction component of Pavlakos et al.
-CVPR 2018 (Sec. 3.3; ``codecs/lifting.py``, ``models/lifting_mlp.py``):
+CVPR 2018 (``codecs/lifting.py``, ``models/lifting_mlp.py``):
 ``DATASET.DATASET: h36m_lifting`` takes the 3D poses (camera mm) and cameras of
 Human3.6M's annotation files (the layout ``datasets/h36m.py`` reads; no image is
 read), ``synthetic_h36m_lifting`` the poses of the synthetic Human3.6M generator.
@@ -13,7 +13,8 @@ simulate the ConvNet's estimates (``noisy_observation``): Gaussian noise of std
 the depth into its bin or rank (``LIFTING.DEPTH_INPUT``), so nearby joints swap
 order as ordinal estimates do. The ordinal-pose3d release has no training code
 (its README: "We will soon update this repository with the training code"), so
-the noise model is the paper's statement made concrete and its levels are keys.
+the noise model is posezoo's reading of the paper (the component is trained on
+MoCap poses projected to 2D, with the depths made noisy) and its levels are keys.
 Training draws fresh noise per sample and, with ``DATASET.FLIP``, mirrors half
 of the poses (x negated, left/right swapped); the test split draws each frame's
 noise from ``default_rng((SEED, index))`` (``LIFTING.TEST_NOISE``; off: exact

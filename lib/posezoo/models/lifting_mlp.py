@@ -1,5 +1,5 @@
 """The reconstruction component of Pavlakos et al., "Ordinal Depth Supervision
-for 3D Human Pose Estimation", CVPR 2018 (Sec. 3.3): an MLP that lifts 2D joints
+for 3D Human Pose Estimation", CVPR 2018 ("reconstruction component"): an MLP that lifts 2D joints
 plus per-joint ordinal depths to a metric, root-relative 3D pose
 (``MODEL.NAME: lifting_mlp``, with ``MODEL.TARGET_TYPE: lifting``).
 
