@@ -111,3 +111,14 @@ def assert_loads_spec_strictly(model, spec: dict) -> None:
     assert sum(p.numel() for p in model.parameters()) == spec["num_params"]
     if "num_buffer_elements" in spec:
         assert sum(b.numel() for b in model.buffers()) == spec["num_buffer_elements"]
+
+
+# The lifting component (codecs/lifting.py, models/lifting_mlp.py) on a few synthetic MoCap-style poses.
+LIFTING_TINY = ["DATASET.DATASET", "synthetic_h36m_lifting", "MODEL.NAME", "lifting_mlp", "MODEL.TARGET_TYPE",
+                "lifting", "MODEL.NUM_JOINTS", "17", "MODEL.EXTRA", "{LINEAR_SIZE: 32, NUM_BLOCKS: 2, DROPOUT: 0.5}",
+                "DATASET.TRAIN_SET", "train", "DATASET.TEST_SET", "test", "LIFTING.NUM_TRAIN", "64",
+                "LIFTING.NUM_TEST", "16", "WORKERS", "0"]
+
+
+def lifting_cfg(extra=()):
+    return load_config(None, LIFTING_TINY + list(extra))

@@ -31,6 +31,8 @@ CONFIGS = {
     "volumetric": [SMALL_2D + ["MODEL.TARGET_TYPE", "volumetric", "VOLUMETRIC.RES_Z", "[1, 4]"],
                    SMALL_2D + ["MODEL.TARGET_TYPE", "volumetric", "VOLUMETRIC.RES_Z", "[2, 8]",
                                "VOLUMETRIC.SOFT_ARGMAX", "true"]],
+    "lifting": [["MODEL.NUM_JOINTS", str(K), "MODEL.TARGET_TYPE", "lifting"],
+                ["MODEL.NUM_JOINTS", str(K), "MODEL.TARGET_TYPE", "lifting", "LIFTING.DEPTH_INPUT", "ranks"]],
 }
 # codecs predicting boxes (their encode takes boxes and classes): tested by test_box_codec_follows_the_contract
 BOX_CONFIGS = {"cornernet": ["MODEL.TARGET_TYPE", "cornernet", "MODEL.IMAGE_SIZE", "[63, 63]",
@@ -47,9 +49,17 @@ def _rgb_3d(codec) -> bool:
     return codec.prediction == "keypoints3d" and codec.input_kind == "image"
 
 
+def _lifting(codec) -> bool:
+    """Joint vectors in, root-relative camera mm out (the lifting codec): no image, no crop."""
+    return codec.input_kind == "keypoints"
+
+
 def _sample(codec, rng):
     """One encode's arguments: crop joints and visibility (2D), crop joints with a root-relative depth in mm
-    and visibility (RGB 3D), or crop joints and the depth crop (depth 3D)."""
+    and visibility (RGB 3D), camera-space joints in mm and visibility (lifting), or crop joints and the
+    depth crop (depth 3D)."""
+    if _lifting(codec):
+        return rng.uniform(-800, 800, (K, 3)) + [0.0, 0.0, 4000.0], np.ones((K, 1), np.float32)
     if _rgb_3d(codec):
         joints = np.concatenate([rng.uniform(4, 28, (K, 2)), rng.uniform(-800, 800, (K, 1))], 1).astype(np.float32)
         return joints, np.ones((K, 3), np.float32)
@@ -76,7 +86,7 @@ def _output(codec, target, rng):
     if _rgb_3d(codec):  # a noisy copy of the volume target
         return target["volume"] + 0.01 * torch.from_numpy(rng.standard_normal(tuple(target["volume"].shape))
                                                           .astype(np.float32))
-    if codec.prediction == "keypoints2d":
+    if codec.prediction == "keypoints2d" or _lifting(codec):
         return target + 0.01 * torch.from_numpy(rng.standard_normal(tuple(target.shape)).astype(np.float32))
     if isinstance(target, dict):  # AWR: the dense layout
         return torch.from_numpy(rng.standard_normal(tuple(target["dense"].shape)).astype(np.float32))
@@ -86,6 +96,8 @@ def _output(codec, target, rng):
 
 
 def _meta(codec, inputs):
+    if _lifting(codec):
+        return {"inputs": inputs}
     if _rgb_3d(codec):
         return {"inputs": inputs, "center": torch.tensor([[16.0, 16.0]]).repeat(N, 1),
                 "scale": torch.tensor([[0.2, 0.2]]).repeat(N, 1),
@@ -133,10 +145,13 @@ def test_codec_follows_the_contract(name, index):
         assert last_stage(target).shape[1] == K * codec.channels_per_joint
 
     output = _output(codec, target, rng)
-    assert codec.input_kind in ("image", "depth")
+    assert codec.input_kind in ("image", "depth", "keypoints")
     assert (codec.input_kind == "depth") == isinstance(codec, DepthCropCodec)
     depth_input = codec.input_kind == "depth"
     inputs = torch.from_numpy(np.stack([s[1] for s in samples])) if depth_input else torch.zeros(N, 3, 32, 32)
+    if _lifting(codec):
+        inputs = torch.from_numpy(np.stack([codec.make_input(s[0][:, :2], s[0][:, 2] - s[0][0, 2])
+                                            for s in samples]))
     meta = _meta(codec, inputs)
     assert set(codec.meta_keys) <= set(meta)
     before, meta_before = _clone(output), _clone(meta)

@@ -95,14 +95,19 @@ def body3d_step(official, root, out):
     cfg = update_config(official, ["DATASET.DATASET", "synthetic_h36m", "DATASET.ROOT", root, "OUTPUT_DIR", out,
                                    "WORKERS", "0", "MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.HEATMAP_SIZE", "[16, 16]",
                                    "MODEL.EXTRA", repr(extra), "TRAIN.BATCH_SIZE_PER_GPU", "2"])
+    step_and_test_3d(cfg, batch_size=2)
+
+
+def step_and_test_3d(cfg, batch_size: int) -> None:
+    """One step with the codec's loss at every stage (the loop's ``stage_loss``)
+    and a test pass of 4 frames predicting (4, 17, 3) finite joints in mm."""
     torch.manual_seed(0)
     codec = build_codec(cfg)
     model = build_model(cfg, is_train=True)
     criterion, optimizer = codec.loss(cfg), build_optimizer(cfg, model)
     train_set = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
-    inputs, target, weight, _ = next(iter(DataLoader(train_set, batch_size=2, shuffle=False)))
-    outputs = model(inputs)
-    loss = sum(criterion(o, t, weight) for o, t in zip(outputs, target))
+    inputs, target, weight, _ = next(iter(DataLoader(train_set, batch_size=batch_size, shuffle=False)))
+    loss = stage_loss(criterion, model(inputs), target, weight)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -112,12 +117,25 @@ def body3d_step(official, root, out):
     assert out["preds"].shape == (4, 17, 3) and np.isfinite(out["preds"]).all()
 
 
+def lifting_step(official, out):
+    """A lifting YAML (the reconstruction component): its codec, loss, inputs and
+    optimizer on synthetic MoCap-style poses (the Human3.6M one's data swapped for
+    them), a 32-unit MLP, one step and a test pass in root-relative mm."""
+    cfg = update_config(official, ["DATASET.DATASET", "synthetic_h36m_lifting", "DATASET.TRAIN_SET", "train",
+                                   "DATASET.TEST_SET", "test", "OUTPUT_DIR", out, "WORKERS", "0",
+                                   "LIFTING.NUM_TRAIN", "8", "LIFTING.NUM_TEST", "4",
+                                   "MODEL.EXTRA", repr(dict(official.MODEL.EXTRA, LINEAR_SIZE=32))])
+    step_and_test_3d(cfg, batch_size=4)
+
+
 @pytest.mark.parametrize("path", EXPERIMENTS)
 def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthetic_nyu_root, tmp_path, request):
     missing = _missing_model(path)
     if missing:
         pytest.skip(f"{path} names MODEL.NAME {missing}, whose module is not in this checkout")
     official = load_config(os.path.join(ROOT, path))
+    if official.MODEL.NAME == "lifting_mlp":
+        return lifting_step(official, str(tmp_path))
     if official.DATASET.DATASET in BODY3D:
         return body3d_step(official, request.getfixturevalue("synthetic_h36m_root"), str(tmp_path))
     if official.MODEL.NAME == "cornernet":

@@ -14,7 +14,8 @@ every registered codec against what follows.
   as the dataset says), ``"boxes"`` (x1, y1, x2, y2 in image pixels).
 - ``input_kind``: what a crop is cut from, ``"image"`` (a photo and person
   boxes; the volumetric 3D codec too) or ``"depth"`` (a depth map and hand
-  centres: A2J, AWR); ``tools/infer.py`` and the API choose their path by it.
+  centres: A2J, AWR), or ``"keypoints"`` (joint vectors, no image: the lifting
+  MLP); ``tools/infer.py`` and the API choose their path by it.
 - ``crop_matrix(center, scale, rotation, output_size)`` (2D crops): the
   image -> crop 2x3 affine the dataset warps with (UDP and DARK change it).
 - ``encode(joints, joints_vis)`` (2D) / ``encode(joints_crop, depth_crop)``
@@ -36,6 +37,8 @@ every registered codec against what follows.
   box) and its 0-based class.
 - ``flip_test(cfg)``: whether the test pass flips (``TEST.FLIP_TEST`` where
   ``supports_flip``; CornerNet: ``CORNERNET.FLIP_TEST``).
+- ``flip_input(inputs, flip_pairs)``: the mirrored input batch of the flip test
+  (images flipped along x; the lifting codec mirrors its joint vectors).
 - ``flip_back(output_flipped, flip_pairs)``: the flip-test rule, the mirrored
   output mapped back and averaged in; with ``decode_flipped`` true instead
   ``decode`` gets both halves (2N rows, mirrors second) and merges them.

@@ -61,7 +61,8 @@ class Codec:
 
     prediction: str = "keypoints2d"
     #: what a crop is cut from: "image" (a BGR photo and person boxes) or
-    #: "depth" (a depth map in mm and hand centres: A2J, AWR)
+    #: "depth" (a depth map in mm and hand centres: A2J, AWR); "keypoints":
+    #: no crop, joint vectors in (the lifting MLP)
     input_kind: str = "image"
     supports_flip: bool = True
     #: True: with the flip test ``decode`` gets the output of the inputs and of
@@ -86,6 +87,12 @@ class Codec:
         """Whether the test pass runs the flip test: ``TEST.FLIP_TEST`` where the
         codec has one; a codec with its own switch overrides this."""
         return bool(cfg.TEST.FLIP_TEST) and self.supports_flip
+
+    def flip_input(self, inputs: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The mirrored network input of the flip test: images (N, C, H, W) flipped
+        along x; a codec whose inputs are not images (the lifting MLP's joint
+        vectors) overrides it."""
+        return inputs.flip(3)
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no flip test")

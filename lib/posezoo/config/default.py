@@ -248,6 +248,24 @@ _C.VOLUMETRIC.ORDINAL_WEIGHT = 1.0
 _C.VOLUMETRIC.ORDINAL_SCALE = 10.0
 
 # posezoo: domain adaptation (TRAIN.STRATEGY ws_cda / cc_ssl, core/adaptation.py).
+# posezoo, the reconstruction component of Pavlakos et al. CVPR 2018 (MODEL.TARGET_TYPE lifting,
+# datasets h36m_lifting / synthetic_h36m_lifting, docs/h36m.md): 2D joints + ordinal depths -> metric 3D.
+_C.LIFTING = EasyDict()
+# the depth input: "bins" = the root-relative depth's bin among DEPTH_BINS over VOLUMETRIC.DEPTH_RANGE,
+# as (bin - DEPTH_BINS / 2) / (DEPTH_BINS / 2) (ordinal-pose3d full-eval/main.lua:78); "ranks" = the
+# joint's depth rank, scaled to [-1, 1] (only the order, what ordinal supervision determines)
+_C.LIFTING.DEPTH_INPUT = "bins"
+_C.LIFTING.DEPTH_BINS = 64
+# std (mm) of the Gaussian noise added to each root-relative depth before binning / ranking, and of the
+# 2D noise (pixels) added to the projected joints: the ConvNet's errors the paper simulates
+_C.LIFTING.DEPTH_NOISE = 50.0
+_C.LIFTING.KEYPOINT_NOISE = 2.0
+# whether the test inputs are noisy too (each frame's noise drawn from its own seeded stream)
+_C.LIFTING.TEST_NOISE = True
+# synthetic_h36m_lifting: how many MoCap-style poses each split samples from the synthetic generator
+_C.LIFTING.NUM_TRAIN = 20000
+_C.LIFTING.NUM_TEST = 2000
+
 _C.ADAPT = EasyDict()
 # Extra domains next to DATASET.TRAIN_SET (domain 0, labelled, weight 1): a list of
 # {DATASET: name ('' = DATASET.DATASET), ROOT: path ('' = DATASET.ROOT), SET: split,

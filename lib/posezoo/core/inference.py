@@ -45,7 +45,7 @@ def forward_test(model: nn.Module, inputs: torch.Tensor, codec, flip_pairs: Sequ
     if not flip:
         return last_stage(model(inputs))
     n = inputs.shape[0]
-    both = last_stage(model(torch.cat([inputs, inputs.flip(3)], dim=0)))
+    both = last_stage(model(torch.cat([inputs, codec.flip_input(inputs, flip_pairs)], dim=0)))
     if codec.decode_flipped:
         return both
     return (both[:n] + codec.flip_back(both[n:], flip_pairs)) * 0.5

@@ -1,7 +1,7 @@
 """The training losses. The codec names the loss it trains with
 (``Codec.loss_name``: JointsMSELoss, or JointsOHKMMSELoss when
 ``LOSS.USE_OHKM``, for heatmaps; JointsOffsetMSELoss for UDP's offsets; A2JLoss,
-AWRLoss, VolumetricLoss); ``LOSS.NAME`` overrides it by name (a key of ``LOSSES``) or by a
+AWRLoss, VolumetricLoss, LiftingLoss); ``LOSS.NAME`` overrides it by name (a key of ``LOSSES``) or by a
 dotted module path exposing ``get_loss(cfg)``."""
 from __future__ import annotations
 
@@ -284,6 +284,18 @@ class VolumetricLoss(nn.Module):
         return volume_term + self.ordinal_weight * ordinal_term
 
 
+class LiftingLoss(nn.Module):
+    """The reconstruction component's L2 (``codecs/lifting.py``): the mean over the
+    batch and the 3 K outputs (coordinate-major, x of every joint, then y, then z)
+    of ``(w_k (pred - gt))^2``, w_k the joint's target weight."""
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor, target_weight: torch.Tensor) -> torch.Tensor:
+        n = output.shape[0]
+        weight = target_weight.reshape(n, 1, -1).to(output.dtype)
+        diff = (output - target.to(output.dtype)).reshape(n, 3, -1) * weight
+        return diff.pow(2).mean()
+
+
 def _volumetric_loss(cfg) -> VolumetricLoss:
     s = volumetric_settings(cfg)
     return VolumetricLoss(cfg.MODEL.NUM_JOINTS, cfg.LOSS.USE_TARGET_WEIGHT, s["ordinal_weight"], s["ordinal_scale"],
@@ -302,6 +314,7 @@ LOSSES = {
     "A2JLoss": lambda cfg: A2JLoss(cfg.MODEL.IMAGE_SIZE),
     "AWRLoss": _awr_loss,
     "VolumetricLoss": _volumetric_loss,
+    "LiftingLoss": lambda cfg: LiftingLoss(),
 }
 
 

@@ -40,8 +40,8 @@ from .h36m import (ANNOTATION_DIR, FLIP_PAIRS, NUM_JOINTS, ROOT_JOINT, TEST_SUBJ
                    keypoint_info)  # noqa: F401 (keypoint_info: registry)
 from .synthetic import MARKER_FILE, _background, _hsv_color, generate_on_first_use, generation_complete
 
-__all__ = ["CAMERA_IDS", "IMAGE_SIZE", "MARKER_FILE", "SyntheticFrame", "generate_synthetic_h36m", "is_generated",
-           "mean_pose_baseline", "render_frame"]
+__all__ = ["CAMERA_IDS", "IMAGE_SIZE", "MARKER_FILE", "SyntheticFrame", "frame_camera", "generate_synthetic_h36m",
+           "is_generated", "mean_pose_baseline", "render_frame", "sample_poses"]
 
 IMAGE_SIZE = 200
 #: The four Human3.6M camera ids, reused as names.
@@ -199,16 +199,44 @@ def _palette(rng: np.random.Generator) -> dict[str, tuple]:
             "skin": _hsv_color(rng, (5, 30), (40, 140), (150, 245))}
 
 
-def render_frame(seed: int, split: str, index: int, subject: str, camera: dict) -> SyntheticFrame:
-    """Frame ``index`` of ``split``: a random pose of ``subject`` seen by ``camera``."""
-    rng = np.random.default_rng((seed, _SPLITS[split][0], index))
+def _camera_pose(rng: np.random.Generator, seed: int, subject: str, camera: dict) -> tuple[np.ndarray, int]:
+    """A random pose of ``subject`` placed in the world and seen by ``camera``: (17, 3) camera mm, action id."""
     action = int(rng.integers(len(H36M_ACTIONS)))
     body = _pose(rng, _subject_bones(seed, subject), H36M_ACTIONS[action])
     # body (x left, y up, z forward) -> world (z up), turned by a random yaw, feet on the floor
     to_world = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     world = body @ (_rot(2, rng.uniform(0, 360)) @ to_world).T
     world += np.array([rng.uniform(-300, 300), rng.uniform(-300, 300), -world[:, 2].min()])
-    joints_cam = (world - camera["T"].reshape(3) * 1000.0) @ camera["R"]
+    return (world - camera["T"].reshape(3) * 1000.0) @ camera["R"], action
+
+
+def frame_camera(split: str, index: int) -> tuple[str, str]:
+    """(subject, camera id) of frame ``index`` of ``split``: subjects in turn, then cameras."""
+    subjects = _SPLITS[split][1]
+    return subjects[index % len(subjects)], CAMERA_IDS[(index // len(subjects)) % len(CAMERA_IDS)]
+
+
+def sample_poses(seed: int, split: str, count: int) -> dict[str, np.ndarray]:
+    """The first ``count`` poses of ``split`` without rendering (MoCap-style data for
+    the lifting network): frame i's pose equals that of ``render_frame`` of frame i.
+    Returns ``joints_cam`` (count, 17, 3) mm, ``action``, ``subject`` (S9 -> 9) and
+    per-frame camera ``focal``, ``princpt`` (count, 2)."""
+    cameras = {key: cam for subject in _SPLITS[split][1] for key, cam in _cameras(seed, subject).items()}
+    out: dict[str, list] = {"joints_cam": [], "action": [], "subject": [], "focal": [], "princpt": []}
+    for index in range(count):
+        subject, cam_id = frame_camera(split, index)
+        camera = cameras[(subject, cam_id)]
+        joints, action = _camera_pose(np.random.default_rng((seed, _SPLITS[split][0], index)), seed, subject, camera)
+        for key, value in (("joints_cam", joints), ("action", action), ("subject", int(subject[1:])),
+                           ("focal", camera["f"].reshape(2)), ("princpt", camera["c"].reshape(2))):
+            out[key].append(value)
+    return {key: np.asarray(value) for key, value in out.items()}
+
+
+def render_frame(seed: int, split: str, index: int, subject: str, camera: dict) -> SyntheticFrame:
+    """Frame ``index`` of ``split``: a random pose of ``subject`` seen by ``camera``."""
+    rng = np.random.default_rng((seed, _SPLITS[split][0], index))
+    joints_cam, action = _camera_pose(rng, seed, subject, camera)
     f, c = camera["f"].reshape(2), camera["c"].reshape(2)
     uv = joints_cam[:, :2] / joints_cam[:, 2:] * f + c
     image = _texture(rng)
@@ -218,12 +246,10 @@ def render_frame(seed: int, split: str, index: int, subject: str, camera: dict) 
 
 
 def _write_split(root: str, split: str, seed: int, count: int, cameras: dict) -> np.ndarray:
-    subjects = _SPLITS[split][1]
     names, centers, scales, parts, joints = [], [], [], [], []
     frame_numbers: dict[str, int] = {}
     for index in range(count):
-        subject = subjects[index % len(subjects)]
-        cam_id = CAMERA_IDS[(index // len(subjects)) % len(CAMERA_IDS)]
+        subject, cam_id = frame_camera(split, index)
         frame = render_frame(seed, split, index, subject, cameras[(subject, cam_id)])
         sequence = f"{subject}_{H36M_ACTIONS[frame.action]}.{cam_id}"
         frame_numbers[sequence] = frame_numbers.get(sequence, 0) + 1

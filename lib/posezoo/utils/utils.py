@@ -323,9 +323,12 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...]) -> int:
     return macs
 
 
-def input_shape(model: nn.Module, cfg) -> tuple[int, int, int]:
+def input_shape(model: nn.Module, cfg) -> tuple[int, ...]:
     """(C, H, W) of one network input: MODEL.IMAGE_SIZE and the channels of the
-    first convolution (3 for RGB models, 1 for depth models such as AWR)."""
+    first convolution (3 for RGB models, 1 for depth models such as AWR); a
+    model that declares ``input_shape`` (the lifting MLP's (51,)) gives its own."""
+    if getattr(model, "input_shape", None):
+        return tuple(model.input_shape)
     width, height = cfg.MODEL.IMAGE_SIZE
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return (first.in_channels if first is not None else 3, height, width)
@@ -334,7 +337,10 @@ def input_shape(model: nn.Module, cfg) -> tuple[int, int, int]:
 def model_summary(model: nn.Module, cfg) -> str:
     width, height = cfg.MODEL.IMAGE_SIZE
     params = count_parameters(model)
-    macs = count_flops(model, input_shape(model, cfg))
+    shape = input_shape(model, cfg)
+    macs = count_flops(model, shape)
+    if len(shape) != 3:  # a vector input (the lifting MLP): far below a GMAC
+        return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e6:.2f} MMACs per input of {shape[0]}"
     return f"{cfg.MODEL.NAME}: {params / 1e6:.2f} M parameters, {macs / 1e9:.2f} GMACs at {width}x{height}"
 
 
