@@ -211,6 +211,9 @@ class PoseEstimator:
         self._forward = amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
         self.codec = build_codec(cfg)
         self.prediction, self.input_kind = self.codec.prediction, self.codec.input_kind
+        if self.input_kind not in ("image", "depth"):
+            raise ValueError(f"MODEL.NAME {cfg.MODEL.NAME} takes {self.input_kind}, not images: evaluate it with "
+                             f"tools/test.py, or call the model on codec.make_input(...) vectors")
         if self.input_kind == "depth":
             depth_crop_settings(cfg)  # a bad DEPTH_CROP / IMAGE_SIZE / CUBE_SIZE fails here, not at the first frame
         self.image_size = (int(cfg.MODEL.IMAGE_SIZE[0]), int(cfg.MODEL.IMAGE_SIZE[1]))
