@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-import benchmark
+from bench.evaluate import make_eval_set
 from posezoo.core.evaluate import keypoint_coco_eval
 from posezoo.nms import COCO_PERSON_SIGMAS
 
 
 def _eval_set(num_dets: int, seed: int):
     sigmas = np.asarray(COCO_PERSON_SIGMAS)
-    gt, dets, kpts = benchmark.make_eval_set(np.random.default_rng(seed), num_dets, sigmas)
+    gt, dets, kpts = make_eval_set(np.random.default_rng(seed), num_dets, sigmas)
     coco = COCO()
     coco.dataset = gt
     with contextlib.redirect_stdout(io.StringIO()):

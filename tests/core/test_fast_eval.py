@@ -10,7 +10,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-import benchmark
+from bench.evaluate import make_eval_set
 from posezoo.core.evaluate import nms_per_image
 from posezoo.datasets.coco import COCODataset
 from posezoo.nms import COCO_PERSON_SIGMAS, oks_nms
@@ -26,7 +26,7 @@ def _coco(gt: dict) -> COCO:
 
 def test_results_list_gives_the_file_flow_numbers(tmp_path):
     sigmas = np.asarray(COCO_PERSON_SIGMAS)
-    gt, dets, kpts = benchmark.make_eval_set(np.random.default_rng(3), 300, sigmas)
+    gt, dets, kpts = make_eval_set(np.random.default_rng(3), 300, sigmas)
     results = [{"image_id": d["image_id"], "category_id": 1, "keypoints": k.reshape(-1).round(4).tolist(),
                 "score": d["score"]} for d, k in zip(dets, kpts)]
     res_file = tmp_path / "results.json"

@@ -57,3 +57,22 @@ def test_non_finite_inputs_and_targets_are_named_by_sample():
     batch["inputs"][1] = 0
     batch["target"][2] = 0
     assert non_finite_samples(batch) == ""
+
+
+def test_read_only_output_dir_is_one_line_and_the_previous_file_survives(tmp_path, monkeypatch):
+    """A read-only OUTPUT_DIR (simulated: as root chmod does not stop writes) fails
+    the first write with one line naming the file and the reason."""
+    target = tmp_path / "log.json"
+    write_text_atomic(str(target), "{}")
+    real_open = open
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if "w" in mode and str(path).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", read_only)
+    with pytest.raises(OSError, match=r"cannot write .*log.json: Read-only file system \(the file there before"):
+        write_text_atomic(str(target), '{"new": 1}')
+    monkeypatch.undo()
+    assert target.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["log.json"]

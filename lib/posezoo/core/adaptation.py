@@ -50,9 +50,9 @@ from torch.utils.data import DataLoader
 from ..codecs.base import last_stage
 from ..codecs.gaussian import get_max_preds
 from ..config import update_config
-from ..datasets import build_dataset
-from ..datasets.joints_dataset import read_image
 from ..utils.distributed import broadcast_parameters
+from ..utils.image import read_image
+from ..utils.registry import resolve
 from ..utils.transforms import PIXEL_STD
 from ..utils.utils import write_text_atomic
 from .function import TrainContext, _prepare
@@ -84,7 +84,9 @@ def domain_specs(cfg) -> list[dict]:
 def build_domain_dataset(cfg, spec: dict, is_train: bool, codec):
     """The dataset of one domain: ``cfg`` with that domain's DATASET and ROOT."""
     domain_cfg = update_config(cfg, ["DATASET.DATASET", spec["dataset"], "DATASET.ROOT", spec["root"]])
-    return build_dataset(domain_cfg, spec["set"], is_train, codec)
+    # by the registry, as datasets.build_dataset does: core/ does not import the datasets package
+    module = resolve("datasets", spec["dataset"], "get_dataset", "ADAPT.DOMAINS")
+    return module.get_dataset(domain_cfg, spec["set"], is_train, codec)
 
 
 def domain_loader(cfg, dataset, shuffle: bool = True) -> DataLoader:

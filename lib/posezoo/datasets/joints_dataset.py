@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, crop_box_rule
+from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
 from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
 
 logger = logging.getLogger(__name__)
@@ -28,52 +29,12 @@ MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
-class ImageReadError(OSError):
-    """An image that is missing or cannot be decoded."""
-
-
 def make_record(image: str, image_id: int, center: np.ndarray, scale: np.ndarray, joints: np.ndarray,
                 joints_vis: np.ndarray, score: float = 1.0) -> dict:
     """One person box. joints/joints_vis are (K, 3) float32 (x, y, 0) / (v, v, 0)."""
     return {"image": image, "image_id": int(image_id), "center": np.asarray(center, np.float32),
             "scale": np.asarray(scale, np.float32), "joints": np.asarray(joints, np.float32),
             "joints_vis": np.asarray(joints_vis, np.float32), "score": float(score)}
-
-
-SKIP_HINT = "set DATASET.SKIP_CORRUPT_IMAGES True to skip and count such images"
-
-
-def truncated(path: str) -> bool:
-    """Whether a JPEG or PNG file was cut short, from its first and last bytes
-    only (no second decode): libjpeg decodes a truncated JPEG partially and only
-    warns on stderr, so a half-downloaded image would otherwise be scored. A
-    JPEG must hold its end-of-image marker FFD9 near its end (trailing padding
-    allowed), a PNG its IEND chunk; other formats are left to the decoder."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64))
-            tail = f.read()
-    except OSError:
-        return False  # missing: the decoder's error names it
-    if head[:2] == b"\xff\xd8":
-        return b"\xff\xd9" not in tail
-    if head == b"\x89PNG\r\n\x1a\n":
-        return b"IEND" not in tail[-12:]
-    return False
-
-
-def read_image(path: str, color_rgb: bool) -> np.ndarray:
-    """An image as uint8 HWC (BGR, or RGB with `color_rgb`); ImageReadError
-    naming the file when it is missing, undecodable or truncated."""
-    if truncated(path):
-        raise ImageReadError(f"image {path} is truncated (its end marker is missing: a partial download?); "
-                             f"{SKIP_HINT}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise ImageReadError(f"cannot read image {path} (missing or corrupt); {SKIP_HINT}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color_rgb else image
 
 
 def input_normalisation(cfg) -> tuple[np.ndarray, np.ndarray]:
