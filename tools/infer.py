@@ -296,6 +296,38 @@ def infer_depth(args, estimator: PoseEstimator, source: str, files: list[str], o
     return {"file_names": names, "uvd": uvd}
 
 
+def open_video(source: str, out_dir: str) -> tuple[Iterator, int, "cv2.VideoWriter", str]:
+    """The frames of a video as (name, 0-based index, frame), their count, and
+    the writer of the drawn copy (.avi for an .avi input, else .mp4) with its path."""
+    frames, total, fps, size = read_frames(source)
+    items = ((f"frame_{i:06d}", i, frame) for i, frame in enumerate(frames))
+    ext = ".avi" if source.lower().endswith(".avi") else ".mp4"
+    video_path = os.path.join(out_dir, os.path.splitext(os.path.basename(source))[0] + ext)
+    os.makedirs(out_dir, exist_ok=True)
+    writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*("MJPG" if ext == ".avi" else "mp4v")), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"cannot write the video {video_path} (no {ext} encoder in this OpenCV build)")
+    return items, total, writer, video_path
+
+
+def read_images(files: list[str], skip_corrupt: bool, unreadable: list[str]) -> Iterator[tuple]:
+    """(file name, image id, BGR image) per readable file; an unreadable one is an
+    error naming it, or under DATASET.SKIP_CORRUPT_IMAGES a warning and an entry
+    in `unreadable` (the end-of-run summary)."""
+    for path in files:
+        try:
+            image = read_image(path, color_rgb=False)
+        except ImageReadError:
+            if not skip_corrupt:
+                raise ImageReadError(f"--images: cannot read image {path} (not an image or corrupt); "
+                                     f"set DATASET.SKIP_CORRUPT_IMAGES True to skip it") from None
+            logger.warning("skipping unreadable image %s", path)
+            unreadable.append(path)
+            continue
+        name = os.path.basename(path)
+        yield name, image_id_of(os.path.splitext(name)[0]), image
+
+
 def load_camera(path: str) -> dict:
     """--camera: {"focal": [fx, fy], "princpt": [cx, cy], "root_depth": mm}."""
     try:
@@ -369,35 +401,13 @@ def main(argv=None) -> list[dict] | dict:
         raise ValueError(f"--boxes {args.boxes}: {NO_MATCH}")
 
     if is_video:
-        frames, total, fps, size = read_frames(source)
+        items, total, writer, video_path = open_video(source, out_dir)
         if args.boxes and total > 0 and not any(isinstance(k, int) and 0 <= k < total for k in by_id):
+            writer.release()
             raise ValueError(f"--boxes {args.boxes}: {NO_MATCH}")
-        items = ((f"frame_{i:06d}", i, frame) for i, frame in enumerate(frames))
-        ext = ".avi" if source.lower().endswith(".avi") else ".mp4"
-        video_path = os.path.join(out_dir, os.path.splitext(os.path.basename(source))[0] + ext)
-        os.makedirs(out_dir, exist_ok=True)
-        writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*("MJPG" if ext == ".avi" else "mp4v")),
-                                 fps, size)
-        if not writer.isOpened():
-            raise OSError(f"cannot write the video {video_path} (no {ext} encoder in this OpenCV build)")
     else:
-        total, writer = len(files), None
-        unreadable = []
-
-        def read_all():
-            for path in files:
-                try:
-                    image = read_image(path, color_rgb=False)
-                except ImageReadError:
-                    if not cfg.DATASET.SKIP_CORRUPT_IMAGES:
-                        raise ImageReadError(f"--images: cannot read image {path} (not an image or corrupt); "
-                                             f"set DATASET.SKIP_CORRUPT_IMAGES True to skip it") from None
-                    logger.warning("skipping unreadable image %s", path)
-                    unreadable.append(path)
-                    continue
-                name = os.path.basename(path)
-                yield name, image_id_of(os.path.splitext(name)[0]), image
-        items = read_all()
+        total, writer, unreadable = len(files), None, []
+        items = read_images(files, cfg.DATASET.SKIP_CORRUPT_IMAGES, unreadable)
         os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
 
     results, detections, matched, frames_written, dropped = [], [], 0, 0, 0
