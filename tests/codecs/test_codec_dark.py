@@ -341,3 +341,25 @@ def test_windowed_decode_at_corners_edges_and_flat_maps(kernel):
     ref_preds, ref_maxvals = get_final_preds_dark_loop(maps, center, scale, kernel)
     np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3, rtol=0)
     np.testing.assert_array_equal(maxvals.numpy(), ref_maxvals)
+
+
+def test_map_windows_equal_zero_padded_slices():
+    """The one-index-op window gather equals slicing a zero-padded copy of each
+    map, for windows inside, across every edge and corner, and on the first and
+    last maps (whose windows would leave the flat buffer)."""
+    from posezoo.codecs.dark import map_windows
+
+    rng = np.random.default_rng(4)
+    maps = torch.from_numpy(rng.standard_normal((5, 9, 11)).astype(np.float32))
+    size, pad = 7, 7
+    padded = np.pad(maps.numpy(), ((0, 0), (pad, pad), (pad, pad)))
+    index = torch.tensor([0, 0, 4, 4, 2, 2, 1, 3, 0, 4])
+    rows = torch.tensor([-6, 5, -3, 6, 1, -1, 3, 8, 2, -6])
+    cols = torch.tensor([-6, 8, 9, -4, 2, 10, -2, 0, 4, 10])
+    got = map_windows(maps, index, rows, cols, size).numpy()
+    for m, (i, r, c) in enumerate(zip(index.tolist(), rows.tolist(), cols.tolist())):
+        np.testing.assert_array_equal(got[m], padded[i, r + pad:r + pad + size, c + pad:c + pad + size])
+    small = maps[:1, :3, :3].contiguous()  # smaller than the window: every pixel gathered one by one
+    got = map_windows(small, torch.tensor([0]), torch.tensor([-3]), torch.tensor([-2]), size).numpy()
+    expect = np.pad(small.numpy()[0], pad)[pad - 3:pad - 3 + size, pad - 2:pad - 2 + size]
+    np.testing.assert_array_equal(got[0], expect)

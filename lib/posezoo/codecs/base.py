@@ -30,7 +30,7 @@ def single_threaded_on_cpu(decode: F) -> F:
     A decode's tail is many small ops on N*K values; above torch's grain size
     (32k elements) each one is split over the intra-op pool, and on a CPU that
     other processes keep busy every split waits for a descheduled worker. On
-    this project's shared 2-core machine (5000 crops x 17 x 64 x 48) the
+    this project's shared 2-core machine (1,000 crops x 17 x 64 x 48) the
     Gaussian decode ran at ~7k crops/s with 2 threads and ~76k with 1, DARK
     2.4k against 10k (docs/speed.md). The full-map passes are numpy or one
     large op, which a single thread already runs at memory speed."""

@@ -90,7 +90,7 @@ def keypoint_coco_eval(coco, results: list[dict], sigmas: np.ndarray, backend: s
     """COCOeval's 10 keypoint stats (AP, AP .5, AP .75, AP M, AP L, AR, ...)
     of a results list against the pycocotools ``coco`` ground truth, with
     ``backend`` (``TEST.COCOEVAL``). ``faster_coco_eval`` gives the same 10
-    numbers as pycocotools (``tests/test_cocoeval_backend.py``) in less time:
+    numbers as pycocotools (``tests/core/test_cocoeval_backend.py``) in less time:
     its C++ evaluateImg and accumulate replace pycocotools' Python loops, the
     Python computeOks stays. ``results`` may be modified (loadRes adds ids)."""
     if backend not in COCOEVAL_BACKENDS:
