@@ -364,6 +364,53 @@ def batched(items, size: int) -> Iterator[list]:
         yield batch
 
 
+def keep_usable_boxes(images: list[np.ndarray], boxes: list) -> tuple[list, int, int]:
+    """Drop degenerate or off-image boxes (the shared rule: they are not people). Returns the boxes,
+    how many images had any box and how many boxes were dropped; ``None`` (no boxes given) passes."""
+    matched = dropped = 0
+    kept = []
+    for image, image_boxes in zip(images, boxes):
+        if image_boxes is not None:
+            matched += int(len(image_boxes) > 0)
+            usable = usable_boxes(image_boxes, image.shape[1], image.shape[0])
+            dropped += int((~usable).sum())
+            image_boxes = image_boxes[usable]
+        kept.append(image_boxes)
+    return kept, matched, dropped
+
+
+def pose_records(name: str, image_id, boxes: np.ndarray, keypoints: np.ndarray, pose: dict | None,
+                 in_vis_thre: float) -> list[dict]:
+    """One COCO-results entry per person (rescored as the test flow does), plus ``keypoints_3d`` and
+    ``keypoints_cam`` for 3D body configs."""
+    records = []
+    scores = instance_scores(keypoints, boxes[:, 4], in_vis_thre)
+    for j, (box, kp, score) in enumerate(zip(boxes, keypoints, scores)):
+        record = {"image_id": image_id, "category_id": 1, "keypoints": kp.reshape(-1).round(4).tolist(),
+                  "score": float(score), "bbox": box[:4].round(3).tolist(), "file_name": name}
+        if pose is not None:
+            record["keypoints_3d"] = pose["uvz"][j].round(3).tolist()
+            if "xyz" in pose:
+                record["keypoints_cam"] = pose["xyz"][j].round(3).tolist()
+        records.append(record)
+    return records
+
+
+def plot_first_person_3d(xyz: np.ndarray, skeleton, out_dir: str, name: str) -> None:
+    """The first person's camera-frame skeleton as a 3D plot (camera y points down; the plot draws y up)."""
+    plot_hand_3d(xyz * np.array([1.0, -1.0, 1.0]), skeleton,
+                 os.path.join(out_dir, "plots", f"{os.path.splitext(name)[0]}_3d.png"), title=name)
+
+
+def draw_frame(image: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray, estimator: PoseEstimator,
+               args: argparse.Namespace, boxes_given: bool) -> np.ndarray:
+    """Skeletons of the people scoring at least ``--draw-thr``, and their boxes unless the box is
+    the whole image (no information)."""
+    shown = boxes[:, 4] >= args.draw_thr
+    drawn = draw_skeletons(image, keypoints[shown], estimator.skeleton, estimator.flip_pairs, args.kpt_thr)
+    return draw_boxes(drawn, boxes[shown]) if boxes_given else drawn
+
+
 def main(argv=None) -> list[dict] | dict:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
@@ -415,41 +462,24 @@ def main(argv=None) -> list[dict] | dict:
     try:
         for chunk in batched(items, estimator.batch_size):
             boxes = [detector.detect(image) if detector else boxes_for(name, image_id) for name, image_id, image in chunk]
-            for j, ((_, _, image), image_boxes) in enumerate(zip(chunk, boxes)):
-                if image_boxes is not None:  # the shared rule: degenerate or off-image boxes are not people
-                    matched += int(len(image_boxes) > 0)
-                    usable = usable_boxes(image_boxes, image.shape[1], image.shape[0])
-                    dropped += int((~usable).sum())
-                    boxes[j] = image_boxes[usable]
+            images = [image for _, _, image in chunk]
+            boxes, chunk_matched, chunk_dropped = keep_usable_boxes(images, boxes)
+            matched, dropped = matched + chunk_matched, dropped + chunk_dropped
             if body3d:
-                poses = estimator.estimate_3d_batch([image for _, _, image in chunk], boxes, [camera] * len(chunk))
+                poses = estimator.estimate_3d_batch(images, boxes, [camera] * len(chunk))
                 keypoints = [np.concatenate([p["uvz"][..., :2], p["score"][..., None]], 2) for p in poses]
             else:
-                poses, keypoints = [None] * len(chunk), estimator.estimate_batch([image for _, _, image in chunk],
-                                                                                 boxes)
+                poses, keypoints = [None] * len(chunk), estimator.estimate_batch(images, boxes)
             for (name, image_id, image), image_boxes, kpts, pose in zip(chunk, boxes, keypoints, poses):
                 if image_boxes is None:
                     image_boxes = whole_image_box(*image.shape[:2])
                 if detector:
                     detections += [{"image_id": image_id, "category_id": 1, "bbox": b[:4].round(2).tolist(),
                                     "score": float(b[4]), "file_name": name} for b in image_boxes]
-                scores = instance_scores(kpts, image_boxes[:, 4], cfg.TEST.IN_VIS_THRE)
-                for j, (box, kp, score) in enumerate(zip(image_boxes, kpts, scores)):
-                    results.append({"image_id": image_id, "category_id": 1,
-                                    "keypoints": kp.reshape(-1).round(4).tolist(), "score": float(score),
-                                    "bbox": box[:4].round(3).tolist(), "file_name": name})
-                    if pose is not None:
-                        results[-1]["keypoints_3d"] = pose["uvz"][j].round(3).tolist()
-                        if "xyz" in pose:
-                            results[-1]["keypoints_cam"] = pose["xyz"][j].round(3).tolist()
+                results += pose_records(name, image_id, image_boxes, kpts, pose, cfg.TEST.IN_VIS_THRE)
                 if pose is not None and "xyz" in pose and len(pose["xyz"]):
-                    up = np.array([1.0, -1.0, 1.0])  # camera y points down; the plot draws y up
-                    plot_hand_3d(pose["xyz"][0] * up, estimator.skeleton,
-                                 os.path.join(out_dir, "plots", f"{os.path.splitext(name)[0]}_3d.png"), title=name)
-                shown = image_boxes[:, 4] >= args.draw_thr
-                drawn = draw_skeletons(image, kpts[shown], estimator.skeleton, estimator.flip_pairs, args.kpt_thr)
-                if args.boxes or detector:  # the whole-image box is no information
-                    drawn = draw_boxes(drawn, image_boxes[shown])
+                    plot_first_person_3d(pose["xyz"][0], estimator.skeleton, out_dir, name)
+                drawn = draw_frame(image, image_boxes, kpts, estimator, args, boxes_given=bool(args.boxes or detector))
                 if writer is not None:
                     writer.write(drawn)
                     frames_written += 1
