@@ -24,7 +24,7 @@ import _setup  # puts lib/ on the path
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from torch.utils.tensorboard import SummaryWriter
 
 from posezoo.codecs import build_codec
@@ -139,13 +139,21 @@ def _wrap(model: nn.Module, cfg, ctx: DistContext, sample: torch.Tensor | None =
 
 
 def _train_loader(cfg, dataset, ctx: DistContext, generator: torch.Generator
-                  ) -> tuple[DataLoader, DistributedSampler | None]:
+                  ) -> tuple[DataLoader, Sampler | None]:
     """Shuffle order and worker seeds come from `generator`, re-seeded every
     epoch; workers are not persistent, so each epoch's augmentation is a
-    function of (SEED, epoch, rank) alone and a resumed run replays it exactly."""
+    function of (SEED, epoch, rank) alone and a resumed run replays it exactly.
+    The returned sampler (distributed, or a DATASET.MIX batch sampler) gets
+    ``set_epoch`` from ``start_epoch``."""
     pin = cfg.PIN_MEMORY and ctx.device.type == "cuda"
     common = {"num_workers": cfg.WORKERS, "pin_memory": pin, "drop_last": False, "generator": generator,
               "worker_init_fn": seed_worker}
+    if hasattr(dataset, "batch_sampler"):  # DATASET.MIX: fixed-composition batches (datasets/mixed.py)
+        n_gpus = 1 if ctx.distributed or ctx.device.type != "cuda" else max(1, len(cfg.GPUS))
+        batches = dataset.batch_sampler(cfg.TRAIN.BATCH_SIZE_PER_GPU * n_gpus, cfg.TRAIN.SHUFFLE, ctx.rank,
+                                        ctx.world_size if ctx.distributed else 1, cfg.SEED)
+        del common["drop_last"]
+        return DataLoader(dataset, batch_sampler=batches, **common), batches
     if ctx.distributed:
         sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                      shuffle=cfg.TRAIN.SHUFFLE, seed=cfg.SEED)
@@ -156,7 +164,7 @@ def _train_loader(cfg, dataset, ctx: DistContext, generator: torch.Generator
 
 
 def start_epoch(seed: int, epoch: int, rank: int, generator: torch.Generator,
-                sampler: DistributedSampler | None = None) -> None:
+                sampler: Sampler | None = None) -> None:
     """Restart every RNG from (SEED, epoch, rank): torch, numpy and random in
     this process (augmentation with WORKERS 0) and the loader's generator
     (shuffle order, worker seeds). What an epoch draws then does not depend on

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from oracles.volumetric_loss import direct_ordinal, direct_volume_loss, soft_depth
 from posezoo.codecs import build_codec
 from posezoo.codecs.volumetric import (
     ORDINAL_UNKNOWN,
@@ -208,36 +209,6 @@ def test_flip_back_equals_the_hand_built_flipped_volume():
     assert torch.equal(back, vol.reshape(1, K * d, h, w))
 
 
-def _direct_volume_loss(output, target, weight):
-    """The loss written out per sample and joint (numpy float64)."""
-    out = output.double().numpy().reshape(output.shape[0], K, -1, *output.shape[2:])
-    gt = target["volume"].double().numpy().reshape(out.shape)
-    hm, dw, w = target["heatmap"].double().numpy(), target["depth_weight"].numpy(), weight.numpy()[..., 0]
-    total = 0.0
-    for n in range(out.shape[0]):
-        for k in range(K):
-            if dw[n, k]:
-                total += w[n, k] ** 2 * np.mean((out[n, k] - gt[n, k]) ** 2)
-            else:
-                total += w[n, k] ** 2 * np.mean((out[n, k].max(axis=0) - hm[n, k]) ** 2)
-    return total / (out.shape[0] * K)
-
-
-def _direct_ordinal(z, codes):
-    """Mean over the known pairs i < j of Eq. 2 (python floats)."""
-    terms = []
-    for i in range(len(z)):
-        for j in range(i + 1, len(z)):
-            r = codes[i][j]
-            if r == 1:
-                terms.append(math.log1p(math.exp(z[i] - z[j])))
-            elif r == -1:
-                terms.append(math.log1p(math.exp(z[j] - z[i])))
-            elif r == 0:
-                terms.append((z[i] - z[j]) ** 2)
-    return sum(terms) / len(terms) if terms else 0.0
-
-
 def test_ordinal_loss_hand_case():
     z = torch.tensor([[0.0, 1.0, 3.0]])
     codes = torch.tensor([[[0, 1, -1], [-1, 0, 0], [1, 0, 0]]])
@@ -270,9 +241,9 @@ def test_volume_loss_equals_the_direct_formula():
     criterion = codec.loss(cfg)
     assert isinstance(criterion, VolumetricLoss)
     for o, t in zip(outputs, target):  # every joint has 3D here, so no ordinal pair is known
-        assert criterion(o, t, weight).item() == pytest.approx(_direct_volume_loss(o, t, weight), rel=1e-5)
+        assert criterion(o, t, weight).item() == pytest.approx(direct_volume_loss(o, t, weight), rel=1e-5)
     # given every stack (lists), the sum over the stacks (pose-c2f.lua's ParallelCriterion)
-    summed = sum(_direct_volume_loss(o, t, weight) for o, t in zip(outputs, target))
+    summed = sum(direct_volume_loss(o, t, weight) for o, t in zip(outputs, target))
     assert criterion(outputs, target, weight).item() == pytest.approx(summed, rel=1e-5)
     # all joints labelled in 3D, weight 1: the official nn.MSECriterion over every element
     full = torch.ones_like(weight)
@@ -300,13 +271,11 @@ def test_mixed_batch_is_the_sum_of_the_3d_and_ordinal_parts():
     vol = out.double().reshape(2, K, 8, 16, 16)
     part_3d = np.mean((vol[0].numpy() - target[1]["volume"][0].double().reshape(K, 8, 16, 16).numpy()) ** 2)
     part_2d = np.mean((vol[1].numpy().max(axis=1) - target[1]["heatmap"][1].double().numpy()) ** 2)
-    probs = torch.softmax(vol[1].reshape(K, -1) * codec.beta, 1).reshape(K, 8, 16, 16)
-    bins = (probs.sum(dim=(2, 3)) * torch.arange(8.0, dtype=torch.float64)).sum(1)
-    z = ((bins + 0.5) * 64 / 8 * 10).tolist()
-    expected = (part_3d + part_2d) / 2 + 0.5 * (0 + _direct_ordinal(z, codes.tolist())) / 2
+    z = soft_depth(vol[1], codec.beta)
+    expected = (part_3d + part_2d) / 2 + 0.5 * (0 + direct_ordinal(z, codes.tolist())) / 2
     assert total == pytest.approx(expected, rel=1e-5)
     vol_term, ord_term = criterion.components(out, target[1], weight)
-    assert ord_term.item() == pytest.approx(_direct_ordinal(z, codes.tolist()) / 2, rel=1e-5)
+    assert ord_term.item() == pytest.approx(direct_ordinal(z, codes.tolist()) / 2, rel=1e-5)
     # one-bin stacks carry no depth: no ordinal term there
     assert criterion.components(out[:, :K], target[0], weight)[1].item() == 0
 

@@ -113,8 +113,15 @@ _C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
 # posezoo: skip (and count) unreadable images instead of stopping.
 _C.DATASET.SKIP_CORRUPT_IMAGES = False
 # ordinal depth labels per person (datasets/ordinal.py: JSON keyed by COCO annotation id or MPII
-# person index), trained by the volumetric codec's ordinal loss (MODEL.TARGET_TYPE volumetric)
+# person index, or the released ordinal.mat / .h5 with variable ord, N x K x K), trained by the
+# volumetric codec's ordinal loss (MODEL.TARGET_TYPE volumetric)
 _C.DATASET.ORDINAL_FILE = ""
+# posezoo: one training loader over several datasets (datasets/mixed.py), e.g. Human3.6M with full 3D
+# and MPII + ORDINAL_FILE, every batch holding each part's share (Pavlakos et al. CVPR 2018 mixed
+# training): a list of {SET: split, DATASET: name ('' = DATASET.DATASET), ROOT: path ('' = DATASET.ROOT),
+# RATIO: batch share, ORDINAL_FILE: path, JOINTS: [part joint per MODEL.NUM_JOINTS joint, -1 = none]}.
+# [] = the training set is DATASET.TRAIN_SET alone. Test sets are never mixed.
+_C.DATASET.MIX = []
 # posezoo, depth datasets (NYU): crop recipe 'a2j' | 'awr', cube [x, y, z] in mm
 # ([] = the recipe's own), box/centre shift for augmentation (a2j: pixels of the
 # box corners, awr: std in mm of the centre), Gaussian depth noise (mm, the

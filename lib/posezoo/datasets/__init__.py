@@ -47,5 +47,10 @@ def keypoint_info(cfg) -> KeypointInfo:
 
 
 def build_dataset(cfg, image_set: str, is_train: bool, codec):
+    """``DATASET.DATASET``'s ``get_dataset``; a training set is the mix of
+    ``DATASET.MIX`` when that is set (``datasets/mixed.py``)."""
+    if is_train and cfg.DATASET.MIX:
+        from .mixed import build_mix
+        return build_mix(cfg, image_set, is_train, codec)
     module = resolve("datasets", cfg.DATASET.DATASET, "get_dataset", "DATASET.DATASET")
     return module.get_dataset(cfg, image_set, is_train, codec)
