@@ -238,11 +238,13 @@ def dark_refine(heatmaps: torch.Tensor, coords: torch.Tensor, kernel: int) -> to
     either could matter (clamp possible, or a shift over
     ``MAX_ROUNDING_SHIFT`` px: flat or noisy maps) are redone exactly on the
     whole map (``modulated_at``, DarkPose's numbers); for peaked maps that is
-    none. The log is taken
-    in double precision and rounded to the maps' precision: DarkPose's float32
-    numpy log is off by one ulp for ~40 % of inputs, which shows only where the
-    step is ill-conditioned, and there DarkPose's own result moves as much when
-    its log is rounded correctly. Returns float64 coords (float32 on MPS)."""
+    none. On the fast path the log is taken in double precision and rounded to
+    the maps' precision (the step cannot tell). On the redone maps it is
+    DarkPose's own float32 log (``darkpose_log``): numpy's float32 ``log`` is off
+    by one ulp for a few percent of inputs, and an ill-conditioned step turns
+    that ulp into up to ~1 px (measured on the shared COCO samples, see
+    ``tests/tools/test_official_results_files.py``). Returns float64 coords
+    (float32 on MPS)."""
     n, k, h, w = heatmaps.shape
     out_dtype = _float64_or_32(coords.device)
     if h < 5 or w < 5:  # no pixel has the two-pixel margin the stencil needs
@@ -273,10 +275,19 @@ def dark_refine(heatmaps: torch.Tensor, coords: torch.Tensor, kernel: int) -> to
     if bool(redo.any()):
         sel = redo.nonzero()[:, 0]
         exact = modulated_at(maps[sel].unsqueeze(1), kernel, window_idx[sel].reshape(-1, 1, 25))
-        exact = exact.reshape(-1, 5, 5).clamp_min(floor)
-        logs = exact.to(out_dtype).log().to(exact.dtype)
+        logs = darkpose_log(exact.reshape(-1, 5, 5).clamp_min(floor))
         refined[sel] = taylor_step(logs, flat_coords[sel], inside[sel])[0]
     return refined.reshape(n, k, 2)
+
+
+def darkpose_log(values: torch.Tensor) -> torch.Tensor:
+    """``log`` in the values' precision as DarkPose takes it: numpy's ``np.log`` on
+    the float32 map on CPU (DarkPose ``lib/core/inference.py`` ``get_final_preds``),
+    whose rounding differs from a correctly rounded log by one ulp for some inputs;
+    torch's ``log`` on other devices."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.log(values.contiguous().numpy()))
+    return values.log()
 
 
 def dark_scale(scale: np.ndarray | torch.Tensor):
@@ -303,8 +314,7 @@ class DarkCodec(HeatmapCodec):
     def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
                     ) -> np.ndarray:
         """DarkPose's image -> crop affine: HRNet's with one pixel off the box and the output."""
-        scale = np.asarray(scale, dtype=np.float64)
-        return get_affine_transform(center, dark_scale(scale), rotation, (output_size[0] - 1, output_size[1] - 1))
+        return get_affine_transform(center, scale, rotation, output_size, margin=1)
 
     def to_heatmap(self, joints: np.ndarray) -> np.ndarray:
         """Crop pixels (K, >=2) -> heatmap pixels (K, 2) float32, under DarkPose's geometry."""
