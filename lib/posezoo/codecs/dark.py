@@ -8,10 +8,13 @@ It has four parts, each equal to DarkPose:
 - **Geometry.** DarkPose's affine transform puts the crop centre at
   ``(size - 1) / 2`` and zooms by ``(size_w - 1) / (box_w - 1)``, where
   ``box_w = scale_w * 200`` (HRNet uses ``size / 2`` and ``size_w / box_w``). That
-  is HRNet's transform with one pixel taken off both the box and the output, so
-  ``crop_matrix`` and the inverse in ``decode`` call the shared
-  ``get_affine_transform`` / ``crop_to_image`` with ``scale - 1/200`` and
-  ``size - 1``. The official checkpoints were trained on these crops. DarkPose's
+  is HRNet's transform with one pixel taken off both the box and the output.
+  ``crop_matrix`` calls the shared ``get_affine_transform`` with ``margin=1``,
+  which takes the pixel off after ``s * 200`` in float32 as DarkPose does, so
+  crops equal DarkPose's bit for bit (``scale - 1/200`` first rounded
+  differently: matrices 1e-5 apart, some crop pixels one grey level off). The
+  inverse in ``decode`` is ``crop_to_image`` with ``scale - 1/200`` and
+  ``size - 1`` in float64. The official checkpoints were trained on these crops. DarkPose's
   COCO reader also puts box centres at ``x + (w - 1) / 2``: ``box_center``
   says so, and the datasets and the API cut boxes by it unless
   ``DATASET.BOX_CENTER`` names another rule.
@@ -31,7 +34,14 @@ It has four parts, each equal to DarkPose:
   2. Clamp at 1e-10 and take the log.
   3. Where ``1 < x < W - 2`` and ``1 < y < H - 2`` and the Hessian's determinant is
      not 0, take one Newton step ``-H^-1 g``. The gradient uses central
-     differences, the Hessian uses two-pixel central differences.
+     differences, the Hessian uses two-pixel central differences. The step is
+     solved in float64; DarkPose solves it in float32 (``np.matrix.I``). The two
+     can differ by more than 1e-3 px only where the step is **Taylor-singular**,
+     ``|det H| < 1e-4 * |H|_F^2`` (condition number above ~4e4; seen once on
+     the shared COCO samples: a step of 3265 px off the map, 1.4e-3 px apart).
+     Everywhere else the whole DarkPose test flow gives DarkPose's results file
+     to its rounding (``tests/tools/test_official_results_files.py``,
+     docs/models.md "Official results files").
   4. Map back to the image with the inverse transform.
 
   This is batched in torch on the heatmaps' device, without per-joint loops and
