@@ -363,3 +363,21 @@ def test_map_windows_equal_zero_padded_slices():
     got = map_windows(small, torch.tensor([0]), torch.tensor([-3]), torch.tensor([-2]), size).numpy()
     expect = np.pad(small.numpy()[0], pad)[pad - 3:pad - 3 + size, pad - 2:pad - 2 + size]
     np.testing.assert_array_equal(got[0], expect)
+
+
+def test_crop_matrix_equals_darkpose_bit_for_bit():
+    """DarkPose takes the pixel off after ``s * 200`` in float32; taking 1/200 off the
+    scale first gave matrices 1e-5 apart and crops one grey level off (issue 10).
+    Golden: DarkPose ``utils.transforms.get_affine_transform(c, s, 0, [192, 256])``
+    on two detected boxes of the shared COCO samples."""
+    center = np.array([587.1727294921875, 142.82130432128906], np.float32)
+    scale = np.array([0.8643198013305664, 1.1524263620376587], np.float32)
+    official = [[1.1113441595500275, -0.0, -557.0509835681908],
+                [-5.4454884403193215e-17, 1.111344159550028, -31.223622416781733]]
+    codec = DarkCodec((192, 256), (48, 64), 2)
+    np.testing.assert_array_equal(codec.crop_matrix(center, scale, 0.0, (192, 256)), official)
+    center = np.array([318.03582763671875, 217.45811462402344], np.float32)
+    scale = np.array([0.9315775632858276, 1.2421033382415771], np.float32)
+    official = [[1.0306747658016953, -0.0, -232.29150216602343],
+                [-1.3404956436010003e-16, 1.0306746809364342, -96.62857290715384]]
+    np.testing.assert_array_equal(codec.crop_matrix(center, scale, 0.0, (192, 256)), official)

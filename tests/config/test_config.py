@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 
-from conftest import SPECS, needs_shared
+from conftest import ROOT, SPECS, needs_shared
 from posezoo.config import ConfigError, load_config, update_config
 
 HRNET_STYLE = """
@@ -82,6 +82,21 @@ def test_command_line_overrides_are_typed(tmp_path):
     assert cfg.TEST.MODEL_FILE == "m.pth" and cfg.TEST.USE_GT_BBOX is False
     assert cfg.TRAIN.LR == pytest.approx(0.001)
     assert cfg.MODEL.IMAGE_SIZE == [288, 384] and cfg.MODEL.EXTRA.FINAL_CONV_KERNEL == 3
+
+
+def test_nested_extra_overrides_walk_into_the_yaml_stages():
+    """``MODEL.EXTRA.STAGE2.NUM_CHANNELS [8, 16]`` changes that field of the YAML's
+    stage, as HRNet's yacs ``merge_from_list`` does (it used to become a flat key
+    ``STAGE2.NUM_CHANNELS`` that pose_hrnet rejected); a misspelt or misplaced
+    nested key is one clear line."""
+    yaml_path = os.path.join(ROOT, "experiments", "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")
+    cfg = load_config(yaml_path, ["MODEL.EXTRA.STAGE2.NUM_CHANNELS", "[8, 16]", "MODEL.EXTRA.STAGE4.NUM_MODULES", "1"])
+    assert cfg.MODEL.EXTRA.STAGE2.NUM_CHANNELS == [8, 16] and cfg.MODEL.EXTRA.STAGE4.NUM_MODULES == 1
+    assert cfg.MODEL.EXTRA.STAGE2.NUM_BLOCKS == [4, 4] and cfg.MODEL.EXTRA.STAGE3.NUM_CHANNELS == [32, 64, 128]
+    with pytest.raises(ConfigError, match="unknown config key MODEL.EXTRA.STAGE2.NUM_CHANNEL;"):
+        load_config(yaml_path, ["MODEL.EXTRA.STAGE2.NUM_CHANNEL", "[8, 16]"])
+    with pytest.raises(ConfigError, match="MODEL.EXTRA.FINAL_CONV_KERNEL is not a mapping"):
+        load_config(yaml_path, ["MODEL.EXTRA.FINAL_CONV_KERNEL.X", "1"])
 
 
 def test_data_dir_prefixes_paths_once(tmp_path):

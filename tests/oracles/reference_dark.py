@@ -58,13 +58,11 @@ def get_final_preds_dark_loop(batch_heatmaps, center, scale, blur_kernel=11):
             if maxvals[i, p, 0] > 0:
                 coords[i, p] = [idx % w, idx // w]
     modulated = np.maximum(gaussian_blur_loop(batch_heatmaps, blur_kernel), np.float32(1e-10))
-    # the log in double, rounded to float32 (DarkPose: numpy's float32 log, within one ulp of it)
-    log_maps = np.log(modulated.astype(np.float64)).astype(modulated.dtype)
+    log_maps = np.log(modulated)  # DarkPose: numpy's log in the maps' precision
     preds = np.zeros((n, k, 2))
     for i in range(n):
         # DarkPose's transform: HRNet's with one pixel off the box and the output
-        trans = get_affine_transform(center[i], np.asarray(scale[i], np.float64) - 1 / 200.0, 0, (w - 1, h - 1),
-                                     inv=True)
+        trans = get_affine_transform(center[i], scale[i], 0, (w, h), inv=True, margin=1)
         for p in range(k):
             coords[i, p] = taylor_loop(log_maps[i, p], coords[i, p])
             preds[i, p] = affine_transform(coords[i, p], trans)

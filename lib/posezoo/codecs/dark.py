@@ -8,10 +8,13 @@ It has four parts, each equal to DarkPose:
 - **Geometry.** DarkPose's affine transform puts the crop centre at
   ``(size - 1) / 2`` and zooms by ``(size_w - 1) / (box_w - 1)``, where
   ``box_w = scale_w * 200`` (HRNet uses ``size / 2`` and ``size_w / box_w``). That
-  is HRNet's transform with one pixel taken off both the box and the output, so
-  ``crop_matrix`` and the inverse in ``decode`` call the shared
-  ``get_affine_transform`` / ``crop_to_image`` with ``scale - 1/200`` and
-  ``size - 1``. The official checkpoints were trained on these crops. DarkPose's
+  is HRNet's transform with one pixel taken off both the box and the output.
+  ``crop_matrix`` calls the shared ``get_affine_transform`` with ``margin=1``,
+  which takes the pixel off after ``s * 200`` in float32 as DarkPose does, so
+  crops equal DarkPose's bit for bit (``scale - 1/200`` first rounded
+  differently: matrices 1e-5 apart, some crop pixels one grey level off). The
+  inverse in ``decode`` is ``crop_to_image`` with ``scale - 1/200`` and
+  ``size - 1`` in float64. The official checkpoints were trained on these crops. DarkPose's
   COCO reader also puts box centres at ``x + (w - 1) / 2``: ``box_center``
   says so, and the datasets and the API cut boxes by it unless
   ``DATASET.BOX_CENTER`` names another rule.
@@ -31,7 +34,14 @@ It has four parts, each equal to DarkPose:
   2. Clamp at 1e-10 and take the log.
   3. Where ``1 < x < W - 2`` and ``1 < y < H - 2`` and the Hessian's determinant is
      not 0, take one Newton step ``-H^-1 g``. The gradient uses central
-     differences, the Hessian uses two-pixel central differences.
+     differences, the Hessian uses two-pixel central differences. The step is
+     solved in float64; DarkPose solves it in float32 (``np.matrix.I``). The two
+     can differ by more than 1e-3 px only where the step is **Taylor-singular**,
+     ``|det H| < 1e-4 * |H|_F^2`` (condition number above ~4e4; seen once on
+     the shared COCO samples: a step of 3265 px off the map, 1.4e-3 px apart).
+     Everywhere else the whole DarkPose test flow gives DarkPose's results file
+     to its rounding (``tests/tools/test_official_results_files.py``,
+     docs/models.md "Official results files").
   4. Map back to the image with the inverse transform.
 
   This is batched in torch on the heatmaps' device, without per-joint loops and
@@ -238,11 +248,13 @@ def dark_refine(heatmaps: torch.Tensor, coords: torch.Tensor, kernel: int) -> to
     either could matter (clamp possible, or a shift over
     ``MAX_ROUNDING_SHIFT`` px: flat or noisy maps) are redone exactly on the
     whole map (``modulated_at``, DarkPose's numbers); for peaked maps that is
-    none. The log is taken
-    in double precision and rounded to the maps' precision: DarkPose's float32
-    numpy log is off by one ulp for ~40 % of inputs, which shows only where the
-    step is ill-conditioned, and there DarkPose's own result moves as much when
-    its log is rounded correctly. Returns float64 coords (float32 on MPS)."""
+    none. On the fast path the log is taken in double precision and rounded to
+    the maps' precision (the step cannot tell). On the redone maps it is
+    DarkPose's own float32 log (``darkpose_log``): numpy's float32 ``log`` is off
+    by one ulp for a few percent of inputs, and an ill-conditioned step turns
+    that ulp into up to ~1 px (measured on the shared COCO samples, see
+    ``tests/tools/test_official_results_files.py``). Returns float64 coords
+    (float32 on MPS)."""
     n, k, h, w = heatmaps.shape
     out_dtype = _float64_or_32(coords.device)
     if h < 5 or w < 5:  # no pixel has the two-pixel margin the stencil needs
@@ -273,10 +285,19 @@ def dark_refine(heatmaps: torch.Tensor, coords: torch.Tensor, kernel: int) -> to
     if bool(redo.any()):
         sel = redo.nonzero()[:, 0]
         exact = modulated_at(maps[sel].unsqueeze(1), kernel, window_idx[sel].reshape(-1, 1, 25))
-        exact = exact.reshape(-1, 5, 5).clamp_min(floor)
-        logs = exact.to(out_dtype).log().to(exact.dtype)
+        logs = darkpose_log(exact.reshape(-1, 5, 5).clamp_min(floor))
         refined[sel] = taylor_step(logs, flat_coords[sel], inside[sel])[0]
     return refined.reshape(n, k, 2)
+
+
+def darkpose_log(values: torch.Tensor) -> torch.Tensor:
+    """``log`` in the values' precision as DarkPose takes it: numpy's ``np.log`` on
+    the float32 map on CPU (DarkPose ``lib/core/inference.py`` ``get_final_preds``),
+    whose rounding differs from a correctly rounded log by one ulp for some inputs;
+    torch's ``log`` on other devices."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.log(values.contiguous().numpy()))
+    return values.log()
 
 
 def dark_scale(scale: np.ndarray | torch.Tensor):
@@ -303,8 +324,7 @@ class DarkCodec(HeatmapCodec):
     def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
                     ) -> np.ndarray:
         """DarkPose's image -> crop affine: HRNet's with one pixel off the box and the output."""
-        scale = np.asarray(scale, dtype=np.float64)
-        return get_affine_transform(center, dark_scale(scale), rotation, (output_size[0] - 1, output_size[1] - 1))
+        return get_affine_transform(center, scale, rotation, output_size, margin=1)
 
     def to_heatmap(self, joints: np.ndarray) -> np.ndarray:
         """Crop pixels (K, >=2) -> heatmap pixels (K, 2) float32, under DarkPose's geometry."""

@@ -213,6 +213,23 @@ def _set_key(cfg: Config, dotted: str, value: Any, where: str, prefix: str = "")
     _merge(node, {parts[-1]: value}, prefix + ".".join(parts[:-1]) + ("." if len(parts) > 1 else ""), where)
 
 
+def _set_extra(extra: dict, parts: Sequence[str], value: Any) -> None:
+    """Set ``MODEL.EXTRA.<parts>`` in the plain mapping `extra`. A nested key such as
+    ``MODEL.EXTRA.STAGE2.NUM_CHANNELS`` walks into the sub-mappings the YAML gave,
+    as HRNet's yacs ``merge_from_list`` does; a new leaf is allowed only at the top
+    (the model's ``read_extra`` checks it), inside a sub-mapping the key must exist."""
+    node = extra
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            where = "MODEL.EXTRA." + ".".join(parts[:depth + 1])
+            raise ConfigError(f"command line: MODEL.EXTRA.{'.'.join(parts)}: {where} is not a mapping in this config")
+        node = node[part]
+    if len(parts) > 1 and parts[-1] not in node:
+        known = ", ".join(node) or "none"
+        raise ConfigError(f"command line: unknown config key MODEL.EXTRA.{'.'.join(parts)}; known: {known}")
+    node[parts[-1]] = value
+
+
 def _apply_opts(cfg: Config, opts: Sequence[str]) -> None:
     if len(opts) % 2:
         raise ConfigError(f"command-line overrides must be KEY VALUE pairs; got an odd list: {list(opts)}")
@@ -224,8 +241,8 @@ def _apply_opts(cfg: Config, opts: Sequence[str]) -> None:
         if value is None and isinstance(raw, str):
             value = raw
         if key.startswith("MODEL.EXTRA."):
-            extra = dict(cfg.MODEL.EXTRA)
-            extra[key[len("MODEL.EXTRA."):]] = value
+            extra = _to_plain(cfg.MODEL.EXTRA)
+            _set_extra(extra, key[len("MODEL.EXTRA."):].split("."), value)
             _merge(cfg.MODEL, {"EXTRA": extra}, "MODEL.", "command line")
         else:
             _set_key(cfg, key, value, "command line")

@@ -81,12 +81,16 @@ def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def get_affine_transform(center: np.ndarray, scale: np.ndarray, rot: float, output_size: Sequence[int],
-                         shift: Sequence[float] = (0.0, 0.0), inv: bool = False) -> np.ndarray:
+                         shift: Sequence[float] = (0.0, 0.0), inv: bool = False, margin: int = 0) -> np.ndarray:
     """2x3 matrix mapping the box (center, scale*200, rotated by `rot` degrees)
     onto an image of `output_size` (w, h); `inv` gives the way back.
 
     Built from three point correspondences exactly as the official code does, so
-    crops match it to the last bit."""
+    crops match it to the last bit. ``margin`` 1 is DarkPose's variant
+    (DarkPose ``lib/utils/transforms.py`` ``get_affine_transform``): the box width
+    and the output size lose one pixel, ``(s*200 - 1)`` and ``(size - 1)``, taken
+    off in float32 after the ``* 200`` as DarkPose does (subtracting 1/200 from
+    the scale first rounds differently and moves crop pixels by one grey level)."""
     scale = np.asarray(scale, dtype=np.float32)
     if scale.ndim == 0:
         scale = np.array([scale, scale], dtype=np.float32)
@@ -95,6 +99,8 @@ def get_affine_transform(center: np.ndarray, scale: np.ndarray, rot: float, outp
     src_w = scale_px[0]
     dst_w, dst_h = output_size[0], output_size[1]
     rot_rad = np.pi * rot / 180
+    if margin:
+        src_w, dst_w, dst_h = src_w - np.float32(margin), dst_w - margin, dst_h - margin
     src_dir = _rotate(np.array([0, src_w * -0.5], np.float32), rot_rad)
     dst_dir = np.array([0, dst_w * -0.5], np.float32)
 
