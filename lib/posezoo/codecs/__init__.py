@@ -58,7 +58,9 @@ every registered codec against what follows.
 A module here (or a dotted import path) exposing ``get_codec(cfg)`` is a codec.
 Which one is chosen follows the official YAMLs: ``MODEL.TARGET_TYPE`` names it,
 except that ``gaussian`` means LPN's soft-argmax when ``TEST.SOFT_ARGMAX`` is set
-and DARK when ``TEST.BLUR_KERNEL`` > 0 (DarkPose's YAMLs), and ``offset`` is
+and DARK when ``TEST.BLUR_KERNEL`` > 0 (DarkPose's YAMLs), the hourglass releases'
+own conventions (``hourglass``) when ``TEST.HEATMAP_DECODE`` is ``bearpaw`` or
+``princeton`` (their YAMLs), and ``offset`` is
 UDP's classification + offset target. This module is the only place these
 keys choose anything (a codec's own ``get_codec`` reads its settings).
 """
@@ -76,6 +78,12 @@ def available_codecs() -> list[str]:
 def codec_name(cfg) -> str:
     name = cfg.MODEL.TARGET_TYPE
     if name == "gaussian":
+        decode = cfg.TEST.HEATMAP_DECODE
+        if decode != "msra":
+            if cfg.TEST.SOFT_ARGMAX or cfg.TEST.BLUR_KERNEL > 0:
+                raise ValueError(f"TEST.HEATMAP_DECODE {decode!r} is a decode of its own: it takes neither "
+                                 f"TEST.SOFT_ARGMAX nor TEST.BLUR_KERNEL > 0 (set HEATMAP_DECODE msra for those)")
+            return "hourglass"
         if cfg.TEST.SOFT_ARGMAX:
             return "soft_argmax"
         if cfg.TEST.BLUR_KERNEL > 0:

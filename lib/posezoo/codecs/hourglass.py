@@ -1,0 +1,176 @@
+"""The stacked-hourglass releases' own Gaussian heatmap conventions (``TEST.HEATMAP_DECODE``
+``bearpaw`` or ``princeton``; Newell et al., ECCV 2016, as bearpaw/pytorch-pose @edc7aec and
+princeton-vl/pytorch_stacked_hourglass @ceedc14 implement it).
+
+Both releases differ from the MSRA Gaussian codec (``codecs/gaussian.py``) in ways that move
+every joint by up to a heatmap pixel, so a release checkpoint only gives its published PCKh
+when decoded its own way:
+
+- Targets: the Gaussian sits at the *truncated* heatmap position (bearpaw
+  ``pose/utils/imutils.py:draw_labelmap`` after ``transforms.transform``'s ``astype(int)``;
+  princeton ``data/MPII/dp.py:GenerateHeatmap``: ``int(x)``, a 9 x 9 window for sigma 1
+  (3 sigma + 1 each side), nothing drawn when that position is off the map or x <= 0).
+- Decode, bearpaw ``pose/utils/evaluation.py:final_preds``: 1-based argmax (ties: the first),
+  a quarter pixel toward the larger neighbour (none on a tie) where all four neighbours are
+  inside, +0.5, then ``transforms.transform(..., invert=1)``: the inverse of ``get_transform``
+  applied to ``pt - 1``, truncated towards zero, + 1.
+- Decode, princeton ``test.py:inference``/``post_process`` and ``utils/group.py:HeatmapParser``:
+  the averaged flip maps are clipped at 1, a 3 x 3 max-pool NMS keeps local maxima, the first
+  maximum wins, ±0.25 px towards the larger neighbour *with no zero case* (a tie steps back) and
+  neighbours clamped at the border, +0.5, all only where the maximum is > 0 (else the raw integer
+  position); then x 4 to the input, princeton's crop-to-input matrix, ``utils/img.py:transform``
+  inverted, truncated towards zero.
+- Both use the annotations' 1-based MATLAB centre as a 0-based pixel, and never convert their
+  predictions back. posezoo's datasets hold 0-based centres (MATLAB - 1) and add 1 before
+  scoring against the 1-based ground truth, so this codec decodes around ``center + 1`` and
+  returns bearpaw's 1-based result - 1 (bearpaw) or princeton's result - 1 (princeton): the
+  numbers the release scores, to the bit (``tests/codecs/test_codec_hourglass_release.py``).
+
+Deliberate differences: the release code handles square maps only (``get_transform`` uses the
+same resolution for both axes); here x uses the width and y the height. princeton derives sigma
+from the map (output_res / 64); here it is ``MODEL.SIGMA`` (the release YAMLs set 1 for 64 px).
+princeton clips at 1 because its test always flips; here the clip is part of its decode, flip
+or not. bearpaw sums the two flip maps where posezoo averages them (same argmax and steps,
+scores halved).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..utils.transforms import PIXEL_STD
+from .base import single_threaded_on_cpu
+from .gaussian import GaussianHeatmapCodec, argmax_rows
+
+RELEASES = ("bearpaw", "princeton")
+
+
+def release_inverse(points: torch.Tensor, center: torch.Tensor, scale: torch.Tensor, res: Sequence[int]
+                    ) -> torch.Tensor:
+    """(N, K, 2) points on a ``res`` (w, h) grid -> image pixels, untruncated, with the float
+    operations of the releases' ``transform(pt, c, s, res, invert=1)``: ``np.linalg.inv`` of
+    ``get_transform``'s diagonal matrix holds ``1 / a`` and ``-(b * (1 / a))`` (LAPACK multiplies
+    by the reciprocal pivot), and the product is ``(1 / a) * p + that`` (checked bit for bit on
+    valid.h5's boxes)."""
+    h = scale.to(points.dtype) * PIXEL_STD  # (N, 2): box width and height in pixels
+    size = torch.as_tensor(res, dtype=points.dtype, device=points.device)
+    a = size / h
+    b = size * (-center.to(points.dtype) / h + 0.5)
+    inv_a = 1 / a
+    return inv_a[:, None, :] * points + (-(b * inv_a))[:, None, :]
+
+
+def bearpaw_quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """bearpaw ``final_preds``'s step on 1-based argmax coordinates (N, K, 2): ``px = floor(x)``,
+    where ``1 < px < W`` and ``1 < py < H`` add ``sign(hm[py-1][px] - hm[py-1][px-2]) * 0.25``
+    to x and ``sign(hm[py][px-1] - hm[py-2][px-1]) * 0.25`` to y (0-based rows/columns)."""
+    n, k, h, w = heatmaps.shape
+    px = torch.floor(coords[..., 0]).long()
+    py = torch.floor(coords[..., 1]).long()
+    inside = (px > 1) & (px < w) & (py > 1) & (py < h)
+    x0, y0 = (px - 1).clamp(1, w - 2), (py - 1).clamp(1, h - 2)  # 0-based peak, clamped for the gather
+    flat = heatmaps.reshape(n, k, h * w)
+
+    def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return flat.gather(2, (y * w + x).unsqueeze(2)).squeeze(2)
+
+    diff = torch.stack([at(y0, x0 + 1) - at(y0, x0 - 1), at(y0 + 1, x0) - at(y0 - 1, x0)], dim=2)
+    return coords + torch.sign(diff).to(coords.dtype) * 0.25 * inside.unsqueeze(2)
+
+
+def princeton_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """princeton ``HeatmapParser.calc`` + ``adjust`` on (N, K, H, W) maps (already clipped):
+    heatmap coordinates (N, K, 2) and the NMS'd maximum (N, K, 1). Where the maximum is > 0:
+    the first maximum + (±0.25 towards the strictly larger clamped neighbour, else -0.25) + 0.5;
+    elsewhere the integer position of the first maximum of the NMS'd map."""
+    n, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(n * k, 1, h, w)
+    kept = flat * (F.max_pool2d(flat, 3, 1, 1) == flat).to(flat.dtype)
+    val, idx = argmax_rows(kept.reshape(n * k, h * w))
+    x, y = idx % w, torch.div(idx, w, rounding_mode="floor")
+    maps = heatmaps.reshape(n * k, h * w)
+
+    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return maps.gather(1, (yy * w + xx).unsqueeze(1)).squeeze(1)
+
+    step_x = torch.where(at(y, (x + 1).clamp(max=w - 1)) > at(y, (x - 1).clamp(min=0)), 0.25, -0.25)
+    step_y = torch.where(at((y + 1).clamp(max=h - 1), x) > at((y - 1).clamp(min=0), x), 0.25, -0.25)
+    coords = torch.stack([x, y], dim=1).to(torch.float64)
+    adjusted = coords + torch.stack([step_x, step_y], dim=1).to(torch.float64) + 0.5
+    coords = torch.where((val > 0).unsqueeze(1), adjusted, coords)
+    return coords.reshape(n, k, 2), val.reshape(n, k, 1)
+
+
+def princeton_input_matrix(image_size: Sequence[int]) -> np.ndarray:
+    """princeton ``test.py:post_process``'s input-crop -> network-input 2x3 matrix, ``pinv`` of
+    ``get_transform((w/2, h/2), max(w, h)/200, (w, w))``: the identity for 256 x 256."""
+    w, h = float(image_size[0]), float(image_size[1])
+    hs = 200 * (max(w, h) / 200)
+    t = np.array([[w / hs, 0, w * (-(w / 2) / hs + 0.5)], [0, w / hs, w * (-(h / 2) / hs + 0.5)], [0, 0, 1]])
+    return np.linalg.pinv(t)[:2]
+
+
+class HourglassReleaseCodec(GaussianHeatmapCodec):
+    """Gaussian heatmaps encoded and decoded as bearpaw's or princeton's release does
+    (module docstring). ``release``: ``"bearpaw"`` or ``"princeton"``."""
+
+    def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float, release: str):
+        if release not in RELEASES:
+            raise ValueError(f"TEST.HEATMAP_DECODE = {release!r}: expected msra (codecs/gaussian.py) or a "
+                             f"stacked-hourglass release, {' or '.join(RELEASES)}")
+        super().__init__(image_size, heatmap_size, sigma, post_process=True, shift_heatmap=False)
+        self.release = release
+        self.input_matrix = princeton_input_matrix(image_size)
+
+    def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Joints in crop pixels (K, >=2) and labelled flags (K, >=1) -> target (K, H, W) and
+        weight (K, 1) float32, the Gaussian drawn at the truncated heatmap position (bearpaw:
+        ``draw_labelmap``, window ±3 sigma, weight 0 when it misses the map; princeton:
+        ``GenerateHeatmap``, window ±(3 sigma + 1), nothing drawn and weight 0 when the position
+        is off the map or x <= 0)."""
+        stride = self.image_size / self.heatmap_size
+        pos = np.asarray(joints, dtype=np.float64)[:, :2] / stride
+        if self.release == "bearpaw":
+            size = 6 * self.sigma + 1
+            return self.draw(np.trunc(pos).astype(np.int64), joints_vis, self.sigma * 3, size, size // 2, np.float64)
+        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
+        mu = np.trunc(pos).astype(np.int64)
+        on_map = (pos[:, 0] > 0) & (mu[:, 0] >= 0) & (mu[:, 1] >= 0) & (mu[:, 0] < w) & (mu[:, 1] < h)
+        vis = np.asarray(joints_vis, dtype=np.float32)[:, :1] * on_map[:, None]
+        return self.draw(mu, vis, self.sigma * 3 + 1, 6 * self.sigma + 3, 3 * self.sigma + 1, np.float64)
+
+    @single_threaded_on_cpu
+    def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, K, H, W) heatmaps + ``meta['center']``/``['scale']`` (N, 2), posezoo's 0-based
+        centres -> image coordinates (N, K, 2) float64 (integers, 0-based) and scores (N, K, 1)."""
+        heatmaps = output.detach()
+        device = heatmaps.device
+        center = meta["center"].to(device, torch.float64) + 1  # the MATLAB centre, used as 0-based
+        scale = meta["scale"].to(device, torch.float64)
+        size = (int(heatmaps.shape[3]), int(heatmaps.shape[2]))
+        if self.release == "bearpaw":
+            n, k, _, w = heatmaps.shape
+            maxvals, idx = argmax_rows(heatmaps.reshape(n * k, -1))
+            maxvals, idx = maxvals.reshape(n, k, 1), idx.reshape(n, k) + 1
+            coords = torch.stack([(idx - 1) % w + 1, torch.div(idx - 1, w, rounding_mode="floor") + 1], dim=2)
+            coords = coords.to(torch.float64) * (maxvals > 0)
+            coords = bearpaw_quarter_offset(heatmaps, coords) + 0.5
+            preds = torch.trunc(release_inverse(coords - 1, center, scale, size))  # + 1 - 1: 0-based
+            return preds, maxvals
+        heatmaps = heatmaps.clamp(max=1)
+        coords, maxvals = princeton_peaks(heatmaps)
+        m = torch.as_tensor(self.input_matrix, dtype=torch.float64, device=device)
+        stride = torch.as_tensor(self.image_size / self.heatmap_size, dtype=torch.float64, device=device)
+        inp = coords * stride
+        inp = torch.stack([inp[..., 0] * m[0, 0] + inp[..., 1] * m[0, 1] + m[0, 2],
+                           inp[..., 0] * m[1, 0] + inp[..., 1] * m[1, 1] + m[1, 2]], dim=2)
+        res = (int(self.image_size[0]), int(self.image_size[1]))
+        return torch.trunc(release_inverse(inp, center, scale, res)) - 1, maxvals
+
+
+def get_codec(cfg) -> HourglassReleaseCodec:
+    return HourglassReleaseCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
+                                 cfg.TEST.HEATMAP_DECODE)
