@@ -17,7 +17,12 @@ every registered codec against what follows.
   centres: A2J, AWR), or ``"keypoints"`` (joint vectors, no image: the lifting
   MLP); ``tools/infer.py`` and the API choose their path by it.
 - ``crop_matrix(center, scale, rotation, output_size)`` (2D crops): the
-  image -> crop 2x3 affine the dataset warps with (UDP and DARK change it).
+  image -> crop 2x3 affine the dataset warps with (UDP and DARK change it)
+  and maps the joints with.
+- ``crop_image(image, center, scale, rotation, output_size)``: None, or the
+  codec's own crop (float32 HWC on [0, 1]) where the official code does not warp
+  (the hourglass releases crop an integer box and resize it);
+  ``datasets.joints_dataset.crop_input`` picks.
 - ``encode(joints, joints_vis)`` (2D) / ``encode(joints_crop, depth_crop)``
   (depth) -> ``(target, target_weight)``, float32 numpy; ``target_weight`` is
   (K, 1). ``target`` is one array, a dict of arrays (several targets, e.g.

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -104,6 +105,99 @@ def princeton_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return coords.reshape(n, k, 2), val.reshape(n, k, 1)
 
 
+def release_transform(center: Sequence[float], scale: float, res: Sequence[int], rot: float = 0.0) -> np.ndarray:
+    """The releases' ``get_transform`` (bearpaw ``pose/utils/transforms.py``, princeton
+    ``utils/img.py``, identical): 3x3 image -> ``res`` grid, box height 200 x ``scale`` px,
+    rotated by ``-rot`` degrees about the grid centre. ``res`` is (w, h); like the releases'
+    it scales x by ``res[1]`` and y by ``res[0]`` (square grids only, in both)."""
+    h = 200 * scale
+    t = np.array([[float(res[1]) / h, 0.0, res[1] * (-float(center[0]) / h + 0.5)],
+                  [0.0, float(res[0]) / h, res[0] * (-float(center[1]) / h + 0.5)], [0.0, 0.0, 1.0]])
+    if rot != 0:
+        rad = -rot * np.pi / 180
+        sn, cs = np.sin(rad), np.cos(rad)
+        rot_mat = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
+        t_mat = np.eye(3)
+        t_mat[0, 2], t_mat[1, 2] = -res[1] / 2, -res[0] / 2
+        t_inv = t_mat.copy()
+        t_inv[:2, 2] *= -1
+        t = np.dot(t_inv, np.dot(rot_mat, np.dot(t_mat, t)))
+    return t
+
+
+def _box_corner(pt: Sequence[float], center: Sequence[float], scale: float, res: Sequence[int], one_based: bool
+                ) -> np.ndarray:
+    """The releases' ``transform(pt, c, s, res, invert=1)`` of one grid point, truncated:
+    bearpaw takes ``pt - 1`` and adds 1 back (``one_based``), princeton neither."""
+    t = np.linalg.inv(release_transform(center, scale, res))
+    shift = 1 if one_based else 0
+    return np.dot(t, np.array([pt[0] - shift, pt[1] - shift, 1.0]))[:2].astype(int) + shift
+
+
+def _paste_box(image: np.ndarray, ul: np.ndarray, br: np.ndarray, swap_reversed: bool) -> np.ndarray:
+    """The image inside the integer box [ul, br) on a zero float64 canvas (the releases' ``crop``
+    body); bearpaw swaps a reversed x range (``swap_reversed``), princeton does not."""
+    canvas = np.zeros((br[1] - ul[1], br[0] - ul[0]) + image.shape[2:])
+    new_x = [max(0, -ul[0]), min(br[0], image.shape[1]) - ul[0]]
+    new_y = [max(0, -ul[1]), min(br[1], image.shape[0]) - ul[1]]
+    old_x = [max(0, ul[0]), min(image.shape[1], br[0])]
+    old_y = [max(0, ul[1]), min(image.shape[0], br[1])]
+    if swap_reversed and new_x[1] < new_x[0]:
+        new_x, old_x = new_x[::-1], old_x[::-1]
+    if new_x[1] > new_x[0] and new_y[1] > new_y[0]:
+        canvas[new_y[0]:new_y[1], new_x[0]:new_x[1]] = image[old_y[0]:old_y[1], old_x[0]:old_x[1]]
+    return canvas
+
+
+def bearpaw_crop(image: np.ndarray, center: Sequence[float], scale: float, res: Sequence[int], rot: float = 0.0
+                 ) -> np.ndarray:
+    """bearpaw ``pose/utils/transforms.py:crop`` of an HWC uint8 RGB image, float32 on [0, 1]:
+    ``load_image``'s /255 (skipped, as there, when no pixel exceeds 1), the whole image first
+    shrunk by ``sf = scale * 200 / res`` when sf >= 2 (``cv2.resize``; the centre divided in
+    float32, bearpaw's centres being float32 tensors), the integer box of ``transform(...,
+    invert=1)`` pasted on zeros (padded and turned by ``imutils.rotate`` when ``rot``), resized
+    to ``res`` (``cv2.resize``, bilinear)."""
+    img = image.astype(np.float32)
+    if img.max() > 1:
+        img /= np.float32(255)
+    center = np.asarray(center, dtype=np.float32)
+    ht, wd = img.shape[0], img.shape[1]
+    sf = scale * 200.0 / res[0]
+    if sf >= 2:
+        new_size = int(np.floor(max(ht, wd) / sf))
+        if new_size < 2:
+            return np.zeros((res[0], res[1]) + img.shape[2:], np.float32)
+        img = cv2.resize(img, dsize=(int(np.floor(wd / sf)), int(np.floor(ht / sf))), interpolation=cv2.INTER_LINEAR)
+        center = center * np.float32(1.0) / np.float32(sf)
+        scale = scale / sf
+    ul = _box_corner([0, 0], center, scale, res, one_based=True)
+    br = _box_corner(res, center, scale, res, one_based=True)
+    pad = int(np.linalg.norm(br - ul) / 2 - float(br[1] - ul[1]) / 2)
+    if rot != 0:
+        ul, br = ul - pad, br + pad
+    canvas = _paste_box(img, ul, br, swap_reversed=True)
+    if rot != 0:  # imutils.rotate: about (w // 2, h // 2), same size
+        hc, wc = canvas.shape[:2]
+        canvas = cv2.warpAffine(canvas, cv2.getRotationMatrix2D((wc // 2, hc // 2), rot, 1.0), (wc, hc))
+        canvas = canvas[pad:-pad, pad:-pad]
+    return cv2.resize(canvas, dsize=(res[0], res[1]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def princeton_crop(image: np.ndarray, center: Sequence[float], scale: float, res: Sequence[int], rot: float = 0.0
+                   ) -> np.ndarray:
+    """princeton ``utils/img.py:crop`` of an HWC uint8 RGB image (integer box of ``transform(...,
+    invert=1)`` pasted on zeros, ``cv2.resize`` to ``res``, float64), then ``test.py``'s / 255 and
+    the network's float32; with ``rot``, ``data/MPII/dp.py``'s turn of the crop about its centre
+    (``cv2.warpAffine`` of ``get_transform``) before the / 255."""
+    ul = _box_corner([0, 0], center, scale, res, one_based=False)
+    br = _box_corner(res, center, scale, res, one_based=False)
+    crop = cv2.resize(_paste_box(image, ul, br, swap_reversed=False), (res[0], res[1]))
+    if rot != 0:
+        mat = release_transform((res[0] / 2, res[1] / 2), max(res) / 200, res, rot)[:2]
+        crop = cv2.warpAffine(crop, mat, (res[0], res[1]))
+    return (crop / 255).astype(np.float32)
+
+
 def princeton_input_matrix(image_size: Sequence[int]) -> np.ndarray:
     """princeton ``test.py:post_process``'s input-crop -> network-input 2x3 matrix, ``pinv`` of
     ``get_transform((w/2, h/2), max(w, h)/200, (w, w))``: the identity for 256 x 256."""
@@ -124,6 +218,19 @@ class HourglassReleaseCodec(GaussianHeatmapCodec):
         super().__init__(image_size, heatmap_size, sigma, post_process=True, shift_heatmap=False)
         self.release = release
         self.input_matrix = princeton_input_matrix(image_size)
+
+    def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
+                    ) -> np.ndarray:
+        """Image -> crop 2x3 for the joints: the releases' ``get_transform`` (joints and centre
+        are both 1-based there, so the 0-based pair gives the same crop position)."""
+        return release_transform(center, float(scale[1]), output_size, rotation)[:2]
+
+    def crop_image(self, image: np.ndarray, center: np.ndarray, scale: np.ndarray, rotation: float,
+                   output_size: Sequence[int]) -> np.ndarray:
+        """The release's own crop (``bearpaw_crop`` / ``princeton_crop``) of an RGB uint8 image around
+        the 1-based centre used as a 0-based pixel (``center + 1``), float32 on [0, 1]."""
+        crop = bearpaw_crop if self.release == "bearpaw" else princeton_crop
+        return crop(image, np.asarray(center, dtype=np.float64) + 1, float(scale[1]), output_size, rotation)
 
     def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Joints in crop pixels (K, >=2) and labelled flags (K, >=1) -> target (K, H, W) and
