@@ -20,6 +20,10 @@ when decoded its own way:
   neighbours clamped at the border, +0.5, all only where the maximum is > 0 (else the raw integer
   position); then x 4 to the input, princeton's crop-to-input matrix, ``utils/img.py:transform``
   inverted, truncated towards zero.
+- Crops (``crop_image``): an integer pixel box pasted on zeros and resized with
+  ``cv2.resize`` (bearpaw ``transforms.crop``, which first shrinks the whole image when
+  ``scale * 200 / res >= 2``; princeton ``utils/img.py:crop``), not an affine warp; the
+  joints map with the releases' ``get_transform`` (``crop_matrix``).
 - Both use the annotations' 1-based MATLAB centre as a 0-based pixel, and never convert their
   predictions back. posezoo's datasets hold 0-based centres (MATLAB - 1) and add 1 before
   scoring against the 1-based ground truth, so this codec decodes around ``center + 1`` and
@@ -31,7 +35,7 @@ same resolution for both axes); here x uses the width and y the height. princeto
 from the map (output_res / 64); here it is ``MODEL.SIGMA`` (the release YAMLs set 1 for 64 px).
 princeton clips at 1 because its test always flips; here the clip is part of its decode, flip
 or not. bearpaw sums the two flip maps where posezoo averages them (same argmax and steps,
-scores halved).
+scores halved). Training augmentation is posezoo's (docs/models.md lists what differs).
 """
 from __future__ import annotations
 
