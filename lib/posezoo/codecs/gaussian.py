@@ -46,13 +46,14 @@ def get_max_preds(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return coords * (maxvals > 0).unsqueeze(2), maxvals.unsqueeze(2)
 
 
-def quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Move each argmax 0.25 px towards its higher neighbour along x and y, where
-    the peak is at least two pixels inside the map (official ``get_final_preds``)."""
+def quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor, first: int = 2) -> torch.Tensor:
+    """Move each argmax 0.25 px towards its higher neighbour along x and y (none on a
+    tie), where the peak lies in [first, size - 2]: two pixels inside the map in the
+    official ``get_final_preds``, one in bearpaw's ``final_preds`` (``first=1``)."""
     n, k, h, w = heatmaps.shape
     px = torch.floor(coords[..., 0] + 0.5).long()
     py = torch.floor(coords[..., 1] + 0.5).long()
-    inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+    inside = (px >= first) & (px < w - 1) & (py >= first) & (py < h - 1)
     flat = heatmaps.reshape(n, k, h * w)
     pxc, pyc = px.clamp(1, w - 2), py.clamp(1, h - 2)
 

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from ..utils.transforms import PIXEL_STD
 from .base import single_threaded_on_cpu
-from .gaussian import GaussianHeatmapCodec, argmax_rows
+from .gaussian import GaussianHeatmapCodec, argmax_rows, get_max_preds, quarter_offset
 
 RELEASES = ("bearpaw", "princeton")
 
@@ -66,24 +66,6 @@ def release_inverse(points: torch.Tensor, center: torch.Tensor, scale: torch.Ten
     b = size * (-center.to(points.dtype) / h + 0.5)
     inv_a = 1 / a
     return inv_a[:, None, :] * points + (-(b * inv_a))[:, None, :]
-
-
-def bearpaw_quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """bearpaw ``final_preds``'s step on 1-based argmax coordinates (N, K, 2): ``px = floor(x)``,
-    where ``1 < px < W`` and ``1 < py < H`` add ``sign(hm[py-1][px] - hm[py-1][px-2]) * 0.25``
-    to x and ``sign(hm[py][px-1] - hm[py-2][px-1]) * 0.25`` to y (0-based rows/columns)."""
-    n, k, h, w = heatmaps.shape
-    px = torch.floor(coords[..., 0]).long()
-    py = torch.floor(coords[..., 1]).long()
-    inside = (px > 1) & (px < w) & (py > 1) & (py < h)
-    x0, y0 = (px - 1).clamp(1, w - 2), (py - 1).clamp(1, h - 2)  # 0-based peak, clamped for the gather
-    flat = heatmaps.reshape(n, k, h * w)
-
-    def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return flat.gather(2, (y * w + x).unsqueeze(2)).squeeze(2)
-
-    diff = torch.stack([at(y0, x0 + 1) - at(y0, x0 - 1), at(y0 + 1, x0) - at(y0 - 1, x0)], dim=2)
-    return coords + torch.sign(diff).to(coords.dtype) * 0.25 * inside.unsqueeze(2)
 
 
 def princeton_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,13 +245,11 @@ class HourglassReleaseCodec(GaussianHeatmapCodec):
         scale = meta["scale"].to(device, torch.float64)
         size = (int(heatmaps.shape[3]), int(heatmaps.shape[2]))
         if self.release == "bearpaw":
-            n, k, _, w = heatmaps.shape
-            maxvals, idx = argmax_rows(heatmaps.reshape(n * k, -1))
-            maxvals, idx = maxvals.reshape(n, k, 1), idx.reshape(n, k) + 1
-            coords = torch.stack([(idx - 1) % w + 1, torch.div(idx - 1, w, rounding_mode="floor") + 1], dim=2)
-            coords = coords.to(torch.float64) * (maxvals > 0)
-            coords = bearpaw_quarter_offset(heatmaps, coords) + 0.5
-            preds = torch.trunc(release_inverse(coords - 1, center, scale, size))  # + 1 - 1: 0-based
+            # get_preds: 1-based argmax, (0, 0) where the maximum is not positive (-1 here, 0-based)
+            coords, maxvals = get_max_preds(heatmaps)
+            coords = torch.where(maxvals > 0, coords, -1.0).to(torch.float64)
+            coords = quarter_offset(heatmaps, coords, first=1) + 0.5  # its 1 < px < W on 1-based px
+            preds = torch.trunc(release_inverse(coords, center, scale, size))  # transform's pt - 1, + 1, - 1
             return preds, maxvals
         heatmaps = heatmaps.clamp(max=1)
         coords, maxvals = princeton_peaks(heatmaps)
