@@ -6,7 +6,8 @@
 
 Every box goes through exactly what the test pipeline does with a person box:
 ``box_to_center_scale`` (aspect ratio of the crop, 25 % padding), the codec's
-crop matrix and a bilinear warp, the input normalisation (``to_input_tensor``),
+crop (``datasets.joints_dataset.crop_input``: its matrix and a bilinear warp, or the
+codec's own crop) and the input normalisation,
 the flip test of ``core.inference.forward_test`` when ``TEST.FLIP_TEST`` is set
 (under ``TEST.AMP`` and ``MODEL.CHANNELS_LAST`` as ``predict`` runs it), and
 ``codec.decode`` on the model's device (``core.inference.decode_batch``). For
@@ -46,7 +47,7 @@ from .config import load_config
 from .core.evaluate import instance_scores
 from .core.inference import amp_forward, decode_batch, forward_test
 from .datasets import keypoint_info
-from .datasets.joints_dataset import box_center_rule, input_normalisation, to_input_tensor
+from .datasets.joints_dataset import box_center_rule, crop_input, input_normalisation
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
 from .utils.transforms import box_to_center_scale, crop_box_rule, usable_boxes
@@ -249,9 +250,8 @@ class PoseEstimator:
         for box in boxes:
             center, scale = box_to_center_scale(box[:4], self.aspect_ratio, center_rule=self.box_center,
                                                 **self.box_rule)
-            trans = self.codec.crop_matrix(center, scale, 0.0, (width, height))
-            crop = cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)
-            inputs.append(to_input_tensor(crop, self.input_mean, self.input_std))
+            inputs.append(crop_input(self.codec, image, center, scale, 0.0, (width, height), self.input_mean,
+                                     self.input_std)[0])
             centers.append(center)
             scales.append(scale)
         if not inputs:

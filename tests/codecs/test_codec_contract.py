@@ -23,6 +23,7 @@ DEPTH = ["MODEL.NUM_JOINTS", str(K), "MODEL.IMAGE_SIZE", "[32, 32]", "MODEL.HEAT
 CONFIGS = {
     "gaussian": [SMALL_2D],
     "dark": [SMALL_2D + ["MODEL.TARGET_TYPE", "dark"]],
+    "hourglass": [SMALL_2D + ["TEST.HEATMAP_DECODE", "bearpaw"], SMALL_2D + ["TEST.HEATMAP_DECODE", "princeton"]],
     "soft_argmax": [SMALL_2D + ["MODEL.TARGET_TYPE", "soft_argmax"]],
     "udp": [SMALL_2D + ["MODEL.TARGET_TYPE", "udp"], SMALL_2D + ["MODEL.TARGET_TYPE", "offset"]],
     "megvii": [SMALL_2D + ["MODEL.TARGET_TYPE", "megvii", "MODEL.TARGET_KERNELS", "[7, 5]", "TEST.BLUR_KERNEL", "3"]],

@@ -17,7 +17,12 @@ every registered codec against what follows.
   centres: A2J, AWR), or ``"keypoints"`` (joint vectors, no image: the lifting
   MLP); ``tools/infer.py`` and the API choose their path by it.
 - ``crop_matrix(center, scale, rotation, output_size)`` (2D crops): the
-  image -> crop 2x3 affine the dataset warps with (UDP and DARK change it).
+  image -> crop 2x3 affine the dataset warps with (UDP and DARK change it)
+  and maps the joints with.
+- ``crop_image(image, center, scale, rotation, output_size)``: None, or the
+  codec's own crop (float32 HWC on [0, 1]) where the official code does not warp
+  (the hourglass releases crop an integer box and resize it);
+  ``datasets.joints_dataset.crop_input`` picks.
 - ``encode(joints, joints_vis)`` (2D) / ``encode(joints_crop, depth_crop)``
   (depth) -> ``(target, target_weight)``, float32 numpy; ``target_weight`` is
   (K, 1). ``target`` is one array, a dict of arrays (several targets, e.g.
@@ -58,7 +63,9 @@ every registered codec against what follows.
 A module here (or a dotted import path) exposing ``get_codec(cfg)`` is a codec.
 Which one is chosen follows the official YAMLs: ``MODEL.TARGET_TYPE`` names it,
 except that ``gaussian`` means LPN's soft-argmax when ``TEST.SOFT_ARGMAX`` is set
-and DARK when ``TEST.BLUR_KERNEL`` > 0 (DarkPose's YAMLs), and ``offset`` is
+and DARK when ``TEST.BLUR_KERNEL`` > 0 (DarkPose's YAMLs), the hourglass releases'
+own conventions (``hourglass``) when ``TEST.HEATMAP_DECODE`` is ``bearpaw`` or
+``princeton`` (their YAMLs), and ``offset`` is
 UDP's classification + offset target. This module is the only place these
 keys choose anything (a codec's own ``get_codec`` reads its settings).
 """
@@ -76,6 +83,12 @@ def available_codecs() -> list[str]:
 def codec_name(cfg) -> str:
     name = cfg.MODEL.TARGET_TYPE
     if name == "gaussian":
+        decode = cfg.TEST.HEATMAP_DECODE
+        if decode != "msra":
+            if cfg.TEST.SOFT_ARGMAX or cfg.TEST.BLUR_KERNEL > 0:
+                raise ValueError(f"TEST.HEATMAP_DECODE {decode!r} is a decode of its own: it takes neither "
+                                 f"TEST.SOFT_ARGMAX nor TEST.BLUR_KERNEL > 0 (set HEATMAP_DECODE msra for those)")
+            return "hourglass"
         if cfg.TEST.SOFT_ARGMAX:
             return "soft_argmax"
         if cfg.TEST.BLUR_KERNEL > 0:

@@ -77,6 +77,11 @@ class Codec:
     #: (``utils.transforms.BOX_CENTERS``); ``DATASET.BOX_CENTER`` overrides it.
     box_center: str = "hrnet"
 
+    def crop_image(self, image, center, scale, rotation: float, output_size: Sequence[int]) -> Optional[Any]:
+        """A codec's own crop of an HWC uint8 image (float32 HWC on [0, 1]), or None: the
+        dataset warps with ``crop_matrix`` (every codec but the hourglass releases')."""
+        return None
+
     def encode(self, joints, joints_vis, **sample):
         raise NotImplementedError(f"{type(self).__name__}.encode")
 

@@ -46,13 +46,14 @@ def get_max_preds(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return coords * (maxvals > 0).unsqueeze(2), maxvals.unsqueeze(2)
 
 
-def quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Move each argmax 0.25 px towards its higher neighbour along x and y, where
-    the peak is at least two pixels inside the map (official ``get_final_preds``)."""
+def quarter_offset(heatmaps: torch.Tensor, coords: torch.Tensor, first: int = 2) -> torch.Tensor:
+    """Move each argmax 0.25 px towards its higher neighbour along x and y (none on a
+    tie), where the peak lies in [first, size - 2]: two pixels inside the map in the
+    official ``get_final_preds``, one in bearpaw's ``final_preds`` (``first=1``)."""
     n, k, h, w = heatmaps.shape
     px = torch.floor(coords[..., 0] + 0.5).long()
     py = torch.floor(coords[..., 1] + 0.5).long()
-    inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+    inside = (px >= first) & (px < w - 1) & (py >= first) & (py < h - 1)
     flat = heatmaps.reshape(n, k, h * w)
     pxc, pyc = px.clamp(1, w - 2), py.clamp(1, h - 2)
 
@@ -127,29 +128,36 @@ class GaussianHeatmapCodec(HeatmapCodec):
         ``int(x / stride + 0.5)`` (truncation towards zero), window
         [centre - 3 sigma, centre + 3 sigma], joints whose window lies outside
         the map get weight 0, invisible joints an all-zero map."""
-        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
         stride = self.image_size / self.heatmap_size
-        tmp_size = self.sigma * 3
-        size = 2 * tmp_size + 1
-        g_len = len(np.arange(0, size, 1))
+        mu = (joints[:, :2] / stride + 0.5).astype(np.int64)
+        size = 2 * self.sigma * 3 + 1
+        return self.draw(mu, joints_vis, self.sigma * 3, size, size // 2)
 
+    def draw(self, mu: np.ndarray, joints_vis: np.ndarray, tmp_size: float, size: float, centre: float,
+             dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """Integer heatmap positions (K, 2) -> (target, weight) as ``encode`` returns them:
+        ``g[i] = exp(-(i - centre)^2 / 2 sigma^2)``, i < ``len(arange(size))``, at pixel
+        ``trunc(mu - tmp_size) + i`` up to ``trunc(mu + tmp_size + 1)``; weight 0 where that
+        window misses the map, all-zero maps for weight 0 (the official ``generate_target``). ``g``
+        is computed in ``dtype`` (HRNet float32; the hourglass releases float64) and stored as float32."""
+        w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
+        g_len = len(np.arange(0, size, 1))
         weight = np.asarray(joints_vis, dtype=np.float32)[:, :1].copy()
-        mu_x = (joints[:, 0] / stride[0] + 0.5).astype(np.int64)
-        mu_y = (joints[:, 1] / stride[1] + 0.5).astype(np.int64)
+        mu_x, mu_y = mu[:, 0], mu[:, 1]
         ul_x, ul_y = np.trunc(mu_x - tmp_size).astype(np.int64), np.trunc(mu_y - tmp_size).astype(np.int64)
         br_x, br_y = np.trunc(mu_x + tmp_size + 1).astype(np.int64), np.trunc(mu_y + tmp_size + 1).astype(np.int64)
         outside = (ul_x >= w) | (ul_y >= h) | (br_x < 0) | (br_y < 0)
         weight[outside] = 0
 
-        # g[i] = exp(-(i - size//2)^2 / 2 sigma^2) sits at pixel ul + i
+        # g[i] sits at pixel ul + i
         xs = np.arange(w)[None, :] - ul_x[:, None]  # (K, W) index into g
         ys = np.arange(h)[None, :] - ul_y[:, None]
         in_x = (xs >= 0) & (xs < np.minimum(br_x - ul_x, g_len)[:, None])
         in_y = (ys >= 0) & (ys < np.minimum(br_y - ul_y, g_len)[:, None])
-        centre = np.float32(size // 2)
-        gx = (xs.astype(np.float32) - centre) ** 2
-        gy = (ys.astype(np.float32) - centre) ** 2
-        target = np.exp(-(gy[:, :, None] + gx[:, None, :]) / np.float32(2 * self.sigma ** 2))
+        centre = dtype(centre)
+        gx = (xs.astype(dtype) - centre) ** 2
+        gy = (ys.astype(dtype) - centre) ** 2
+        target = np.exp(-(gy[:, :, None] + gx[:, None, :]) / dtype(2 * self.sigma ** 2))
         mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
         return np.where(mask, target, 0).astype(np.float32), weight
 

@@ -194,6 +194,11 @@ _C.TEST.BLUR_KERNEL = 0  # DarkPose: > 0 selects DARK decoding with this blur ke
 # classification 2 * BLUR_KERNEL + 1), no rescale, joints with max <= 0 at (-1, -1).
 # mmpose's valid_radius_factor * heatmap height is LOSS.KPD (0.0546875 * 64 = 3.5).
 _C.TEST.UDP_FLAVOUR = "master"
+# posezoo, TARGET_TYPE gaussian: whose Gaussian heatmap conventions, for encode and decode.
+# msra: SimpleBaseline/HRNet (codecs/gaussian.py). bearpaw | princeton: the stacked-hourglass
+# releases' own (codecs/hourglass.py: Gaussian at the truncated position; bearpaw final_preds,
+# princeton HeatmapParser + test.py, around the 1-based MATLAB centre); their YAMLs set it.
+_C.TEST.HEATMAP_DECODE = "msra"
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN
 _C.TEST.AMP = None  # posezoo: false | fp16 | bf16 for the forward pass; decoding stays float32

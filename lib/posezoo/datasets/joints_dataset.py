@@ -68,6 +68,19 @@ def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray =
     return torch.from_numpy(out)
 
 
+def crop_input(codec, image: np.ndarray, center: np.ndarray, scale: np.ndarray, rotation: float,
+               output_size: Sequence[int], mean: np.ndarray, std: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """One crop's network input (3, h, w) float32 and the image -> crop 2x3 its joints map
+    with (``codec.crop_matrix``). The image is warped with that matrix, unless the codec cuts
+    its own crop (``codec.crop_image``, on [0, 1]: normalised as (crop - mean) / std)."""
+    trans = codec.crop_matrix(center, scale, rotation, output_size)
+    crop = codec.crop_image(image, center, scale, rotation, output_size)
+    if crop is None:
+        crop = cv2.warpAffine(image, trans, tuple(int(v) for v in output_size), flags=cv2.INTER_LINEAR)
+        return to_input_tensor(crop, mean, std), trans
+    return torch.from_numpy(((crop - mean) / std).transpose(2, 0, 1).copy()), trans
+
+
 def target_tensors(target: Any) -> Any:
     """The codec's target as tensors: one array, a list (one per model output,
     e.g. ``codecs/megvii.py``), a dict of arrays, or a list of dicts (one per
@@ -223,8 +236,8 @@ class JointsDataset(Dataset):
             if flipped and ordinal is not None:
                 ordinal = flip_ordinal(ordinal, self.flip_pairs)
 
-        trans = self.codec.crop_matrix(center, scale, rotation, (width, height))
-        crop = cv2.warpAffine(image, trans, (width, height), flags=cv2.INTER_LINEAR)
+        inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
+                                   self.input_mean, self.input_std)
         visible = joints_vis[:, 0] > 0
         joints[visible, :2] = affine_transform(joints[visible, :2], trans)
 
@@ -236,5 +249,5 @@ class JointsDataset(Dataset):
         meta = {"image": rec["image"], "image_id": rec["image_id"], "index": idx, "joints": joints,
                 "joints_vis": joints_vis, "center": center, "scale": scale, "rotation": rotation,
                 "score": rec["score"], "valid": valid}
-        return (to_input_tensor(crop, self.input_mean, self.input_std), target_tensors(target),
+        return (inputs, target_tensors(target),
                 torch.from_numpy(target_weight), meta)
