@@ -27,9 +27,11 @@ bottlenecks (``resnet_v1.py:105-107``), a biased 1x1 ``merge`` conv without BN
 after a resize to the lateral's size, BN before the resize in the heads, the
 concat order res2..res5, and TF1's legacy ``resize_bilinear`` (align_corners
 False, no half-pixel centres: source = destination x in/out). Its BN epsilon is
-1.001e-5, not the 1e-9 of ``basemodel.py:16``: slim's fused batch norm raises
-any smaller epsilon to 1.001e-5 (``nn_impl.fused_batch_norm``), which is what the
-TF forward computes (tests/tools/test_convert_tf_cpn.py). Inputs are BGR minus
+1.001e-5, not the 1e-9 of ``basemodel.py:16``: slim's fused batch norm went through
+TF1's ``nn_impl.fused_batch_norm``, which raises any epsilon below 1.001e-5 to
+1.001e-5 (the TF1 code the released models ran; TF 2.x dropped the clamp, so the
+test's TF 2.21 graph sets 1.001e-5 explicitly; with 1e-9 in both the outputs agree
+as well, tests/tools/test_convert_tf_cpn.py). Inputs are BGR minus
 the BGR pixel means, /255 (``dataset.py:245-247``). ``MODEL.EXTRA.RESIZE``
 (``align_corners`` / ``tf_legacy``; '' = the layout's own) picks the bilinear
 rule of either layout.
