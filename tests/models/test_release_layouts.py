@@ -16,12 +16,14 @@ import glob
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT, SPECS, TESTS, assert_loads_spec_strictly, needs_shared
 from posezoo.config import load_config
-from posezoo.models import build_model
+from posezoo.models import build_model, load_checkpoint
+from posezoo.models.cpn import convert_tf_state
 
 MMPOSE = ("MODEL.EXTRA.LAYOUT", "mmpose")
 # spec file -> (experiment YAML, overrides)
@@ -64,6 +66,8 @@ RELEASES = {
     "cpn_pytorch_res50_256x192.json": ("coco/cpn/cpn_res50_256x192.yaml", ()),
     "cpn_pytorch_res50_384x288.json": ("coco/cpn/cpn_res50_384x288.yaml", ()),
     "cpn_pytorch_res101_384x288.json": ("coco/cpn/cpn_res101_384x288.yaml", ()),
+    "cpn_tf_res50.json": ("coco/cpn/cpn_tf_res50_256x192.yaml", ()),  # TF variable lists, converted
+    "cpn_tf_res101.json": ("coco/cpn/cpn_tf_res101_384x288.yaml", ()),
     "a2j_nyu_resnet50.json": ("nyu/a2j_resnet50_176x176.yaml", ()),
     "awr_nyu_resnet_18.json": ("nyu/awr_resnet_18_128x128.yaml", ()),
     "awr_nyu_hourglass_1.json": ("nyu/awr_hourglass_1_128x128.yaml", ()),
@@ -109,6 +113,13 @@ def test_release_loads_strictly_through_its_yaml(name):
     cfg = load_config(os.path.join(ROOT, "experiments", yaml_file), list(overrides))
     with torch.device("meta"):
         model = build_model(cfg)
+    if "variables" in spec:  # a TF checkpoint's variables, through tools/convert_tf_cpn.py's mapping
+        shapes = {n: shape for n, shape, _ in spec["variables"]}
+        state, unused = convert_tf_state(lambda n: np.zeros(shapes[n], np.float32), list(shapes),
+                                         cfg.MODEL.EXTRA.NUM_LAYERS)
+        load_checkpoint(model.to_empty(device="cpu"), state, strict=True)
+        assert not unused and sum(p.numel() for p in model.parameters()) == spec["num_params"]
+        return
     if "input_shape" in spec:  # the YAML's crop is the release's, and so is its final output
         assert list(cfg.MODEL.IMAGE_SIZE[::-1]) == spec["input_shape"][2:]
         assert list(final_output(model, spec["input_shape"]).shape) == spec["output_shape"]
