@@ -90,3 +90,23 @@ def test_optimizers_follow_the_config():
     assert isinstance(rms, torch.optim.RMSprop) and rms.defaults["lr"] == pytest.approx(2.5e-4)
     with pytest.raises(ValueError, match="rmsprop"):
         build_optimizer(load_config(None, ["TRAIN.OPTIMIZER", "lamb"]), model)
+
+
+def test_weight_decay_on_weights_only_leaves_norms_and_biases_alone():
+    """TRAIN.WD_WEIGHTS_ONLY (tf-cpn's slim regulariser): after one Adam step on a zero loss,
+    only conv weights moved (decay is their only gradient); BN and bias are untouched."""
+    from posezoo.utils.utils import build_optimizer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, bias=True), nn.BatchNorm2d(3))
+    nn.init.uniform_(model[1].weight, 0.5, 1.5)
+    nn.init.uniform_(model[1].bias, -1, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = load_config(None, ["TRAIN.WD", "0.1", "TRAIN.ADAM_WEIGHT_DECAY", "True", "TRAIN.WD_WEIGHTS_ONLY", "True"])
+    optimizer = build_optimizer(cfg, model)
+    (0 * model(torch.randn(1, 2, 5, 5)).sum()).backward()
+    optimizer.step()
+    after = model.state_dict()
+    assert not torch.equal(after["0.weight"], before["0.weight"])
+    for key in ("0.bias", "1.weight", "1.bias"):
+        assert torch.equal(after[key], before[key]), key

@@ -151,6 +151,9 @@ _C.TRAIN.OPTIMIZER = "adam"
 _C.TRAIN.MOMENTUM = 0.9
 _C.TRAIN.WD = 0.0001
 _C.TRAIN.ADAM_WEIGHT_DECAY = False
+# posezoo: weight decay on conv/linear weights only, not on BatchNorm parameters or biases
+# (TensorFlow releases such as tf-cpn regularise the weights alone)
+_C.TRAIN.WD_WEIGHTS_ONLY = False
 _C.TRAIN.NESTEROV = False
 _C.TRAIN.GAMMA1 = 0.99
 _C.TRAIN.GAMMA2 = 0.0

@@ -118,9 +118,14 @@ def build_optimizer(cfg, model: nn.Module, extra_parameters: Sequence[nn.Paramet
     RMSprop with TRAIN.MOMENTUM and TRAIN.WD, the stacked hourglass's optimizer
     (Newell et al. 2016; bearpaw's default, with momentum and weight decay 0).
     `extra_parameters` (a training strategy's own, e.g. a discriminator's) are
-    optimised with the model's."""
+    optimised with the model's. ``TRAIN.WD_WEIGHTS_ONLY`` decays only convolution and
+    linear weights (tensors of 2+ dimensions), not BatchNorm parameters or biases, as
+    TensorFlow's per-layer ``weights_regularizer`` does (tf-cpn ``network.py``)."""
     name = cfg.TRAIN.OPTIMIZER.lower()
     params = list(model.parameters()) + list(extra_parameters)
+    if cfg.TRAIN.WD_WEIGHTS_ONLY:
+        params = [{"params": [p for p in params if p.dim() > 1]},
+                  {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
     if name == "sgd":
         return torch.optim.SGD(params, lr=cfg.TRAIN.LR, momentum=cfg.TRAIN.MOMENTUM,
                                weight_decay=cfg.TRAIN.WD, nesterov=cfg.TRAIN.NESTEROV)
