@@ -152,3 +152,41 @@ def test_flip_back_has_no_shift():
     maps = decode_maps()[:1, :4]
     flipped = codec.flip_back(maps, [[1, 2]])
     assert torch.equal(flipped[:, 0], maps[:, 0].flip(2)) and torch.equal(flipped[:, 1], maps[:, 2].flip(2))
+
+
+def official_joints_l2(output: torch.Tensor, valid: torch.Tensor, label: torch.Tensor, ohkm: bool, topk: int = 8):
+    """MSPN ``lib/utils/loss.py:JointsL2Loss`` (thresh1 1, thresh2 0) written out per sample:
+    plain L2 keeps the target of joints with valid > 1 (visible), OHKM masks joints with valid > 0."""
+    total = 0
+    for pred, gt, v in zip(output.flatten(2), label.flatten(2), valid):
+        if ohkm:
+            per_joint = ((pred - gt) ** 2).mean(1) * (v[:, 0] > 0).float()
+            total = total + per_joint.topk(topk).values.mean()
+        else:
+            total = total + ((pred - gt * (v > 1).float()) ** 2).mean()
+    return total / len(output)
+
+
+def test_plain_outputs_keep_only_visible_targets_as_mspn_does():
+    """COCO v = 1 (labelled, hidden): the official plain L2 zeroes its target (valid > 1), OHKM keeps it.
+    posezoo masks in encode; encode + loss equals JointsL2Loss on the official valids (0/1/2)."""
+    joints, vis = encode_inputs()
+    visible = np.arange(17) % 3 != 0
+    codec = MegviiHeatmapCodec([48, 64], [12, 16], [11, 9, 7], ohkm_outputs=[-1])
+    targets, weight = codec.encode(joints, vis, visible=visible)
+    plain_zero = (weight[:, 0] == 0) | ~visible
+    for t in targets[:2]:
+        assert np.all(t[plain_zero] == 0) and np.all(t[~plain_zero].max(axis=(1, 2)) == pytest.approx(255))
+    assert np.all(targets[2][weight[:, 0] > 0].max(axis=(1, 2)) == pytest.approx(255))  # OHKM: every labelled joint
+    unmasked, _ = codec.encode(joints, vis)  # no flags: every labelled joint counts as visible
+    assert np.all(unmasked[0][weight[:, 0] > 0].max(axis=(1, 2)) == pytest.approx(255))
+
+    g = torch.Generator().manual_seed(3)
+    labels = torch.rand(2, 3, 17, 16, 12, generator=g) * 255
+    valids = torch.randint(0, 3, (2, 17, 1), generator=g).float()  # 0 unlabelled, 1 hidden, 2 visible
+    outs = [torch.rand(2, 17, 16, 12, generator=g) * 255 for _ in range(3)]
+    shown = (valids > 1).float()[..., None]
+    ours = MultiOutputL2Loss(3, [1, 1, 1], [-1], 8)(outs, [labels[:, 0] * shown, labels[:, 1] * shown, labels[:, 2]],
+                                                    (valids > 0).float())
+    official = sum(official_joints_l2(o, valids, labels[:, i], ohkm=i == 2) for i, o in enumerate(outs))
+    assert float(ours) == pytest.approx(float(official), rel=1e-6)

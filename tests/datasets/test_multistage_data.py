@@ -80,3 +80,27 @@ def test_mspn_yaml_crops_and_normalises_like_mspn(synthetic_root, tmp_path):
                           cfg.DATASET.TEST_SET, False, codec)
     np.testing.assert_allclose(hrnet.db[0]["scale"], mspn_test_box(rec["bbox"], 48 / 64, (1, 1))[1] * 1.25,
                                rtol=1e-6)
+
+
+def test_mspn_targets_follow_coco_visibility(synthetic_root, tmp_path):
+    """The COCO reader keeps v == 2 as ``joints_visible``; an MSPN sample's plain-L2 targets are
+    empty for labelled-but-hidden joints (official valid > 1), the OHKM outputs keep them, and
+    the flags are mirrored with the joints."""
+    from posezoo.datasets.joints_dataset import visible_flags
+    from posezoo.utils.transforms import flip_permutation
+
+    cfg = mspn_cfg(synthetic_root, str(tmp_path))
+    val = build_dataset(cfg, cfg.DATASET.TEST_SET, False, build_codec(cfg))
+    idx = next(i for i, r in enumerate(val.db) if np.any(~r["joints_visible"] & (r["joints_vis"][:, 0] > 0)))
+    rec = val.db[idx]
+    _, targets, weight, _ = val[idx]
+    hidden = ~rec["joints_visible"] & (weight[:, 0].numpy() > 0)
+    ohkm = {i % len(targets) for i in cfg.LOSS.OHKM_OUTPUTS}
+    for i, target in enumerate(targets):
+        peaks = target.numpy()[hidden].max(axis=(1, 2))
+        assert np.all(peaks > 0) if i in ohkm else np.all(peaks == 0), i
+    perm = flip_permutation(17, val.flip_pairs)
+    mirrored_vis = rec["joints_vis"][perm]  # what augment() hands on after a flip
+    np.testing.assert_array_equal(visible_flags(rec, mirrored_vis, val.flip_pairs),
+                                  rec["joints_visible"][perm] & (mirrored_vis[:, 0] > 0))
+    np.testing.assert_array_equal(visible_flags({}, rec["joints_vis"]), rec["joints_vis"][:, 0] > 0)

@@ -23,7 +23,8 @@ def gaussian_blur_loop(heatmaps, kernel):
             padded[border:border + height, border:border + width] = hm[i, j]
             padded = cv2.GaussianBlur(padded, (kernel, kernel), 0)
             hm[i, j] = padded[border:border + height, border:border + width]
-            hm[i, j] *= origin_max / np.max(hm[i, j])
+            with np.errstate(invalid="ignore"):  # a flat zero map gives 0/0 = NaN, as officially
+                hm[i, j] *= origin_max / np.max(hm[i, j])
     return hm
 
 

@@ -76,6 +76,11 @@ class Codec:
     #: the box-centre rule of the official code this codec reproduces
     #: (``utils.transforms.BOX_CENTERS``); ``DATASET.BOX_CENTER`` overrides it.
     box_center: str = "hrnet"
+    #: True: ``encode`` also takes ``visible`` (K,) bool, the joints annotated as
+    #: visible (COCO ``v == 2``; every labelled joint where a dataset has no such
+    #: flag, as MSPN's MPII reader doubles its 0/1 flags), for the official
+    #: multi-stage losses that mask by visibility (codecs/megvii.py).
+    reads_visibility: bool = False
 
     def crop_image(self, image, center, scale, rotation: float, output_size: Sequence[int]) -> Optional[Any]:
         """A codec's own crop of an HWC uint8 image (float32 HWC on [0, 1]), or None: the

@@ -8,12 +8,14 @@ target per model output, the test flow of their ``test.py``.
   of 255. Joints that are unlabelled or outside the crop get an all-zero map
   and weight 0. ``encode`` returns a list with one target per output.
 - Loss (MSPN ``network.py:329-354`` with ``lib/utils/loss.py:9-47``; pytorch-cpn
-  ``train.py:86-128``): per output, plain L2 ``mean((pred - gt * [w > 0])^2)``,
+  ``train.py:86-128``): per output, plain L2 ``mean((pred - gt * [v > 1])^2)``
+  over every joint, the target kept only for joints annotated *visible* (COCO
+  ``v = 2``; MSPN's MPII reader doubles its flags, so there every labelled one),
   or OHKM for the outputs in ``LOSS.OHKM_OUTPUTS``: per-joint pixel means,
-  masked by ``w > 0``, the mean of the top ``LOSS.TOPK`` per sample, batch mean;
-  times ``LOSS.OUTPUT_WEIGHTS``, summed. posezoo's COCO reader keeps only
-  labelled/unlabelled (``min(v, 1)``), so the plain L2 masks the target by
-  *labelled* where the official code masks by *visible* (``v = 2``).
+  masked by labelled (``w > 0``), the mean of the top ``LOSS.TOPK`` per sample,
+  batch mean; times ``LOSS.OUTPUT_WEIGHTS``, summed. The visibility mask is
+  applied in ``encode`` (``visible``, from the dataset: ``Codec.reads_visibility``)
+  to the plain outputs' targets, so the loss only sees the weight.
 - Flip: mirror and swap pairs, no pixel shift (``lib/utils/transforms.py:59-67``).
 - Decode (MSPN ``exps/*/test.py:25-71``; pytorch-cpn ``test.py:90-121``):
   optionally divide each map by its max (CPN, ``TEST.NORMALIZE_HEATMAP``), pad a
@@ -91,8 +93,10 @@ class MegviiHeatmapCodec(Codec):
     """``image_size`` and ``heatmap_size`` are (width, height); ``kernels`` has
     one target kernel per model output."""
 
+    reads_visibility = True
+
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], kernels: Sequence[int],
-                 blur: int = 5, normalize: bool = False):
+                 blur: int = 5, normalize: bool = False, ohkm_outputs: Sequence[int] = ()):
         if not kernels:
             raise ValueError("MODEL.TARGET_TYPE megvii needs MODEL.TARGET_KERNELS: one Gaussian kernel per model "
                              "output, e.g. [15, 11, 9, 7, 11, 9, 7, 5] for a 2-stage MSPN")
@@ -102,6 +106,8 @@ class MegviiHeatmapCodec(Codec):
         self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
         self.kernels = [int(k) for k in kernels]
         self.blur = int(blur)
+        #: outputs whose L2 keeps the target of visible joints only (not the OHKM ones)
+        self.visible_only = [i not in {j % len(self.kernels) for j in ohkm_outputs} for i in range(len(self.kernels))]
         self.normalize = normalize
 
     def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
@@ -109,9 +115,12 @@ class MegviiHeatmapCodec(Codec):
         """The image -> crop affine (the same as MSPN's ``get_affine_transform``)."""
         return get_affine_transform(center, scale, rotation, output_size)
 
-    def encode(self, joints: np.ndarray, joints_vis: np.ndarray, **sample) -> tuple[list[np.ndarray], np.ndarray]:
-        """Crop-pixel joints (K, >=2), visibility (K, >=1) -> one (K, H, W)
-        float32 target per output and the weight (K, 1)."""
+    def encode(self, joints: np.ndarray, joints_vis: np.ndarray, visible: np.ndarray | None = None, **sample
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Crop-pixel joints (K, >=2), labelled flags (K, >=1) and visible flags (K,)
+        -> one (K, H, W) float32 target per output and the weight (K, 1). A plain-L2
+        output's target is zero for a joint that is labelled but not visible (without
+        ``visible``, every labelled joint counts as visible)."""
         w, h = int(self.heatmap_size[0]), int(self.heatmap_size[1])
         iw, ih = self.image_size
         num = len(joints)
@@ -127,7 +136,10 @@ class MegviiHeatmapCodec(Codec):
             maps = cv2.GaussianBlur(impulse, (k, k), 0).reshape(h, w, num).transpose(2, 0, 1)
             peak = maps.max(axis=(1, 2), keepdims=True)
             targets[k] = np.where(peak > 1e-8, maps / np.maximum(peak, 1e-8) * PEAK, 0).astype(np.float32)
-        return [targets[k] for k in self.kernels], weight
+        hidden = np.zeros(num, bool) if visible is None else ~np.asarray(visible, dtype=bool)
+        shown = np.where(hidden, 0, 1).astype(np.float32)[:, None, None]
+        return [targets[k] * shown if plain else targets[k]
+                for k, plain in zip(self.kernels, self.visible_only)], weight
 
     def decode(self, output, meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         heatmaps = last_stage(output).detach()
@@ -202,4 +214,4 @@ class MultiOutputL2Loss(nn.Module):
 
 def get_codec(cfg) -> MegviiHeatmapCodec:
     return MegviiHeatmapCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.TARGET_KERNELS,
-                              cfg.TEST.BLUR_KERNEL or 5, cfg.TEST.NORMALIZE_HEATMAP)
+                              cfg.TEST.BLUR_KERNEL or 5, cfg.TEST.NORMALIZE_HEATMAP, cfg.LOSS.OHKM_OUTPUTS)

@@ -242,6 +242,7 @@ class COCODataset(JointsDataset):
                 record = make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis)
                 record["category_id"], record["bbox"] = ann["category_id"], [x1, y1, x2 - x1, y2 - y1]
                 record["ordinal_key"] = str(ann["id"])  # DATASET.ORDINAL_FILE
+                record["joints_visible"] = kp[:, 2] == 2  # for codecs that read visibility (Codec.reads_visibility)
                 db.append(record)
         return db
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..utils.transforms import PIXEL_STD, affine_transform, fliplr_joints, crop_box_rule
+from ..utils.transforms import PIXEL_STD, affine_transform, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
 from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
 
@@ -90,6 +90,20 @@ def target_tensors(target: Any) -> Any:
     if isinstance(target, dict):
         return {k: target_tensors(v) for k, v in target.items()}
     return torch.as_tensor(target)
+
+
+def visible_flags(rec: dict, joints_vis: np.ndarray, flip_pairs: Sequence[Sequence[int]] | None = None
+                  ) -> np.ndarray:
+    """(K,) bool: the record's visible-joint flags (COCO ``v == 2``, kept by the reader as
+    ``joints_visible``; mirrored with the joints when ``flip_pairs`` is given), else every
+    labelled joint (MSPN's MPII reader: ``joints_vis * 2``); never a joint ``joints_vis`` drops."""
+    labelled = np.asarray(joints_vis)[:, 0] > 0
+    if "joints_visible" not in rec:
+        return labelled
+    visible = np.asarray(rec["joints_visible"], dtype=bool)
+    if flip_pairs is not None:
+        visible = visible[flip_permutation(len(visible), flip_pairs)]
+    return visible & labelled
 
 
 def box_center_rule(cfg, codec) -> str:
@@ -227,6 +241,7 @@ class JointsDataset(Dataset):
         image, valid = self.read_or_blank(rec["image"])
         ordinal = None if self.ordinal is None else ordinal_for(self.ordinal, rec.get("ordinal_key"), self.num_joints)
 
+        flipped = False
         if self.is_train and valid:
             # torch's RNG is seeded per worker and per epoch by the DataLoader, so
             # drawing the sample's seed from it keeps runs reproducible.
@@ -242,6 +257,8 @@ class JointsDataset(Dataset):
         joints[visible, :2] = affine_transform(joints[visible, :2], trans)
 
         extra = {} if ordinal is None else {"ordinal": ordinal, "has_3d": False}
+        if self.codec.reads_visibility:
+            extra["visible"] = visible_flags(rec, joints_vis, self.flip_pairs if flipped else None)
         target, target_weight = self.codec.encode(joints, joints_vis, **extra)
         target_weight = target_weight * valid
         if self.use_joints_weight:

@@ -136,6 +136,8 @@ class RemappedCodec:
                 raise ValueError(f"the codec {type(self.codec).__name__} takes no ordinal labels "
                                  f"(a DATASET.MIX part has ORDINAL_FILE)")
             sample["ordinal"] = self.remap_pairs(ordinal)
+        if "visible" in sample:  # Codec.reads_visibility
+            sample["visible"] = self.remap(np.asarray(sample["visible"], dtype=bool), False)
         return self.codec.encode(self.remap(np.asarray(joints)), self.remap(np.asarray(joints_vis)), **sample)
 
 
