@@ -110,6 +110,10 @@ _C.DATASET.BOX_CENTER = ""
 _C.DATASET.TEST_BOX_EXTEND = []
 _C.DATASET.INPUT_MEAN = [0.485, 0.456, 0.406]
 _C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
+# posezoo: a bearpaw-style mean.pth.tar ({'mean', 'std'} tensors, read with weights_only=True)
+# replacing INPUT_MEAN/INPUT_STD by its mean and a std of 1, as bearpaw/CC-SSL's color_normalize
+# (subtracts only); '' = use INPUT_MEAN/INPUT_STD. Absolute or relative to the working directory.
+_C.DATASET.INPUT_MEAN_FILE = ""
 # posezoo: skip (and count) unreadable images instead of stopping.
 _C.DATASET.SKIP_CORRUPT_IMAGES = False
 # ordinal depth labels per person (datasets/ordinal.py: JSON keyed by COCO annotation id or MPII
