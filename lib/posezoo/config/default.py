@@ -315,6 +315,14 @@ _C.ADAPT.ROT_FACTOR = 30.0
 _C.ADAPT.FLIP = True
 _C.ADAPT.MAX_SPREAD = 0.0
 _C.ADAPT.MIN_CONFIDENCE = 0.0
+# PPLO-style pseudo-label selection (Cao et al. 2019, progressive pseudo-label optimisation):
+# SELECTION pooled (CC-SSL: one ranked threshold over all target joints) | per_joint (each
+# joint its own ranked threshold: every joint keeps its top share); THRESHOLDS a list of fixed
+# confidence thresholds, one per round (the last repeats), replacing the ranked share (KEEP_*);
+# MIN_KEPT_JOINTS: a crop trains only with at least that many kept joints (official CC-SSL: 1).
+_C.ADAPT.SELECTION = "pooled"
+_C.ADAPT.THRESHOLDS = []
+_C.ADAPT.MIN_KEPT_JOINTS = 1
 # cc_ssl's temporal constraint (consistency.py:90-119): on consecutive frames of one video
 # (records with a "video" key, e.g. TigDog shots), Lucas-Kanade flow carries the previous
 # frame's pseudo-label forward; flow moving a joint more than FLOW_MAX_DISPLACEMENT input-crop
