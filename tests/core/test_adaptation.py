@@ -341,3 +341,48 @@ def test_temporal_constraint_needs_video_frames(quadrupeds, tmp_path):
                            ctx.codec)
     with pytest.raises(ValueError, match="ADAPT.TEMPORAL needs video frames"):
         adaptation.pseudo_label(cfg, ctx.model, target, ctx.codec, torch.device("cpu"), 0)
+
+
+def _pplo_case():
+    """Pseudo-labels whose errors (pixels) are known: 3 right (< 2 px) per joint;
+    confidence falls with the error inside each joint but joint 2 (a hard one,
+    like a hoof) is scaled down to 0.3, so one pooled ranking favours joints 0-1."""
+    err = np.array([[0.5, 7, 8], [1, 0.5, 6], [1.5, 1, 0.5], [6, 1.5, 9], [7, 9, 1], [8, 8, 1.5]])
+    conf = np.array([1.0, 0.8, 0.3]) * (1 - err / 10)
+    return conf, err < 2
+
+
+def test_pplo_per_joint_selection_keeps_the_right_labels():
+    conf, right = _pplo_case()
+    pooled, thresh = select_pseudo_labels(conf, np.zeros_like(conf), keep=0.5)
+    # pooled: the 10th of the 19 ranked values (with CC-SSL's extra 0) is 0.27: two wrong joint-0 labels
+    # (0.4, 0.3) pass and two right joint-2 ones (0.27, 0.255) do not
+    assert thresh == pytest.approx(0.27) and pooled.sum() == 9
+    assert (pooled & ~right).sum() == 2 and (right & ~pooled).sum() == 2
+    per_joint, per_thresh = select_pseudo_labels(conf, np.zeros_like(conf), keep=0.5, per_joint=True)
+    np.testing.assert_array_equal(per_joint, right)
+    assert per_thresh == pytest.approx([0.4, 0.24, 0.12])  # each joint's 4th of 7 ranked values
+
+
+def test_pplo_thresholds_per_round_and_min_kept_joints():
+    conf, right = _pplo_case()
+    cfg = load_config(None, ["ADAPT.THRESHOLDS", "[0.8, 0.5, 0.25]", "ADAPT.SELECTION", "per_joint"])
+    assert [adaptation.round_threshold(cfg, r) for r in (0, 1, 2, 5)] == [0.8, 0.5, 0.25, 0.25]
+    assert adaptation.round_threshold(load_config(None, []), 0) is None
+    counts = []
+    for r in range(3):
+        kept, thresh = select_pseudo_labels(conf, np.zeros_like(conf), keep=1.0,
+                                            threshold=adaptation.round_threshold(cfg, r))
+        assert thresh == adaptation.round_threshold(cfg, r)
+        counts.append((int(kept.sum()), int((kept & right).sum())))
+    assert counts == [(3, 3), (6, 6), (11, 9)]  # joint 0, then joint 1, then joint 2 and two wrong joint-0 ones
+
+    kept = (conf > 0.5).astype(int)  # crops keep 1, 2, 2, 1, 0, 0 joints
+    target = type("Target", (), {})()
+    target.db = [{"image_id": i, "joints": np.zeros((3, 3), np.float32)} for i in range(6)]
+    document = {"labels": [{"image_id": i, "keypoints": np.zeros((3, 2)).tolist(), "kept": kept[i].tolist()}
+                           for i in range(6)]}
+    assert [r["image_id"] for r in adaptation.labelled_copy(target, document).db] == [0, 1, 2, 3]
+    assert [r["image_id"] for r in adaptation.labelled_copy(target, document, min_kept=2).db] == [1, 2]
+    with pytest.raises(ValueError, match="ADAPT.SELECTION"):
+        adaptation.check_selection(load_config(None, ["ADAPT.SELECTION", "ranked"]))

@@ -71,6 +71,7 @@ RELEASES = {
     "a2j_nyu_resnet50.json": ("nyu/a2j_resnet50_176x176.yaml", ()),
     "awr_nyu_resnet_18.json": ("nyu/awr_resnet_18_128x128.yaml", ()),
     "awr_nyu_hourglass_1.json": ("nyu/awr_hourglass_1_128x128.yaml", ()),
+    "ccssl_hg_s4_b1_tigdog.json": ("animal/ccssl_hg_s4_b1_horse_256x256.yaml", ()),
     "cornernet_squeeze_coco.json": ("coco/cornernet/cornernet_squeeze_511x511_adam_lr2.5e-4.yaml", ()),
     "cornernet_lite_hg104_coco.json": ("coco/cornernet/cornernet_hg104_511x511_adam_lr2.5e-4.yaml", ()),
     "cornernet_hg104_coco.json": ("coco/cornernet/cornernet_hg104_511x511_adam_lr2.5e-4.yaml",

@@ -110,6 +110,10 @@ _C.DATASET.BOX_CENTER = ""
 _C.DATASET.TEST_BOX_EXTEND = []
 _C.DATASET.INPUT_MEAN = [0.485, 0.456, 0.406]
 _C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
+# posezoo: a bearpaw-style mean.pth.tar ({'mean', 'std'} tensors, read with weights_only=True)
+# replacing INPUT_MEAN/INPUT_STD by its mean and a std of 1, as bearpaw/CC-SSL's color_normalize
+# (subtracts only); '' = use INPUT_MEAN/INPUT_STD. Absolute or relative to the working directory.
+_C.DATASET.INPUT_MEAN_FILE = ""
 # posezoo: skip (and count) unreadable images instead of stopping.
 _C.DATASET.SKIP_CORRUPT_IMAGES = False
 # ordinal depth labels per person (datasets/ordinal.py: JSON keyed by COCO annotation id or MPII
@@ -311,6 +315,14 @@ _C.ADAPT.ROT_FACTOR = 30.0
 _C.ADAPT.FLIP = True
 _C.ADAPT.MAX_SPREAD = 0.0
 _C.ADAPT.MIN_CONFIDENCE = 0.0
+# PPLO-style pseudo-label selection (Cao et al. 2019, progressive pseudo-label optimisation):
+# SELECTION pooled (CC-SSL: one ranked threshold over all target joints) | per_joint (each
+# joint its own ranked threshold: every joint keeps its top share); THRESHOLDS a list of fixed
+# confidence thresholds, one per round (the last repeats), replacing the ranked share (KEEP_*);
+# MIN_KEPT_JOINTS: a crop trains only with at least that many kept joints (official CC-SSL: 1).
+_C.ADAPT.SELECTION = "pooled"
+_C.ADAPT.THRESHOLDS = []
+_C.ADAPT.MIN_KEPT_JOINTS = 1
 # cc_ssl's temporal constraint (consistency.py:90-119): on consecutive frames of one video
 # (records with a "video" key, e.g. TigDog shots), Lucas-Kanade flow carries the previous
 # frame's pseudo-label forward; flow moving a joint more than FLOW_MAX_DISPLACEMENT input-crop

@@ -37,8 +37,32 @@ def make_record(image: str, image_id: int, center: np.ndarray, scale: np.ndarray
             "joints_vis": np.asarray(joints_vis, np.float32), "score": float(score)}
 
 
+def load_mean_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of a bearpaw-style ``mean.pth.tar`` (``{'mean': (3,), 'std':
+    (3,)}`` tensors, RGB / 255; bearpaw/pytorch-pose and CC-SSL's ``data/*/``):
+    its mean and a std of 1, since their ``color_normalize`` only subtracts
+    (Learning-from-Synthetic-Animals ``pose/utils/transforms.py:13-19``). Read
+    with ``weights_only=True``: a file holding anything but tensors is refused."""
+    if not os.path.isfile(path):
+        raise ValueError(f"DATASET.INPUT_MEAN_FILE {path} not found (a mean.pth.tar such as CC-SSL's "
+                         f"data/synthetic_animal/<animal>_combineds5r5_texture/mean.pth.tar)")
+    try:
+        stats = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # an unsafe pickle or a file that is no torch archive
+        raise ValueError(f"DATASET.INPUT_MEAN_FILE {path} cannot be read with torch.load(weights_only=True) "
+                         f"({type(err).__name__}); it must hold only a dict of tensors "
+                         f"{{'mean': ..., 'std': ...}}") from None
+    mean = stats.get("mean") if isinstance(stats, dict) else None
+    if mean is None or np.asarray(mean).reshape(-1).shape != (3,):
+        raise ValueError(f"DATASET.INPUT_MEAN_FILE {path}: expected a dict with a 3-value 'mean'")
+    return np.asarray(mean, np.float32).reshape(3), np.ones(3, np.float32)
+
+
 def input_normalisation(cfg) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float32 per channel from DATASET.INPUT_MEAN / INPUT_STD."""
+    """(mean, std) float32 per channel from DATASET.INPUT_MEAN / INPUT_STD, or
+    from DATASET.INPUT_MEAN_FILE when it is set (``load_mean_file``)."""
+    if cfg.DATASET.INPUT_MEAN_FILE:
+        return load_mean_file(cfg.DATASET.INPUT_MEAN_FILE)
     mean = np.asarray(cfg.DATASET.INPUT_MEAN, dtype=np.float32)
     std = np.asarray(cfg.DATASET.INPUT_STD, dtype=np.float32)
     if mean.shape != (3,) or std.shape != (3,) or not (std > 0).all():

@@ -42,12 +42,24 @@ CROP_FACTOR = 1.5
 CCSSL_TEST_BATCH = 6  # evaluation/test.py --test-batch default: the batches CC-SSL's mean is averaged over
 
 
-def parse_image_set(image_set: str) -> tuple[str, str]:
+def parse_image_set(image_set: str, animals: Sequence[str] = ANIMALS, name: str = "TigDog") -> tuple[str, str]:
+    """``<animal>_<train|valid>`` -> (animal, split), one clear line otherwise."""
     animal, _, split = image_set.partition("_")
-    if animal not in ANIMALS or split not in ("train", "valid"):
-        raise ValueError(f"TigDog image set {image_set!r}: expected <animal>_<split> with animal in {ANIMALS} "
-                         f"and split train or valid, e.g. horse_valid")
+    if animal not in animals or split not in ("train", "valid"):
+        raise ValueError(f"{name} image set {image_set!r}: expected <animal>_<split> with animal in {tuple(animals)} "
+                         f"and split train or valid, e.g. {animals[0]}_valid")
     return animal, split
+
+
+def square_crop_scale(side: float, aspect_ratio: float) -> np.ndarray:
+    """posezoo's (w, h) scale, in PIXEL_STD units, of CC-SSL's square crop of
+    `side` pixels; a non-square input keeps the side and grows the other axis."""
+    w = h = float(side)
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    else:
+        w = h * aspect_ratio
+    return np.array([w, h]) / PIXEL_STD
 
 
 def load_frames(root: str, animal: str) -> tuple[list[tuple[str, int, int]], list[np.ndarray]]:
@@ -125,16 +137,12 @@ class TigDogDataset(JointsDataset):
             return None
         xs, ys = rows[rows[:, 0] > 0, 0], rows[rows[:, 1] > 0, 1]
         center = np.array([(xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2], np.float32)
-        w = h = side
-        if w > self.aspect_ratio * h:  # a non-square input keeps the side and grows the other axis
-            h = w / self.aspect_ratio
-        else:
-            w = h * self.aspect_ratio
         joints = np.zeros((self.num_joints, 3), np.float32)
         joints[:, :2] = np.where(labelled[:, None], rows[:, :2], 0)
         vis = np.repeat(labelled[:, None].astype(np.float32), 3, axis=1)
         vis[:, 2] = 0
-        rec = make_record(self.image_path(index), index, center, np.array([w, h]) / PIXEL_STD, joints, vis)
+        rec = make_record(self.image_path(index), index, center, square_crop_scale(side, self.aspect_ratio), joints,
+                          vis)
         rec["crop_size"] = float(side)
         rec["video"] = self.frames[index][1]  # the shot: CC-SSL's temporal constraint links its frames
         return rec
