@@ -3,7 +3,8 @@ rescoring, OKS-NMS, results file) on the shared COCO samples against the results
 files of the official code, run once under /tmp on the same weights (issue 10).
 
 The weights are a small HRNet (the official YAMLs with ``SMALL_EXTRA``: widths
-8/16/32/64, one module of one block per stage) drawn by ``deterministic_state``.
+8/16/32/64, one module of one block per stage), or for SimpleBaseline the ResNet
+YAML at ``NUM_LAYERS 18``, drawn by ``deterministic_state``.
 Its raw maps are nearly flat and mostly negative (no joint would reach the DARK
 Taylor step), so the final layer is rescaled: weights and bias times
 ``FINAL_GAIN`` plus a per-map bias ``FINAL_BIAS`` that centres each map a
@@ -17,7 +18,8 @@ official results in file order, each as integers of 1e-4: the score, then 17
 way and are equal too (docs/models.md, "Official results files"). Official
 runs: DarkPose ``experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml``, UDP-Pose
 master ``w32_256x192_adam_lr1e-3_offset_ofm.yaml``, HRNet
-``w32_256x192_adam_lr1e-3.yaml``, each with the overrides of ``flow_opts``,
+``w32_256x192_adam_lr1e-3.yaml`` and (SimpleBaseline's flow, as HRNet's repository
+carries it) ``resnet/res50_256x192_d256x3_adam_lr1e-3.yaml``, each with the overrides of ``flow_opts``,
 on CPU with numpy 2 (``np.float`` aliased to float), torchvision's
 ToTensor+Normalize written out with the same ops, and the compiled box-NMS
 modules stubbed (OKS-NMS is pure Python)."""
@@ -49,19 +51,23 @@ FINAL_BIAS = {
                -8.63],
     "heatmap": [1.24, 0.36, 0.36, 1.16, 1.16, 0.93, 0.93, 1.61, 1.61, -0.85, -0.85, -1.49, -1.49, -0.2, -0.2,
                 1.75, 1.75],
+    # ResNet-18 + deconv head: 0.25 minus each map's mean over these crops (maps are near flat)
+    "resnet": [0.47, 0.23, 0.59, 0.76, -0.19, -0.96, 0.45, -0.39, 0.18, 0.76, -0.43, -0.47, 0.28, -1.48, 0.29, 1.47,
+               1.3],
 }
 
 
-def flow_opts(root: str, model_file: str, out_dir: str) -> list:
-    """The overrides every flow runs with, official and posezoo alike."""
-    return SMALL_EXTRA + ["DATASET.ROOT", root, "TEST.USE_GT_BBOX", "False", "TEST.COCO_BBOX_FILE",
+def flow_opts(root: str, model_file: str, out_dir: str, flow: str = "hrnet") -> list:
+    """The overrides a flow runs with, official and posezoo alike."""
+    small = ["MODEL.EXTRA.NUM_LAYERS", "18"] if FLOWS[flow][0] == "resnet" else SMALL_EXTRA
+    return small + ["DATASET.ROOT", root, "TEST.USE_GT_BBOX", "False", "TEST.COCO_BBOX_FILE",
                           os.path.join(COCO_SAMPLES, "test_coco_det_AP_H_56.json"), "TEST.MODEL_FILE", model_file,
                           "WORKERS", "0", "OUTPUT_DIR", out_dir, "LOG_DIR", os.path.join(out_dir, "log"),
                           "DEBUG.DEBUG", "False", "TEST.FLIP_TEST", "True", "GPUS", "(0,)",
                           "MODEL.INIT_WEIGHTS", "False", "MODEL.PRETRAINED", "''", "TEST.IMAGE_THRE", "0.3"]
 
 
-def small_hrnet_state(model: torch.nn.Module, bias_kind: str, maps_per_joint: int = 1) -> dict:
+def small_state(model: torch.nn.Module, bias_kind: str, maps_per_joint: int = 1) -> dict:
     """``deterministic_state`` (seed 0) with the final layer rescaled (module docstring)."""
     state = deterministic_state(model, seed=0)
     shift = torch.zeros_like(state["final_layer.bias"]).reshape(-1, maps_per_joint)
@@ -71,11 +77,12 @@ def small_hrnet_state(model: torch.nn.Module, bias_kind: str, maps_per_joint: in
     return state
 
 
-#: flow -> (posezoo YAML under experiments/coco/hrnet, FINAL_BIAS kind, maps per joint)
+#: flow -> (folder under experiments/coco, posezoo YAML, FINAL_BIAS kind, maps per joint)
 FLOWS = {
-    "darkpose": ("w32_256x192_adam_lr1e-3_dark.yaml", "heatmap", 1),
-    "hrnet": ("w32_256x192_adam_lr1e-3.yaml", "heatmap", 1),
-    "udp_offset": ("w32_256x192_adam_lr1e-3_offset_ofm.yaml", "offset", 3),
+    "darkpose": ("hrnet", "w32_256x192_adam_lr1e-3_dark.yaml", "heatmap", 1),
+    "hrnet": ("hrnet", "w32_256x192_adam_lr1e-3.yaml", "heatmap", 1),
+    "udp_offset": ("hrnet", "w32_256x192_adam_lr1e-3_offset_ofm.yaml", "offset", 3),
+    "simplebaseline": ("resnet", "res50_256x192_d256x3_adam_lr1e-3.yaml", "resnet", 1),
 }
 
 
@@ -97,14 +104,15 @@ def coco_root(tmp_path_factory):
 def run_flow(flow: str, root: str, tmp_path) -> dict:
     """posezoo's tools/test.py on the flow's YAML and weights; its results file
     grouped by image in file order, as the golden values are."""
-    yaml_name, bias_kind, maps_per_joint = FLOWS[flow]
-    cfg_path = os.path.join(ROOT, "experiments", "coco", "hrnet", yaml_name)
+    folder, yaml_name, bias_kind, maps_per_joint = FLOWS[flow]
+    cfg_path = os.path.join(ROOT, "experiments", "coco", folder, yaml_name)
     weights = str(tmp_path / f"{flow}.pth")
-    opts = flow_opts(root, weights, str(tmp_path / "out"))
-    model = build_model(load_config(cfg_path, opts), is_train=False)
-    torch.save(small_hrnet_state(model, bias_kind, maps_per_joint), weights)
+    opts = flow_opts(root, weights, str(tmp_path / "out"), flow)
+    cfg = load_config(cfg_path, opts)
+    model = build_model(cfg, is_train=False)
+    torch.save(small_state(model, bias_kind, maps_per_joint), weights)
     test_tool.main(["--cfg", cfg_path, *opts])
-    final = os.path.join(str(tmp_path / "out"), "coco", "pose_hrnet", yaml_name[:-len(".yaml")])
+    final = os.path.join(str(tmp_path / "out"), "coco", cfg.MODEL.NAME, yaml_name[:-len(".yaml")])
     with open(os.path.join(final, "results", "keypoints_val2017_det_results_0.json")) as f:
         results = json.load(f)
     per_image = {}
