@@ -34,6 +34,7 @@ from posezoo.datasets import build_dataset
 from posezoo.models import build_model, load_checkpoint
 from posezoo.utils.distributed import (build_test_loader, init_distributed, peer_watch, setup_worker_logging,
                                        shutdown_distributed)
+from posezoo.utils.fold_bn import prepare_eval_model
 from posezoo.utils.utils import amp_dtype, configure_backends, model_summary, output_dirs, setup_logging
 
 logger = logging.getLogger("posezoo.test")
@@ -98,9 +99,7 @@ def run_test(cfg, cfg_path, detector: bool = False) -> dict:
     weights = cfg.TEST.MODEL_FILE or os.path.join(final_dir, "final_state.pth")
     load_checkpoint(model, weights, strict=True)
     logger.info("=> loaded %s; %s", weights, model_summary(model, cfg))
-    model = model.to(device)
-    if cfg.MODEL.CHANNELS_LAST:
-        model = model.to(memory_format=torch.channels_last)
+    model = prepare_eval_model(cfg, model, device)
     if not dist.distributed and device.type == "cuda" and len(cfg.GPUS) > 1:
         model = torch.nn.DataParallel(model, device_ids=cfg.GPUS)
 

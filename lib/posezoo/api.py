@@ -50,6 +50,7 @@ from .datasets import keypoint_info
 from .datasets.joints_dataset import box_center_rule, crop_input, input_normalisation
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
+from .utils.fold_bn import prepare_eval_model
 from .utils.transforms import box_to_center_scale, crop_box_rule, usable_boxes
 from .utils.utils import amp_dtype, select_device, to_channels_last
 
@@ -206,9 +207,7 @@ class PoseEstimator:
         self.detector = detector
         self.device = torch.device(device) if device is not None else select_device(cfg)
         self.channels_last = bool(cfg.MODEL.CHANNELS_LAST)
-        self.model = model.to(self.device).eval()
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = prepare_eval_model(cfg, model, self.device)
         self._forward = amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
         self.codec = build_codec(cfg)
         self.prediction, self.input_kind = self.codec.prediction, self.codec.input_kind
