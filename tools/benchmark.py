@@ -48,7 +48,11 @@ The decoders stage then decodes the same N crops with the official decode
 (HRNet get_final_preds, DarkPose's DARK, UDP-Pose's gaussian and offset,
 LPN's soft-argmax) and with posezoo, --reps times each in turn, and the
 evaluate stage runs HRNet's oks_nms and COCODataset.evaluate against
-posezoo's on the same detections; outputs must agree (1e-3 px, identical
+posezoo's on the same detections; the forward stage (CPU, float32) runs the
+official network (pose_resnet, pose_hrnet: HRNet's; lpn: lpn-pytorch's, from
+the checkout's copy of the same experiments/ YAML) as validate() does against
+posezoo's flip-test forward plain, with MODEL.CHANNELS_LAST and with
+MODEL.FOLD_BN, on the same random weights and batch; outputs must agree (1e-3 px, identical
 keeps, identical COCOeval stats), and a table gives both rates (fastest and
 median run) and their ratio. An absent checkout is named in one line and
 that row uses posezoo's loop reference instead, labelled as not official.
@@ -81,7 +85,7 @@ from bench.decode import bench_decode
 from bench.decoders import DECODERS_REF_CROPS, bench_decoders, bench_decoders_official
 from bench.encode import bench_encode
 from bench.evaluate import bench_evaluate
-from bench.forward import bench_forward, bench_forward_3d, default_flip_pairs
+from bench.forward import bench_forward, bench_forward_3d, bench_forward_official, default_flip_pairs
 from bench.inputs import output_shape
 from bench.memory import peak_memory
 from bench.official import ENV, official_dir
@@ -126,7 +130,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"(default {DECODERS_REF_CROPS})")
     parser.add_argument("--official", default=None, metavar="DIR",
                         help=f"a folder of official checkouts (deep-high-resolution-net.pytorch, DarkPose, UDP-Pose, "
-                             f"lpn-pytorch; default ${ENV}): the decoders and evaluate stages also run side by side "
+                             f"lpn-pytorch; default ${ENV}): the forward, encode, decoders and evaluate stages also run side by side "
                              "with the official code, alternating --reps runs each")
     parser.add_argument("--reps", type=int, default=3,
                         help="alternating runs of each side in the side-by-side comparisons (default 3)")
@@ -189,7 +193,7 @@ def main(argv=None) -> dict:
     say(f"  stages   {', '.join(run)}")
     say(f"  work     --iters {args.iters}, --num-dets {args.num_dets}, --decode-batch {args.decode_batch}"
         + (f", --decoders {args.decoders}, --decoders-ref {args.decoders_ref}" if args.decoders else ""))
-    say(f"  official {args.official}, --reps {args.reps} (decoders and evaluate side by side)" if args.official
+    say(f"  official {args.official}, --reps {args.reps} (forward, encode, decoders, evaluate side by side)" if args.official
         else f"  official - (no --official DIR or ${ENV}: loop references only)")
 
     results = {"device": str(device), "torch": torch.__version__, "model": cfg.MODEL.NAME,
@@ -211,6 +215,9 @@ def main(argv=None) -> dict:
         forward = bench_forward(cfg, codec, model, device, max(2, args.iters // 25), flip_pairs, tags["forward"])
         results.update(forward)
         shape = forward["output_shape"]
+        if args.official:
+            results["forward_side_by_side"] = bench_forward_official(cfg, codec, model.cpu(), args.cfg, args.official,
+                                                                     args.reps, flip_pairs, tags["forward"])
     if "decode" in stages:
         results.update(bench_decode(cfg, codec, device, shape, args.decode_batch, args.iters, rng, tags["decode"]))
     if "evaluate" in stages:

@@ -35,19 +35,24 @@ def timed(fn, reps: int, sync=lambda: None) -> float:
 def alternate(reference: Callable, ours: Callable, reps: int, sync=lambda: None) -> tuple[list, list, object, object]:
     """Call reference and ours in turn, `reps` times each, so that a load on the machine hits both alike;
     returns the seconds of each call of both and the first result of each."""
-    ref_times, our_times, ref_out, our_out = [], [], None, None
-    for rep in range(reps):
-        for fn, times in ((reference, ref_times), (ours, our_times)):
+    times, first = alternate_many({"reference": reference, "ours": ours}, reps, sync)
+    return times["reference"], times["ours"], first["reference"], first["ours"]
+
+
+def alternate_many(fns: dict, reps: int, sync=lambda: None) -> tuple[dict, dict]:
+    """Call every function of `fns` (name -> fn) in turn, `reps` rounds; returns the seconds of each call and
+    the first result, by name."""
+    times: dict = {name: [] for name in fns}
+    first: dict = {}
+    for _ in range(reps):
+        for name, fn in fns.items():
             sync()
             start = time.perf_counter()
             result = fn()
             sync()
-            times.append(time.perf_counter() - start)
-            if rep == 0 and fn is reference:
-                ref_out = result
-            elif rep == 0:
-                our_out = result
-    return ref_times, our_times, ref_out, our_out
+            times[name].append(time.perf_counter() - start)
+            first.setdefault(name, result)
+    return times, first
 
 
 def rates(count: int, times: list) -> tuple[float, float]:

@@ -247,3 +247,41 @@ def encode_official(root: str, codec, num_joints: int) -> tuple[LoopReference | 
     if isinstance(codec, DarkCodec):
         return LoopReference(label, lambda joints, vis: dataset.generate_target(codec.to_heatmap(joints), vis)), label
     return LoopReference(label, dataset.generate_target), label
+
+
+# posezoo MODEL.NAME -> the checkout whose lib/models/<file>.py is the official model
+OFFICIAL_MODELS = {"pose_resnet": ("hrnet", "pose_resnet"), "pose_hrnet": ("hrnet", "pose_hrnet"),
+                   "lpn": ("lpn", "lpn")}
+
+
+def official_yaml(root: str, repo: str, cfg_path: str) -> str | None:
+    """The checkout's copy of posezoo's experiments/<...>.yaml (same relative path), or None."""
+    parts = os.path.normpath(os.path.abspath(cfg_path)).split(os.sep)
+    if "experiments" not in parts:
+        return None
+    rel = parts[len(parts) - 1 - parts[::-1].index("experiments"):]
+    path = os.path.join(root, REPOS[repo][0], *rel)
+    return path if os.path.isfile(path) else None
+
+
+def official_model(root: str, cfg_path: str, model_name: str) -> tuple[torch.nn.Module | None, dict | str]:
+    """The official network for posezoo's `model_name`, built (eval mode, untrained) by the checkout's
+    lib/models/<name>.py get_pose_net from its lib/config/default.py merged with the checkout's copy of
+    `cfg_path`, and what validate() needs: {"flip_back": lib/utils/transforms.py flip_back,
+    "shift": TEST.SHIFT_HEATMAP, "label"}; or (None, a one-line reason)."""
+    repo, module = OFFICIAL_MODELS.get(model_name, (None, None))
+    if repo is None:
+        return None, f"MODEL.NAME {model_name}: no official model known"
+    lib = checkout_lib(root, repo)
+    if lib is None:
+        return None, f"{os.path.join(root, REPOS[repo][0])} absent"
+    yaml_path = official_yaml(root, repo, cfg_path)
+    if yaml_path is None:
+        return None, f"{cfg_path}: no YAML at the same path under experiments/ in {REPOS[repo][0]}"
+    ocfg = _function(lib, "config.default", "_C").clone()
+    ocfg.defrost()
+    ocfg.merge_from_file(yaml_path)
+    ocfg.MODEL.PRETRAINED = ""
+    net = _function(lib, f"models.{module}", "get_pose_net")(ocfg, is_train=False).eval()
+    return net, {"flip_back": _function(lib, "utils.transforms", "flip_back"), "shift": bool(ocfg.TEST.SHIFT_HEATMAP),
+                 "label": f"{REPOS[repo][0]} validate() forward"}
