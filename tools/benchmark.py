@@ -80,7 +80,7 @@ import numpy as np
 import torch
 
 from bench.common import say
-from bench.data import bench_data
+from bench.data import bench_data, bench_data_official
 from bench.decode import bench_decode
 from bench.decoders import DECODERS_REF_CROPS, bench_decoders, bench_decoders_official
 from bench.encode import bench_encode
@@ -134,6 +134,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "with the official code, alternating --reps runs each")
     parser.add_argument("--reps", type=int, default=3,
                         help="alternating runs of each side in the side-by-side comparisons (default 3)")
+    parser.add_argument("--workers", type=lambda text: [int(v) for v in text.split(",")], default=[0, 2],
+                        metavar="LIST", help="DataLoader workers of the side-by-side data runs (--official; "
+                                             "default 0,2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op CPU threads (default: torch's choice); 1 is steadier on a busy machine")
     args = parser.parse_args(argv)
@@ -205,6 +208,9 @@ def main(argv=None) -> dict:
         flip_pairs = data.pop("_test_set").flip_pairs
         data.pop("_train_set")
         results.update(data)
+        if args.official:
+            results["data_side_by_side"] = bench_data_official(cfg, codec, args.cfg, args.official, 12 * args.iters,
+                                                               args.reps, args.workers, tags["data"])
     if "encode" in stages:
         n = 20 * args.iters
         results.update(bench_encode(cfg, codec, n, rng, tags["encode"], args.official, args.reps), encode_items=n)

@@ -1,9 +1,16 @@
-"""Stage 1: the dataset's __getitem__ (read + augment + warp + encode), crops/s."""
+"""Stage 1: the dataset's __getitem__ (read + augment + warp + encode), crops/s; with --official, through
+DataLoaders with 0 and more workers side by side with the official dataset on the same images."""
 from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from posezoo.datasets import build_dataset
 
-from .common import quiet, say, timed
+from .common import alternate_many, quiet, say, side_row, timed
+from .official import official_dataset
+
+LOADER_BATCH = 32
 
 
 def bench_data(cfg, codec, n: int, tag: str = "[1/6]") -> dict:
@@ -20,3 +27,55 @@ def bench_data(cfg, codec, n: int, tag: str = "[1/6]") -> dict:
         say(f"{tag} data {key:5s} ({image_set}, {len(dataset)} boxes): {n} samples in {seconds:.2f} s "
             f"-> {n / seconds:.1f} crops/s")
     return out
+
+
+class Repeated(Dataset):
+    """`dataset` cycled to `n` samples (a small sample set stands for a long epoch)."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset, self.n = dataset, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.dataset[i % len(self.dataset)]
+
+
+def loader_pass(dataset, n: int, workers: int):
+    """One epoch of `n` samples through a DataLoader (batches of LOADER_BATCH, `workers` processes started
+    for it, as a training epoch starts them); returns the first batch's inputs and targets."""
+    first = None
+    for batch in DataLoader(Repeated(dataset, n), batch_size=LOADER_BATCH, num_workers=workers):
+        first = first or (batch[0], batch[1])
+    return first
+
+
+def bench_data_official(cfg, codec, cfg_path: str, root: str, n: int, reps: int, workers: list[int],
+                        tag: str = "[1/6]") -> list[dict]:
+    """Samples/s of posezoo's and the official dataset (train: the YAML's augmentation; test: warp only) on
+    the same DATASET.ROOT through DataLoaders with each count in `workers`, alternating `reps` epochs of `n`
+    samples; the test-set inputs and targets (no random draw) are checked equal. [] without the official
+    dataset."""
+    rows = []
+    for key, image_set, is_train in (("train", cfg.DATASET.TRAIN_SET, True), ("test", cfg.DATASET.TEST_SET, False)):
+        with quiet():
+            official, label = official_dataset(root, cfg, cfg_path, image_set, is_train)
+            ours = build_dataset(cfg, image_set, is_train, codec)
+        if official is None:
+            say(f"{tag} data side by side: {label}")
+            return []
+        for count in workers:
+            times, first = alternate_many({"official": lambda d=official, w=count: loader_pass(d, n, w),
+                                           "ours": lambda d=ours, w=count: loader_pass(d, n, w)}, reps)
+            if is_train:
+                check = "random augmentation: not compared"
+            else:
+                diffs = [(a - b).abs().max().item() for a, b in zip(first["official"], first["ours"])]
+                check = f"inputs max diff {diffs[0]:.1e}, targets {diffs[1]:.1e}"
+            rows.append(side_row(f"data {key} ({image_set}), {count} workers", label, True, n, times["official"],
+                                 times["ours"], check, unit="crops/s"))
+            say(f"{tag} data side by side, {key}, {count} workers: official {rows[-1]['ref_rate']:.1f} crops/s, "
+                f"posezoo {rows[-1]['rate']:.1f} (x{rows[-1]['speedup']:.2f} / x{rows[-1]['median_speedup']:.2f}; "
+                f"{rows[-1]['rate'] / max(count, 1):.1f} per worker), {check}")
+    return rows

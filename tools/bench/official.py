@@ -264,14 +264,9 @@ def official_yaml(root: str, repo: str, cfg_path: str) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def official_model(root: str, cfg_path: str, model_name: str) -> tuple[torch.nn.Module | None, dict | str]:
-    """The official network for posezoo's `model_name`, built (eval mode, untrained) by the checkout's
-    lib/models/<name>.py get_pose_net from its lib/config/default.py merged with the checkout's copy of
-    `cfg_path`, and what validate() needs: {"flip_back": lib/utils/transforms.py flip_back,
-    "shift": TEST.SHIFT_HEATMAP, "label"}; or (None, a one-line reason)."""
-    repo, module = OFFICIAL_MODELS.get(model_name, (None, None))
-    if repo is None:
-        return None, f"MODEL.NAME {model_name}: no official model known"
+def official_config(root: str, repo: str, cfg_path: str):
+    """The checkout's lib/config/default.py merged with its copy of `cfg_path` (MODEL.PRETRAINED cleared),
+    or a one-line reason why there is none."""
     lib = checkout_lib(root, repo)
     if lib is None:
         return None, f"{os.path.join(root, REPOS[repo][0])} absent"
@@ -282,6 +277,54 @@ def official_model(root: str, cfg_path: str, model_name: str) -> tuple[torch.nn.
     ocfg.defrost()
     ocfg.merge_from_file(yaml_path)
     ocfg.MODEL.PRETRAINED = ""
+    return ocfg, lib
+
+
+def official_model(root: str, cfg_path: str, model_name: str) -> tuple[torch.nn.Module | None, dict | str]:
+    """The official network for posezoo's `model_name`, built (eval mode, untrained) by the checkout's
+    lib/models/<name>.py get_pose_net from its config (official_config), and what validate() needs:
+    {"flip_back": lib/utils/transforms.py flip_back, "shift": TEST.SHIFT_HEATMAP, "label"}; or (None, a
+    one-line reason)."""
+    repo, module = OFFICIAL_MODELS.get(model_name, (None, None))
+    if repo is None:
+        return None, f"MODEL.NAME {model_name}: no official model known"
+    ocfg, lib = official_config(root, repo, cfg_path)
+    if ocfg is None:
+        return None, lib
     net = _function(lib, f"models.{module}", "get_pose_net")(ocfg, is_train=False).eval()
     return net, {"flip_back": _function(lib, "utils.transforms", "flip_back"), "shift": bool(ocfg.TEST.SHIFT_HEATMAP),
                  "label": f"{REPOS[repo][0]} validate() forward"}
+
+
+class ToTensorNormalize:
+    """What the official train.py's torchvision transforms.Compose([ToTensor(), Normalize(mean, std)]) computes
+    on an HWC uint8 crop (torchvision is not a posezoo dependency): CHW float32 / 255, minus mean, over std,
+    each a full-tensor pass as torchvision does them."""
+
+    def __init__(self, mean, std) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, picture: np.ndarray) -> torch.Tensor:
+        chw = torch.from_numpy(picture.transpose((2, 0, 1))).contiguous()
+        return chw.to(torch.float32).div(255).clone().sub_(self.mean).div_(self.std)
+
+
+OFFICIAL_DATASETS = {"coco": ("dataset.coco", "COCODataset"), "mpii": ("dataset.mpii", "MPIIDataset")}
+
+
+def official_dataset(root: str, cfg, cfg_path: str, image_set: str, is_train: bool):
+    """The official lib/dataset/<name>.py dataset (HRNet's, or LPN's copy for lpn models) over posezoo's
+    DATASET.ROOT and TEST.USE_GT_BBOX, from the checkout's copy of `cfg_path`, with the official loaders'
+    ToTensor + Normalize; (dataset, label) or (None, a one-line reason)."""
+    repo = OFFICIAL_MODELS.get(cfg.MODEL.NAME, ("hrnet", None))[0]
+    found = OFFICIAL_DATASETS.get(cfg.DATASET.DATASET)
+    if found is None:
+        return None, f"DATASET.DATASET {cfg.DATASET.DATASET}: no official dataset known"
+    ocfg, lib = official_config(root, repo, cfg_path)
+    if ocfg is None:
+        return None, lib
+    ocfg.DATASET.ROOT, ocfg.TEST.USE_GT_BBOX = cfg.DATASET.ROOT, bool(cfg.TEST.USE_GT_BBOX)
+    transform = ToTensorNormalize(cfg.DATASET.INPUT_MEAN, cfg.DATASET.INPUT_STD)
+    dataset = _function(lib, *found)(ocfg, cfg.DATASET.ROOT, image_set, is_train, transform)
+    return dataset, f"{REPOS[repo][0]} {found[0].replace('.', '/')}.py {found[1]}"

@@ -86,7 +86,8 @@ def side_by_side_table(results: dict, device, reps: int) -> str:
                 f"{d['rate']:,.0f} / {d['median_rate']:,.0f}", f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}",
                 d["check"])
 
-    rows = [measured(d) for d in results.get("encode_side_by_side", []) + results.get("forward_side_by_side", [])]
+    rows = [measured(d) for d in results.get("data_side_by_side", []) + results.get("encode_side_by_side", [])
+                                       + results.get("forward_side_by_side", [])]
     for name, d in results.get("decoders", {}).items():
         if "median_crops_s" not in d:
             continue
@@ -101,5 +102,5 @@ def side_by_side_table(results: dict, device, reps: int) -> str:
     header = ("stage", "reference", "reference /s (min / median)", "posezoo /s (min / median)",
               "ratio (min / median)", "check")
     title = (f"side by side with the official code ({reps} alternating runs each; rates from the fastest and "
-             "the median run; encode, forward and decode crops/s, eval dets/s)")
+             "the median run; data, encode, forward and decode crops/s, eval dets/s)")
     return "\n".join([title] + aligned(header, rows, (0, 1, 5)))
