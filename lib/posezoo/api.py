@@ -45,14 +45,14 @@ from torch import nn
 from .codecs import build_codec, codec_name
 from .config import load_config
 from .core.evaluate import instance_scores
-from .core.inference import amp_forward, decode_batch, forward_test
+from .core.inference import decode_batch, forward_test, inference_forward
 from .datasets import keypoint_info
 from .datasets.joints_dataset import box_center_rule, crop_input, input_normalisation
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
 from .utils.fold_bn import prepare_eval_model
 from .utils.transforms import box_to_center_scale, crop_box_rule, usable_boxes
-from .utils.utils import amp_dtype, select_device, to_channels_last
+from .utils.utils import select_device, to_channels_last
 
 __all__ = ["PersonDetector", "PoseEstimator", "instance_scores", "keypoint_metadata", "whole_image_box"]
 
@@ -208,7 +208,7 @@ class PoseEstimator:
         self.device = torch.device(device) if device is not None else select_device(cfg)
         self.channels_last = bool(cfg.MODEL.CHANNELS_LAST)
         self.model = prepare_eval_model(cfg, model, self.device)
-        self._forward = amp_forward(self.model, amp_dtype(cfg.TEST.AMP, "TEST.AMP"))
+        self._forward = inference_forward(self.model, cfg)
         self.codec = build_codec(cfg)
         self.prediction, self.input_kind = self.codec.prediction, self.codec.input_kind
         if self.input_kind not in ("image", "depth"):

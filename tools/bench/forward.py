@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from posezoo.config import update_config
-from posezoo.core.inference import forward_test
+from posezoo.core.inference import forward_test, inference_forward
 from posezoo.datasets.coco import COCO_FLIP_PAIRS
 from posezoo.utils.fold_bn import prepare_eval_model
 from posezoo.utils.utils import count_flops, count_parameters, input_shape
@@ -19,7 +19,9 @@ from .official import official_model
 # posezoo's test-time options, each measured against the official forward (float32 all)
 FORWARD_VARIANTS = (("inference_mode, one batch", []),
                     ("+ MODEL.CHANNELS_LAST", ["MODEL.CHANNELS_LAST", True]),
-                    ("+ CHANNELS_LAST + FOLD_BN", ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True]))
+                    ("+ CHANNELS_LAST + FOLD_BN", ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True]),
+                    ("+ CHANNELS_LAST + FOLD_BN + FORWARD_CHUNK 8",
+                     ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True, "TEST.FORWARD_CHUNK", 8]))
 
 
 def default_flip_pairs(cfg) -> list:
@@ -132,9 +134,11 @@ def bench_forward_official(cfg, codec, model, cfg_path: str, root: str, reps: in
         net = prepare_eval_model(vcfg, copy.deepcopy(model), "cpu")
         inputs = x.contiguous(memory_format=torch.channels_last) if vcfg.MODEL.CHANNELS_LAST else x
 
+        forward = inference_forward(net, vcfg)
+
         def run():
             with torch.inference_mode():
-                return forward_test(net, inputs, codec, pairs, True)
+                return forward_test(forward, inputs, codec, pairs, True)
         return run
 
     fns = {"official": validate_forward, **{name: posezoo_forward(opts) for name, opts in FORWARD_VARIANTS}}

@@ -213,6 +213,9 @@ _C.TEST.HEATMAP_DECODE = "msra"
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN
 _C.TEST.AMP = None  # posezoo: false | fp16 | bf16 for the forward pass; decoding stays float32
+# posezoo: at most this many crops per model call at test time (the image + mirror batch
+# included; 0 = the whole batch at once); 8 is fastest on CPU (docs/speed.md)
+_C.TEST.FORWARD_CHUNK = 0
 
 # posezoo, CornerNet (codecs/cornernet.py, datasets/coco_det.py). Defaults: the
 # official CornerNet-Lite configs/CornerNet.json with core/dbs/detection.py's
