@@ -48,11 +48,15 @@ The decoders stage then decodes the same N crops with the official decode
 (HRNet get_final_preds, DarkPose's DARK, UDP-Pose's gaussian and offset,
 LPN's soft-argmax) and with posezoo, --reps times each in turn, and the
 evaluate stage runs HRNet's oks_nms and COCODataset.evaluate against
-posezoo's on the same detections; the forward stage (CPU, float32) runs the
+posezoo's on the same detections; the forward stage (CPU; float32 but the AMP row) runs the
 official network (pose_resnet, pose_hrnet: HRNet's; lpn: lpn-pytorch's, from
 the checkout's copy of the same experiments/ YAML) as validate() does against
 posezoo's flip-test forward plain, with MODEL.CHANNELS_LAST and with
-MODEL.FOLD_BN, on the same random weights and batch; outputs must agree (1e-3 px, identical
+MODEL.FOLD_BN (+ TEST.FORWARD_CHUNK 8, + TEST.AMP bf16), on the same random
+weights and batch; the data stage runs the official COCODataset (its
+augmentation from the checkout's YAML, torchvision's ToTensor + Normalize
+re-expressed) and posezoo's on the same DATASET.ROOT through DataLoaders
+with each --workers count, epochs of 12 x --iters samples; outputs must agree (1e-3 px, identical
 keeps, identical COCOeval stats), and a table gives both rates (fastest and
 median run) and their ratio. An absent checkout is named in one line and
 that row uses posezoo's loop reference instead, labelled as not official.

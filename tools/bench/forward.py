@@ -16,12 +16,14 @@ from posezoo.utils.utils import count_flops, count_parameters, input_shape
 from .common import alternate_many, last_output, make_sync, say, side_row, timed
 from .official import official_model
 
-# posezoo's test-time options, each measured against the official forward (float32 all)
+# posezoo's test-time options, each measured against the official float32 forward (all float32 but the last)
 FORWARD_VARIANTS = (("inference_mode, one batch", []),
                     ("+ MODEL.CHANNELS_LAST", ["MODEL.CHANNELS_LAST", True]),
                     ("+ CHANNELS_LAST + FOLD_BN", ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True]),
                     ("+ CHANNELS_LAST + FOLD_BN + FORWARD_CHUNK 8",
-                     ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True, "TEST.FORWARD_CHUNK", 8]))
+                     ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True, "TEST.FORWARD_CHUNK", 8]),
+                    ("same + TEST.AMP bf16 (not float32)",
+                     ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True, "TEST.FORWARD_CHUNK", 8, "TEST.AMP", "bf16"]))
 
 
 def default_flip_pairs(cfg) -> list:
@@ -149,7 +151,7 @@ def bench_forward_official(cfg, codec, model, cfg_path: str, root: str, reps: in
     rows = []
     for name, _ in FORWARD_VARIANTS:
         diff = (first[name] - first["official"]).abs().max().item()
-        check = f"max diff {diff:.1e} (|output| <= {scale:.2g})" + ("" if diff <= 1e-5 * scale else ", over 1e-5!")
+        check = f"max diff {diff:.1e} (|output| <= {scale:.2g})" + ("" if diff <= 1e-5 * scale else ", over 1e-5")
         rows.append(side_row(f"forward+flip {cfg.MODEL.NAME}, {name}", info["label"], True, batch,
                              times["official"], times[name], check, unit="crops/s"))
         say(f"{tag} forward side by side, {name}: official {rows[-1]['ref_rate']:.1f} crops/s, posezoo "

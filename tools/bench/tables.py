@@ -78,12 +78,15 @@ def summary_table(r: dict) -> str:
 def side_by_side_table(results: dict, device, reps: int) -> str:
     """The side-by-side runs (--official): per row the reference (official code or, labelled, posezoo's loop
     reference), both rates as fastest / median run, their ratio and what was checked equal."""
+    def fmt(rate: float) -> str:
+        return f"{rate:,.1f}" if rate < 100 else f"{rate:,.0f}"
+
     def measured(d: dict) -> tuple:
         source = "official" if d["official"] else "posezoo loop (not official)"
         what = d["stage"] if d["unit"] == "crops/s" else f"eval {d['stage']}"
         return (f"{what} ({d['items']} {'crops' if d['unit'] == 'crops/s' else 'dets'})",
-                f"{source}: {d['reference']}", f"{d['ref_rate']:,.0f} / {d['ref_median_rate']:,.0f}",
-                f"{d['rate']:,.0f} / {d['median_rate']:,.0f}", f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}",
+                f"{source}: {d['reference']}", f"{fmt(d['ref_rate'])} / {fmt(d['ref_median_rate'])}",
+                f"{fmt(d['rate'])} / {fmt(d['median_rate'])}", f"x{d['speedup']:.2f} / x{d['median_speedup']:.2f}",
                 d["check"])
 
     rows = [measured(d) for d in results.get("data_side_by_side", []) + results.get("encode_side_by_side", [])
