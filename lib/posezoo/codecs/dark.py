@@ -185,13 +185,13 @@ def blurred_window(maps: torch.Tensor, index: torch.Tensor, px: torch.Tensor, py
     work = _float64_or_32(maps.device)
     window = map_windows(maps, index, py - (kernel // 2 + half), px - (kernel // 2 + half), size).to(work)
     taps = torch.from_numpy(cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_64F)[:, 0]).to(maps.device, work)
-    band = _band_rows(out, size, taps)  # band[d, j]: weight of window pixel j for output pixel d
+    band = band_rows(out, size, taps)  # band[d, j]: weight of window pixel j for output pixel d
     across = (window.reshape(m * size, size) @ band.T).reshape(m, size, out)  # [row j, out x]
     both = (across.transpose(1, 2).reshape(m * out, size) @ band.T).reshape(m, out, out)  # [out x, out y]
     return both.transpose(1, 2).to(maps.dtype)
 
 
-def _band_rows(rows: int, size: int, taps: torch.Tensor) -> torch.Tensor:
+def band_rows(rows: int, size: int, taps: torch.Tensor) -> torch.Tensor:
     """(rows, size) band: row d holds ``taps`` starting at column d."""
     offset = torch.arange(size, device=taps.device)[None, :] - torch.arange(rows, device=taps.device)[:, None]
     inside = (offset >= 0) & (offset < len(taps))

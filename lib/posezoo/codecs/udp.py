@@ -56,9 +56,10 @@ import torch
 
 from ..utils.transforms import flip_back, flip_permutation, get_udp_warp_matrix, udp_crop_to_image
 from .base import single_threaded_on_cpu
+from .dark import band_rows, map_windows
 from .gaussian import HeatmapCodec, get_max_preds
 
-__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_argmax", "blurred_at", "gaussian_blur", "get_codec",
+__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_3x3", "blurred_argmax", "blurred_at", "gaussian_blur", "get_codec",
            "udp_taylor_refine"]
 
 
@@ -107,12 +108,43 @@ def gaussian_blur(maps: torch.Tensor, ksize: int) -> torch.Tensor:
     return torch.matmul(rows, torch.matmul(maps, cols.T))
 
 
+def _opencv_blur_stack(maps: np.ndarray, ksize: int) -> np.ndarray:
+    """``cv2.GaussianBlur(map, (ksize, ksize), 0)`` of every (H, W) map of (M, H,
+    W) `maps` in one OpenCV call: each map gets its own ``ksize // 2``
+    reflect-101 rows above and below, the padded maps are stacked into one
+    (M (H + 2 pad), W) image, and the padding rows are dropped after the blur.
+    A kept row reads only its own map's rows, and OpenCV's separable filter
+    computes every pixel from the same values in the same order, so the result
+    is OpenCV's per-map blur bit for bit (tests/codecs/test_udp_windows.py)
+    at a fraction of the per-call cost. Needs H > ksize // 2."""
+    m, h, w = maps.shape
+    pad = ksize // 2
+    padded = np.empty((m, h + 2 * pad, w), dtype=maps.dtype)
+    padded[:, pad:pad + h] = maps
+    padded[:, :pad] = maps[:, pad:0:-1]
+    padded[:, pad + h:] = maps[:, h - 2:h - 2 - pad:-1]
+    blurred = cv2.GaussianBlur(padded.reshape(-1, w), (ksize, ksize), 0)
+    return blurred.reshape(m, h + 2 * pad, w)[:, pad:pad + h]
+
+
+def _opencv_exact(maps: torch.Tensor, ksize: int) -> bool:
+    """Whether ``_blurred_reduce`` blurs `maps` with OpenCV itself (CPU float maps tall enough to pad)."""
+    return maps.device.type == "cpu" and maps.dtype in (torch.float32, torch.float64) and maps.shape[-2] > ksize // 2
+
+
 def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor]:
     """``reduce`` applied to the blurred (N, K, H, W) maps, flattened to
     (maps, H*W), a slice of maps at a time so that the blurred copy stays small
-    (in cache on a CPU); returns reduce's outputs, reshaped to (N, K, ...)."""
+    (in cache on a CPU); returns reduce's outputs, reshaped to (N, K, ...).
+    On the CPU the blur is OpenCV's own (``_opencv_blur_stack``, where
+    ``_opencv_exact``), elsewhere two matrix products per map."""
     n, k, h, w = maps.shape
     flat = maps.reshape(n * k, h, w)
+    if _opencv_exact(maps, ksize):
+        step = max(1, (1 << 18) // (h * w))
+        parts = [reduce(torch.from_numpy(_opencv_blur_stack(flat[start:start + step].contiguous().numpy(), ksize)
+                                         ).reshape(-1, h * w)) for start in range(0, n * k, step)]
+        return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
     rows = _blur_matrix(h, ksize, maps.dtype, maps.device)
     cols_t = _blur_matrix(w, ksize, maps.dtype, maps.device).T
     step = max(1, (1 << (20 if maps.device.type == "cpu" else 26)) // (h * w))
@@ -152,6 +184,12 @@ def _opencv_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(idx).to(maps.device), torch.from_numpy(top).to(maps.device)
 
 
+def _first_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: ``np.argmax`` (the first of tied maxima) and the maximum."""
+    idx = torch.from_numpy(np.argmax(blurred.numpy(), axis=1))
+    return idx, blurred.gather(1, idx.unsqueeze(1))[:, 0]
+
+
 def blurred_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat index (N, K) and value of the maximum of each blurred map, exactly
     as ``np.argmax(cv2.GaussianBlur(map))`` in the maps' dtype (UDP-Pose's
@@ -162,7 +200,12 @@ def blurred_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.
     blurred again by OpenCV itself, because there the official argmax is
     decided by OpenCV's float32 rounding, which no exact or other-order sum
     reproduces (two near-equal peaks, a flat low-score map). Such maps are
-    rare in a trained model's output, so the round trip to the CPU is cheap."""
+    rare in a trained model's output, so the round trip to the CPU is cheap.
+    On the CPU OpenCV blurs every map (``_opencv_blur_stack``): no near-tie
+    test is needed."""
+    if _opencv_exact(maps, ksize):
+        idx, top = _blurred_reduce(maps, ksize, _first_max)
+        return idx, top
     idx, top, ambiguous = _blurred_reduce(maps, ksize, _max_and_ambiguous)
     where = ambiguous.nonzero(as_tuple=True)
     if where[0].numel():
@@ -196,6 +239,47 @@ def blurred_at(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, ksize: in
 
 # --- the Taylor step of UDP-Pose's gaussian post-processing ----------------
 
+def blurred_3x3(heatmaps: torch.Tensor, coords: torch.Tensor, ksize: int, dtype: torch.dtype) -> torch.Tensor:
+    """``gaussian_blur(heatmaps, ksize)`` on the 3x3 pixels around the integer
+    `coords` (N, K, 2) of (N, K, H, W) `heatmaps`, computed in `dtype`: (N, K, 9),
+    row-major [y][x]. Neighbours off the map repeat the edge pixel (UDP-Pose's
+    edge-padded log map, lib/core/inference.py:71-79).
+
+    The nine values read the (3 + 2 pad)^2 raw pixels around the point: one
+    window per map, copied in one index op where it lies inside the map
+    (``dark.map_windows``), else gathered through OpenCV's reflect-101 border
+    (``reflect101_index``); it is blurred by two products with one
+    (3, 3 + 2 pad) band. A neighbour off the map then takes the edge pixel's value."""
+    n, k, h, w = heatmaps.shape
+    pad = ksize // 2
+    size = 3 + 2 * pad
+    maps = heatmaps.reshape(n * k, h, w)
+    px, py = coords[..., 0].reshape(-1).long(), coords[..., 1].reshape(-1).long()
+    top, left = py - 1 - pad, px - 1 - pad
+    inner = (left >= 0) & (px + 1 + pad < w) & (top >= 0) & (py + 1 + pad < h)
+    window = torch.empty(n * k, size, size, dtype=maps.dtype, device=maps.device)
+    sel = inner.nonzero()[:, 0]
+    if sel.numel():
+        window[sel] = map_windows(maps, sel, top[sel], left[sel], size)
+    rest = (~inner).nonzero()[:, 0]
+    if rest.numel():
+        span = torch.arange(size, device=maps.device)
+        rows = reflect101_index(top[rest, None] + span, h)
+        cols = reflect101_index(left[rest, None] + span, w)
+        pix = (rest[:, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
+        window[rest] = maps.reshape(-1)[pix]
+    taps = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=heatmaps.device)
+    band = band_rows(3, size, taps)  # band[d, j]: weight of window pixel j for output pixel d
+    across = (window.to(dtype).reshape(-1, size) @ band.T).reshape(-1, size, 3)  # [raw row, out x]
+    vals = band @ across  # [out y, out x]
+    if rest.numel():  # a neighbour off the map repeats the edge pixel
+        vals[:, :, 0] = torch.where((px == 0)[:, None], vals[:, :, 1], vals[:, :, 0])
+        vals[:, :, 2] = torch.where((px == w - 1)[:, None], vals[:, :, 1], vals[:, :, 2])
+        vals[:, 0] = torch.where((py == 0)[:, None], vals[:, 1], vals[:, 0])
+        vals[:, 2] = torch.where((py == h - 1)[:, None], vals[:, 1], vals[:, 2])
+    return vals.reshape(n, k, 9)
+
+
 def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: torch.Tensor, kernel: int = 7,
                       rescale: bool = True, ridge: float = 0.0) -> torch.Tensor:
     """One Newton step on the log of the blurred heatmaps from the integer
@@ -210,14 +294,9 @@ def udp_taylor_refine(heatmaps: torch.Tensor, coords: torch.Tensor, maxvals: tor
     ridge = float32 eps), zero where that is singular (or the map was constant)."""
     n, k, h, w = heatmaps.shape
     fdt = torch.float32 if heatmaps.device.type == "mps" else torch.float64
-    px, py = coords[..., 0].long(), coords[..., 1].long()
-    steps = torch.tensor([-1, 0, 1], device=heatmaps.device)
-    xs = (px.unsqueeze(-1) + steps).clamp(0, w - 1)  # (N, K, 3): x-1, x, x+1; edge pixels repeat
-    ys = (py.unsqueeze(-1) + steps).clamp(0, h - 1)
-    xs, ys = xs.unsqueeze(-2).expand(n, k, 3, 3), ys.unsqueeze(-1).expand(n, k, 3, 3)
     # the nine values the step uses are blurred in float64, where the log
     # amplifies rounding; min and max of each blurred map from a full blur
-    vals = blurred_at(heatmaps, xs.reshape(n, k, 9), ys.reshape(n, k, 9), kernel, fdt)
+    vals = blurred_3x3(heatmaps, coords, kernel, fdt)
     if rescale:
         bmin, bmax = (v.to(fdt).unsqueeze(2) for v in _blurred_reduce(heatmaps, kernel, _min_max))
         vals = (vals - bmin) / (bmax - bmin) * maxvals.to(fdt)
