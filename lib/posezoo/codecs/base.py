@@ -8,6 +8,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
+import cv2
 import torch
 from torch import nn
 
@@ -33,19 +34,22 @@ def single_threaded_on_cpu(decode: F) -> F:
     this project's shared 2-core machine (1,000 crops x 17 x 64 x 48) the
     Gaussian decode ran at ~7k crops/s with 2 threads and ~76k with 1, DARK
     2.4k against 10k (docs/speed.md). The full-map passes are numpy or one
-    large op, which a single thread already runs at memory speed."""
+    large op, which a single thread already runs at memory speed. OpenCV's
+    pool (the UDP decoders' stacked blurs) gets one thread for the same reason."""
 
     @functools.wraps(decode)
     def wrapper(self, output, *args, **kwargs):
         first = output[0] if isinstance(output, (list, tuple)) and output else output
-        if not isinstance(first, torch.Tensor) or first.device.type != "cpu" or torch.get_num_threads() == 1:
+        if not isinstance(first, torch.Tensor) or first.device.type != "cpu":
             return decode(self, output, *args, **kwargs)
-        threads = torch.get_num_threads()
+        threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
         torch.set_num_threads(1)
+        cv2.setNumThreads(1)
         try:
             return decode(self, output, *args, **kwargs)
         finally:
             torch.set_num_threads(threads)
+            cv2.setNumThreads(cv_threads)
 
     return wrapper  # type: ignore[return-value]
 

@@ -121,8 +121,8 @@ def _opencv_blur_stack(maps: np.ndarray, ksize: int) -> np.ndarray:
     pad = ksize // 2
     padded = np.empty((m, h + 2 * pad, w), dtype=maps.dtype)
     padded[:, pad:pad + h] = maps
-    padded[:, :pad] = maps[:, pad:0:-1]
-    padded[:, pad + h:] = maps[:, h - 2:h - 2 - pad:-1]
+    padded[:, :pad] = maps[:, pad:0:-1]  # rows pad .. 1
+    padded[:, pad + h:] = maps[:, np.arange(h - 2, h - 2 - pad, -1)]  # rows h-2 .. h-1-pad
     blurred = cv2.GaussianBlur(padded.reshape(-1, w), (ksize, ksize), 0)
     return blurred.reshape(m, h + 2 * pad, w)[:, pad:pad + h]
 
