@@ -5,6 +5,8 @@
     python tools/benchmark.py --cfg experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --stages forward
     python tools/benchmark.py --cfg X.yaml --stages none --decoders 10000
     python tools/benchmark.py --cfg X.yaml --stages evaluate --decoders 5000 --official /path/to/checkouts
+    python tools/benchmark.py --cfg X.yaml --stages none --scaling 1000,10000,100000 \
+        --scaling-dets 1000,10000,100000,200000
 
 For the model, codec and dataset named in the YAML (after the KEY VALUE
 overrides) it measures, in this order (--stages picks some of the first six):
@@ -40,6 +42,12 @@ overrides) it measures, in this order (--stages picks some of the first six):
              min(N, --decoders-ref) of them (timed, reported per crop); the two
              are checked within 1e-3 px before the vectorised decoder is timed.
              It runs after the memory stage, which therefore does not include it.
+8. scaling   (opt-in, --scaling N1,N2,... and/or --scaling-dets D1,D2,...):
+             every decoder of stage 7 on N1, N2, ... crops (cycled from a
+             pool of 2048), and the evaluation (rescoring + OKS-NMS, then the
+             whole COCODataset.evaluate) on generated sets of D1, D2, ...
+             detections; microseconds per item for each size, so that a
+             non-linear step shows as a growing row (tools/bench/scaling.py).
 
 --official DIR (or $POSEZOO_OFFICIAL): DIR holds official checkouts named
 like their repositories (deep-high-resolution-net.pytorch, DarkPose,
@@ -92,6 +100,7 @@ from bench.evaluate import bench_evaluate
 from bench.forward import bench_forward, bench_forward_3d, bench_forward_official, default_flip_pairs
 from bench.inputs import output_shape
 from bench.memory import peak_memory
+from bench.scaling import parse_sizes, scaling_decode, scaling_evaluate
 from bench.official import ENV, official_dir
 from bench.tables import decoders_table, side_by_side_table, summary_table
 from posezoo.codecs import build_codec
@@ -112,6 +121,13 @@ def parse_stages(text: str) -> list:
         raise argparse.ArgumentTypeError(f"unknown stage(s) {', '.join(unknown) or repr(text)}; "
                                          f"choose from {','.join(STAGES)} (comma-separated) or none")
     return [name for name in STAGES if name in names]
+
+
+def _sizes(text: str) -> list:
+    try:
+        return parse_sizes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -143,14 +159,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                                              "default 0,2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op CPU threads (default: torch's choice); 1 is steadier on a busy machine")
+    parser.add_argument("--scaling", type=_sizes, default=[], metavar="N1,N2",
+                        help="time every decoder on each number of crops (e.g. 1000,10000,100000): us per crop")
+    parser.add_argument("--scaling-dets", type=_sizes, default=[], metavar="D1,D2",
+                        help="time the evaluation on generated sets of each number of detections "
+                             "(e.g. 1000,10000,100000,200000): us per detection")
     args = parser.parse_args(argv)
     for name in ("iters", "num_dets", "decode_batch", "decoders_ref", "threads", "reps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.decoders < 0:
         parser.error("--decoders must be at least 0")
-    if not args.stages and not args.decoders:
-        parser.error("--stages none and no --decoders: nothing to run")
+    if not args.stages and not args.decoders and not args.scaling and not args.scaling_dets:
+        parser.error("--stages none and no --decoders or --scaling: nothing to run")
     try:
         args.official = official_dir(args.official)
     except ValueError as err:
@@ -186,6 +207,7 @@ def main(argv=None) -> dict:
         stages = [s for s in stages if s in ("forward", "memory")]
     model = build_model(cfg, is_train=False).to(device).eval() if "forward" in stages else None
     run = stages + (["decoders"] if args.decoders else [])
+    run += ["scaling"] if args.scaling or args.scaling_dets else []
     tags = {name: f"[{i}/{len(run)}]" for i, name in enumerate(run, 1)}
 
     where = (f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
@@ -240,6 +262,10 @@ def main(argv=None) -> dict:
     elif args.decoders:
         results["decoders"] = bench_decoders(device, args.decoders, args.decode_batch, args.decoders_ref, rng,
                                              tags["decoders"])
+    if args.scaling:
+        results["scaling_decode"] = scaling_decode(device, args.scaling, args.decode_batch, rng)
+    if args.scaling_dets:
+        results["scaling_evaluate"] = scaling_evaluate(cfg, codec, args.scaling_dets, rng)
     results["total_s"] = time.perf_counter() - start
     say("")
     table = summary_table(results)

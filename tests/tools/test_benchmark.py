@@ -189,3 +189,21 @@ def test_eval_set_is_valid_coco():
     assert all(d["image_id"] in image_ids and d["bbox"][2] > 0 and d["bbox"][3] > 0 for d in dets)
     assert all(len(a["keypoints"]) == 51 and a["num_keypoints"] == sum(v > 0 for v in a["keypoints"][2::3])
                for a in gt["annotations"])
+
+
+def test_scaling_runs(tiny_cfg_file, capsys, restore_threads):
+    """--scaling / --scaling-dets: us per crop for every decoder at each size, us per detection at each set size."""
+    result = benchmark.main(["--cfg", tiny_cfg_file, "--device", "cpu", "--threads", "1", "--stages", "none",
+                             "--scaling", "16,48", "--scaling-dets", "100,300", "--decode-batch", "16"])
+    assert result["stages"] == ["scaling"]
+    assert list(result["scaling_decode"]) == list(DECODERS)
+    for name, per_size in result["scaling_decode"].items():
+        assert list(per_size) == [16, 48] and all(us > 0 for us in per_size.values()), name
+    assert list(result["scaling_evaluate"]) == [100, 300]
+    for n, row in result["scaling_evaluate"].items():
+        assert row["dets"] >= n and row["images"] > 0 and row["nms_us"] > 0 and row["evaluate_us"] > row["nms_us"]
+    printed = capsys.readouterr().out
+    assert "scaling: decode udp_offset" in printed and "us/det" in printed
+    for bad in (["--scaling", "10,x"], ["--scaling-dets", "0"], ["--scaling", ","]):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(["--cfg", tiny_cfg_file, "--stages", "none"] + bad)

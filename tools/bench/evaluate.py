@@ -103,38 +103,45 @@ def rescore_and_nms(cfg, dataset, preds, boxes, image_ids) -> tuple[np.ndarray, 
     return rescored, np.concatenate([rows for _, rows in kept])
 
 
+def eval_inputs(cfg, codec, num_dets: int, rng: np.random.Generator, tmp: str) -> tuple:
+    """A generated COCO person set of >= num_dets detections (make_eval_set) written to `tmp` and loaded by
+    the real COCODataset with those detections as boxes. Returns (eval cfg, dataset, GT dict, annotation file,
+    (preds, boxes, image ids)): what core/function.predict hands to evaluate."""
+    sigmas = np.asarray(COCO_SIGMAS) / 10.0
+    gt, dets, kpts = make_eval_set(rng, num_dets, sigmas)
+    os.makedirs(os.path.join(tmp, "annotations"))
+    ann_file = os.path.join(tmp, "annotations", "person_keypoints_bench.json")
+    with open(ann_file, "w") as f:
+        json.dump(gt, f)
+    det_file = os.path.join(tmp, "detections.json")
+    with open(det_file, "w") as f:
+        json.dump(dets, f)
+    eval_cfg = update_config(cfg, [
+        "DATASET.DATASET", "coco", "DATASET.ROOT", tmp, "MODEL.NUM_JOINTS", 17, "DATASET.SELECT_DATA", False,
+        "DATASET.FLIP_PAIRS", [], "DATASET.OKS_SIGMAS", [], "DATASET.JOINTS_WEIGHT", [],
+        "DATASET.UPPER_BODY_IDS", [], "TEST.USE_GT_BBOX", False, "TEST.COCO_BBOX_FILE", det_file,
+        "TEST.IMAGE_THRE", 0.0, "TEST.BBOX_THRE", 1.0])
+    with quiet():
+        dataset = COCODataset(eval_cfg, "bench", False, codec)
+    if len(dataset.db) != len(dets):
+        raise RuntimeError(f"the COCO dataset kept {len(dataset.db)} of {len(dets)} generated detections")
+    # image coords + scores (here the generated keypoints), and per box center, scale, area, score
+    preds = kpts.astype(np.float64)
+    center = np.stack([rec["center"] for rec in dataset.db]).astype(np.float64)
+    scale = np.stack([rec["scale"] for rec in dataset.db]).astype(np.float64)
+    area = np.prod(scale * PIXEL_STD, axis=1, keepdims=True)
+    score = np.array([[rec["score"] for rec in dataset.db]])
+    boxes = np.concatenate([center, scale, area, score.T], axis=1)
+    image_ids = np.array([rec["image_id"] for rec in dataset.db])
+    return eval_cfg, dataset, gt, ann_file, (preds, boxes, image_ids)
+
+
 def bench_evaluate(cfg, codec, num_dets: int, rng: np.random.Generator, tag: str = "[5/6]",
                    official: str | None = None, reps: int = 3) -> dict:
     """The stage's own measurements and, with `official` (a folder of checkouts), the side-by-side runs of
     side_by_side_evaluate."""
-    sigmas = np.asarray(COCO_SIGMAS) / 10.0
     with tempfile.TemporaryDirectory(prefix="posezoo_bench_") as tmp:
-        gt, dets, kpts = make_eval_set(rng, num_dets, sigmas)
-        os.makedirs(os.path.join(tmp, "annotations"))
-        ann_file = os.path.join(tmp, "annotations", "person_keypoints_bench.json")
-        with open(ann_file, "w") as f:
-            json.dump(gt, f)
-        det_file = os.path.join(tmp, "detections.json")
-        with open(det_file, "w") as f:
-            json.dump(dets, f)
-        eval_cfg = update_config(cfg, [
-            "DATASET.DATASET", "coco", "DATASET.ROOT", tmp, "MODEL.NUM_JOINTS", 17, "DATASET.SELECT_DATA", False,
-            "DATASET.FLIP_PAIRS", [], "DATASET.OKS_SIGMAS", [], "DATASET.JOINTS_WEIGHT", [],
-            "DATASET.UPPER_BODY_IDS", [], "TEST.USE_GT_BBOX", False, "TEST.COCO_BBOX_FILE", det_file,
-            "TEST.IMAGE_THRE", 0.0, "TEST.BBOX_THRE", 1.0])
-        with quiet():
-            dataset = COCODataset(eval_cfg, "bench", False, codec)
-        if len(dataset.db) != len(dets):
-            raise RuntimeError(f"the COCO dataset kept {len(dataset.db)} of {len(dets)} generated detections")
-        # what core/function.predict hands to evaluate: image coords + scores, and per box
-        # center, scale, area, score (here the keypoints are the generated ones)
-        preds = kpts.astype(np.float64)
-        center = np.stack([rec["center"] for rec in dataset.db]).astype(np.float64)
-        scale = np.stack([rec["scale"] for rec in dataset.db]).astype(np.float64)
-        area = np.prod(scale * PIXEL_STD, axis=1, keepdims=True)
-        score = np.array([[rec["score"] for rec in dataset.db]])
-        boxes = np.concatenate([center, scale, area, score.T], axis=1)
-        image_ids = np.array([rec["image_id"] for rec in dataset.db])
+        eval_cfg, dataset, gt, ann_file, (preds, boxes, image_ids) = eval_inputs(cfg, codec, num_dets, rng, tmp)
         n = len(preds)
 
         start = time.perf_counter()
