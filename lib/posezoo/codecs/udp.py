@@ -33,14 +33,24 @@ times the heatmap height); a joint whose maximum is <= 0 is put at heatmap
 (-1, -1) (master: (0, 0)).
 
 Gaussian blurs are OpenCV's ``GaussianBlur(ksize, sigma=0)`` (kernel from
-``cv2.getGaussianKernel``, BORDER_REFLECT_101), done in torch as two matrix
-products per map, a slice of maps at a time; the few blurred values that the
-result hangs on (the Taylor step's 3x3 neighbourhood, the offsets at the peak)
-are recomputed in float64. Where the argmax of a blurred map is decided by
-rounding (tied or nearly tied peaks, flat maps), OpenCV's own float32 blur
-decides it, as officially (``blurred_argmax``). Everything else in decode is
-batched over crops and joints on the output's device, and the output is not
-modified.
+``cv2.getGaussianKernel``, BORDER_REFLECT_101). Whole maps are blurred only
+where the result needs them (master's min/max rescale, the offset decode's
+classification argmax): on the CPU by OpenCV itself, a slice of maps stacked
+into one image per call (``_opencv_blur_stack``, bit-identical to the official
+per-map calls), elsewhere in torch as two matrix products per map, with
+OpenCV deciding maps whose argmax is within rounding of a tie
+(``blurred_argmax``). The few blurred values that the result hangs on (the
+Taylor step's 3x3 neighbourhood, ``blurred_3x3``; the offsets at the peak,
+``blurred_at``) are computed from a window around the point in float64.
+Everything else in decode is batched over crops and joints on the output's
+device, and the output is not modified.
+
+Why the whole-map passes stay (docs/speed.md): master subtracts the blurred
+map's minimum before the log, and unlike DARK's rescale factor that shift does
+not cancel in the Newton step: the minimum lies anywhere in the background,
+and the cheap bound (the raw minimum) moves the benchmark maps' steps by
+1.4e-3 px median, 1.3e-2 px at the 99th percentile;
+the offset decode's argmax is over the whole blurred classification map.
 
 One deliberate difference: where the official Taylor step divides by zero (a
 map constant after blurring) it returns NaN; here the step is skipped.
