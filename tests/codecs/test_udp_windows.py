@@ -77,3 +77,27 @@ def test_fused_soft_argmax_equals_lpn_expectation(chunk):
     torch.testing.assert_close(got, soft_argmax(maps, 160.0), rtol=0, atol=1e-4)
     assert got[0, 0].tolist() == pytest.approx([5.5, 7.5], abs=1e-5)
     assert got[1, 0].tolist() == [7.0, 3.0]
+
+
+def test_cpu_decode_runs_single_threaded_and_restores_both_pools():
+    from posezoo.codecs.base import single_threaded_on_cpu
+
+    seen = []
+
+    class Probe:
+        @single_threaded_on_cpu
+        def decode(self, output, meta):
+            seen.append((torch.get_num_threads(), cv2.getNumThreads()))
+            raise ValueError("bad input")  # the pools are restored on errors too
+
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    try:
+        with pytest.raises(ValueError):
+            Probe().decode(torch.zeros(1, 1, 4, 4), {})
+        assert seen == [(1, 1)]
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (2, 2)
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
