@@ -29,8 +29,8 @@ def argmax_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     crops/s of 17 x 64 x 48 maps here). Elsewhere, and while tracing or
     compiling (export), it is ``torch.max``. The values are gathered from
     ``flat``, so they keep its autograd history as ``torch.max``'s do."""
-    if (flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64) and flat.shape[1] > 0
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+    if (not torch.jit.is_tracing() and not torch.compiler.is_compiling() and flat.device.type == "cpu"
+            and flat.dtype in (torch.float32, torch.float64) and flat.shape[1] > 0):
         idx = torch.from_numpy(flat.detach().numpy().argmax(axis=1)).to(torch.int64)
         return flat.gather(1, idx.unsqueeze(1)).squeeze(1), idx
     return flat.max(dim=1)
