@@ -121,7 +121,8 @@ def test_training_init_is_the_official_one():
     Conv2d ~ N(0, 0.001) -- the GC block's last conv included, so it is no longer
     zero -- conv biases untouched, BN (1, 0), ConvTranspose ~ N(0, 0.001), LayerNorm (1, 0)."""
     torch.manual_seed(0)
-    model = build_model(lpn_cfg(50), is_train=True).requires_grad_(False)  # read the values only
+    model = build_model(lpn_cfg(50), is_train=True)
+    model.requires_grad_(False)  # read the values only; the backward below turns grads back on
     blocks = _gc_blocks(model)
     last_w = torch.cat([b.channel_add_conv[3].weight.flatten() for b in blocks])
     mask_w = torch.cat([b.conv_mask.weight.flatten() for b in blocks])
@@ -142,7 +143,7 @@ def test_training_init_is_the_official_one():
     assert all(float((m.weight - 1).abs().max()) == 0 and float(m.bias.abs().max()) == 0 for m in bns)
     bias = model.final_layer.bias  # kept at PyTorch's default, as in the official code
     assert float(bias.abs().min()) > 0 and float(bias.abs().max()) <= 1 / math.sqrt(256)
-    loss = model.train()(torch.randn(2, 3, 64, 48)).pow(2).mean()
+    loss = model.requires_grad_(True).train()(torch.randn(2, 3, 64, 48)).pow(2).mean()
     loss.backward()
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
 
