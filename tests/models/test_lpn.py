@@ -192,7 +192,7 @@ def test_pretrained_file_initialises_the_backbone(tmp_path):
     torch.save(state, path)
     model = build_model(lpn_cfg(50, pretrained=str(path)), is_train=True)
     assert torch.equal(model.layer3[2].att.channel_add_conv[3].weight, state["layer3.2.att.channel_add_conv.3.weight"])
-    assert float(model.final_layer.bias.abs().max()) == 0 and float(model.final_layer.weight.std()) < 0.002
+    assert float(model.final_layer.bias.detach().abs().max()) == 0 and float(model.final_layer.weight.detach().std()) < 0.002
     with pytest.raises(CheckpointError, match="none.pth"):
         build_model(lpn_cfg(50, pretrained=str(tmp_path / "none.pth")), is_train=True)
 
