@@ -23,6 +23,39 @@ SPECS = os.path.join(SHARED, "specs")
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED),
                                   reason=f"{SHARED} is absent (the shared samples/specs live outside the repo)")
 
+COCO_SAMPLES = os.path.join(SHARED_DATA, "coco_mmpose_tests")
+MPII_SAMPLES = os.path.join(SHARED_DATA, "mpii_mmpose_tests")
+
+
+def link_coco_samples(root, splits=("val2017",)) -> str:
+    """The shared COCO samples in HRNet's layout under `root` (one annotation file and image
+    folder per split), by symlinks, never copies; skips the test when they are absent."""
+    if not os.path.isdir(COCO_SAMPLES):
+        pytest.skip(f"{COCO_SAMPLES} is absent")
+    os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+    for split in splits:
+        os.makedirs(os.path.join(root, "images", split))
+        os.symlink(os.path.join(COCO_SAMPLES, "test_coco.json"),
+                   os.path.join(root, "annotations", f"person_keypoints_{split}.json"))
+        for name in os.listdir(COCO_SAMPLES):
+            if name.endswith(".jpg"):
+                os.symlink(os.path.join(COCO_SAMPLES, name), os.path.join(root, "images", split, name))
+    return str(root)
+
+
+def link_mpii_samples(root):
+    """The shared MPII samples as ROOT/images + annot/valid.json, by symlinks; skips when absent."""
+    if not os.path.isdir(MPII_SAMPLES):
+        pytest.skip(f"{MPII_SAMPLES} is absent")
+    os.makedirs(os.path.join(root, "annot"))
+    os.makedirs(os.path.join(root, "images"))
+    os.symlink(os.path.join(MPII_SAMPLES, "test_mpii.json"), os.path.join(root, "annot", "valid.json"))
+    for name in os.listdir(MPII_SAMPLES):
+        if name.endswith(".jpg"):
+            os.symlink(os.path.join(MPII_SAMPLES, name), os.path.join(root, "images", name))
+    return root
+
+
 TINY_MODEL = ["MODEL.NAME", "pose_resnet", "MODEL.IMAGE_SIZE", "[64, 64]", "MODEL.HEATMAP_SIZE", "[16, 16]",
               "MODEL.SIGMA", "1", "MODEL.PRETRAINED", "''",
               "MODEL.EXTRA", "{NUM_LAYERS: 18, NUM_DECONV_FILTERS: [32, 32, 32], NUM_DECONV_KERNELS: [4, 4, 4]}"]

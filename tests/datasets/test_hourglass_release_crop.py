@@ -20,13 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED_DATA, needs_shared
+from conftest import MPII_SAMPLES, ROOT, SHARED_DATA, link_mpii_samples, needs_shared
 from posezoo.codecs import build_codec
 from posezoo.codecs.hourglass import HourglassReleaseCodec
 from posezoo.config import load_config
 from posezoo.datasets import build_dataset
 
-MPII_SAMPLES = os.path.join(SHARED_DATA, "mpii_mmpose_tests")
 # (y, x, channel) of the crop pixels the goldens hold
 PIXELS = [(0, 0, 0), (128, 77, 1), (201, 250, 2)]
 # (centre shift in px, scale factor, rotation): the box, partly outside, small (no shrink), turned
@@ -151,16 +150,7 @@ def test_bearpaw_crop_of_a_tiny_shrunk_image_is_blank():
 @pytest.fixture
 def release_mpii_root(tmp_path):
     """The 5 mmpose samples as ROOT/images + annot/valid.json, by symlinks (never copies)."""
-    if not os.path.isdir(MPII_SAMPLES):
-        pytest.skip(f"{MPII_SAMPLES} is absent")
-    root = tmp_path / "mpii"
-    (root / "annot").mkdir(parents=True)
-    (root / "images").mkdir()
-    os.symlink(os.path.join(MPII_SAMPLES, "test_mpii.json"), root / "annot" / "valid.json")
-    for name in os.listdir(MPII_SAMPLES):
-        if name.endswith(".jpg"):
-            os.symlink(os.path.join(MPII_SAMPLES, name), root / "images" / name)
-    return root
+    return link_mpii_samples(tmp_path / "mpii")
 
 
 @needs_shared

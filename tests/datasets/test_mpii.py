@@ -16,7 +16,7 @@ import pytest
 import torch
 from scipy.io import loadmat, savemat
 
-from conftest import SHARED_DATA, TINY_MODEL, needs_shared
+from conftest import MPII_SAMPLES, SHARED_DATA, TINY_MODEL, link_mpii_samples, needs_shared
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.core.pck import bbox_sizes, head_sizes, pck, pckh, torso_sizes
@@ -25,7 +25,6 @@ from posezoo.datasets.coco import AnnotationError
 from posezoo.datasets.mpii import (MEAN_AT_011_NAME, MPII_FLIP_PAIRS, MPII_JOINT_NAMES, OFFICIAL_CURVE,
                                    load_mpii_gt, load_pred_mat, pckh_details, pckh_table)
 
-MPII_SAMPLES = os.path.join(SHARED_DATA, "mpii_mmpose_tests")
 BEARPAW_GT = os.path.join(SHARED_DATA, "mpii_hg_eval", "detections_our_format.mat")
 PARTS = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle"]
 WRISTS = [10, 15]
@@ -274,16 +273,7 @@ def test_wrong_number_of_joints_is_a_config_error(generated_root, tmp_path):
 @pytest.fixture
 def real_mpii_root(tmp_path):
     """The 5 mmpose samples as ROOT/images + annot/valid.json, by symlinks (never copies)."""
-    if not os.path.isdir(MPII_SAMPLES):
-        pytest.skip(f"{MPII_SAMPLES} is absent")
-    root = tmp_path / "mpii"
-    (root / "annot").mkdir(parents=True)
-    (root / "images").mkdir()
-    os.symlink(os.path.join(MPII_SAMPLES, "test_mpii.json"), root / "annot" / "valid.json")
-    for name in os.listdir(MPII_SAMPLES):
-        if name.endswith(".jpg"):
-            os.symlink(os.path.join(MPII_SAMPLES, name), root / "images" / name)
-    return root
+    return link_mpii_samples(tmp_path / "mpii")
 
 
 @needs_shared

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, link_coco_samples
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.datasets import build_dataset
 
-COCO_SAMPLES = os.path.join(SHARED_DATA, "coco_mmpose_tests")
 W32 = os.path.join(ROOT, "experiments", "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")
 # sha256 of every sample's input, target, target weight and warped joints (the
 # 12 person boxes, torch seeds 0-3: 48 draws of the flip with p 0.5), and the number
@@ -28,17 +27,7 @@ GOLDEN = {"train": ("c2d73d095ca900209e5c9650f017ec12bbbe1f1c09269a00a90bf0efd96
 @pytest.fixture
 def coco_root(tmp_path):
     """The shared samples in HRNet's layout as train2017 and val2017, by symlinks."""
-    if not os.path.isdir(COCO_SAMPLES):
-        pytest.skip(f"{COCO_SAMPLES} is absent")
-    (tmp_path / "annotations").mkdir()
-    for split in ("train2017", "val2017"):
-        (tmp_path / "images" / split).mkdir(parents=True)
-        os.symlink(os.path.join(COCO_SAMPLES, "test_coco.json"),
-                   tmp_path / "annotations" / f"person_keypoints_{split}.json")
-        for name in os.listdir(COCO_SAMPLES):
-            if name.endswith(".jpg"):
-                os.symlink(os.path.join(COCO_SAMPLES, name), tmp_path / "images" / split / name)
-    return str(tmp_path)
+    return link_coco_samples(tmp_path, ("train2017", "val2017"))
 
 
 def digest(dataset, seeds=range(4)) -> tuple[str, int]:

@@ -39,7 +39,7 @@ def test_deconv_head_follows_extra_and_official_init():
     cfg = load_config(None, ["MODEL.NAME", "pose_resnet", "MODEL.PRETRAINED", "''", "MODEL.EXTRA",
                              "{NUM_LAYERS: 18, NUM_DECONV_FILTERS: [64, 32], NUM_DECONV_KERNELS: [3, 2],"
                              " NUM_DECONV_LAYERS: 2, FINAL_CONV_KERNEL: 3}"])
-    model = build_model(cfg, is_train=True)
+    model = build_model(cfg, is_train=True).requires_grad_(False)  # values only
     out = model(torch.zeros(2, 3, 128, 96))
     assert out.shape == (2, 17, 16, 12)  # stride 32 / 2 / 2
     assert model.final_layer.kernel_size == (3, 3) and float(model.final_layer.bias.abs().max()) == 0

@@ -8,29 +8,19 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import SHARED_DATA, TINY_MODEL, needs_shared, synthetic_opts
+from conftest import COCO_SAMPLES, TINY_MODEL, link_coco_samples, needs_shared, synthetic_opts
 from oracles.mean_pose import mean_pose_model
 from posezoo.codecs import build_codec
 from posezoo.config import load_config, update_config
 from posezoo.core.inference import predict
 from posezoo.datasets import build_dataset
 
-COCO_SAMPLES = os.path.join(SHARED_DATA, "coco_mmpose_tests")
 
 
 @pytest.fixture
 def real_coco_root(tmp_path):
     """The shared samples arranged in HRNet's layout, by symlinks (never copies)."""
-    if not os.path.isdir(COCO_SAMPLES):
-        pytest.skip(f"{COCO_SAMPLES} is absent")
-    root = tmp_path / "coco"
-    (root / "annotations").mkdir(parents=True)
-    (root / "images" / "val2017").mkdir(parents=True)
-    os.symlink(os.path.join(COCO_SAMPLES, "test_coco.json"), root / "annotations" / "person_keypoints_val2017.json")
-    for name in os.listdir(COCO_SAMPLES):
-        if name.endswith(".jpg"):
-            os.symlink(os.path.join(COCO_SAMPLES, name), root / "images" / "val2017" / name)
-    return str(root)
+    return link_coco_samples(tmp_path / "coco")
 
 
 def coco_cfg(root, out, *extra):

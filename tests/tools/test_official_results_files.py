@@ -31,11 +31,10 @@ import pytest
 import torch
 
 import test as test_tool
-from conftest import ROOT, SHARED_DATA, deterministic_state, needs_shared
+from conftest import COCO_SAMPLES, ROOT, deterministic_state, link_coco_samples, needs_shared
 from posezoo.config import load_config
 from posezoo.models import build_model
 
-COCO_SAMPLES = os.path.join(SHARED_DATA, "coco_mmpose_tests")
 GOLDEN = os.path.join(os.path.dirname(__file__), "official_results_files.json")
 
 SMALL_EXTRA = []
@@ -89,16 +88,7 @@ FLOWS = {
 @pytest.fixture(scope="module")
 def coco_root(tmp_path_factory):
     """The shared samples in HRNet's layout, by symlinks."""
-    if not os.path.isdir(COCO_SAMPLES):
-        pytest.skip(f"{COCO_SAMPLES} is absent")
-    root = tmp_path_factory.mktemp("coco")
-    (root / "annotations").mkdir()
-    (root / "images" / "val2017").mkdir(parents=True)
-    os.symlink(os.path.join(COCO_SAMPLES, "test_coco.json"), root / "annotations" / "person_keypoints_val2017.json")
-    for name in os.listdir(COCO_SAMPLES):
-        if name.endswith(".jpg"):
-            os.symlink(os.path.join(COCO_SAMPLES, name), root / "images" / "val2017" / name)
-    return str(root)
+    return link_coco_samples(tmp_path_factory.mktemp("coco"))
 
 
 def run_flow(flow: str, root: str, tmp_path) -> dict:
