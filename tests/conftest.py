@@ -155,3 +155,9 @@ LIFTING_TINY = ["DATASET.DATASET", "synthetic_h36m_lifting", "MODEL.NAME", "lift
 
 def lifting_cfg(extra=()):
     return load_config(None, LIFTING_TINY + list(extra))
+
+
+def pytest_configure(config):
+    # tests read parameter values with float(); torch warns about it once per process
+    config.addinivalue_line("filterwarnings",
+                            "ignore:Converting a tensor with requires_grad=True to a scalar:UserWarning")
