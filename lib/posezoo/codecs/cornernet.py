@@ -236,6 +236,19 @@ def official_soft_nms_rows(rows: np.ndarray, sigma: float = 0.5, min_score: floa
     corners = b[:, 5:7].copy()  # the official swaps never move columns 5-6
     m, n = len(b), len(b)
     one, sigma32, wexp, threshold = np.float32(1), np.float32(sigma), np.float32(weight_exp), np.float32(min_score)
+
+    def merge_into(i: int, t: np.ndarray, seg: np.ndarray, seg_corners: np.ndarray, over: np.ndarray,
+                   weight: np.ndarray) -> None:
+        """soft_nms_merge: row i becomes the corner-score x (1 - w)^weight_exp weighted mean of
+        itself and the rows it overlapped (`seg_corners`: the corner scores of the rows' positions)."""
+        mw = np.where(over, (one - weight) ** wexp, np.float32(0))
+        tl = np.concatenate([corners[i:i + 1, 0], seg_corners[:, 0] * mw])
+        br = np.concatenate([corners[i:i + 1, 1], seg_corners[:, 1] * mw])
+        xy1 = np.concatenate([t[None, :2], seg[:, :2]])
+        xy2 = np.concatenate([t[None, 2:], seg[:, 2:4]])
+        b[i, :2] = (xy1 * tl[:, None]).sum(0, dtype=np.float32) / tl.sum(dtype=np.float32)
+        b[i, 2:4] = (xy2 * br[:, None]).sum(0, dtype=np.float32) / br.sum(dtype=np.float32)
+
     for i in range(m):
         if i >= n:  # the official loop still visits the rows left behind: merge rewrites them as x * c / c
             if merge:
@@ -255,6 +268,11 @@ def official_soft_nms_rows(rows: np.ndarray, sigma: float = 0.5, min_score: floa
         weight = np.exp((-(ov * ov) / sigma32).astype(np.float64)).astype(np.float32)
         decayed = np.where(over, weight * s, s)
         gone = over & (decayed < threshold)
+        if not gone.any():  # nothing removed (most steps): rows stay where they are, all decayed
+            if merge:
+                merge_into(i, t, seg, corners[i + 1:n], over, weight)
+            b[i + 1:n, 4] = decayed
+            continue
         # replay the swap-with-last removals: content[q] = the row now at position q
         content, where = np.arange(len(seg)), np.arange(len(seg))
         end, processed_tail = len(seg), -1
@@ -276,13 +294,7 @@ def official_soft_nms_rows(rows: np.ndarray, sigma: float = 0.5, min_score: floa
         new = seg[content, :5]
         new[:, 4] = np.where(processed, decayed[content], s[content])
         if merge:
-            mw = np.where(over, (one - weight) ** wexp, np.float32(0))
-            tl = np.concatenate([corners[i:i + 1, 0], corners[i + 1 + where, 0] * mw])
-            br = np.concatenate([corners[i:i + 1, 1], corners[i + 1 + where, 1] * mw])
-            xy1 = np.concatenate([t[None, :2], seg[:, :2]])
-            xy2 = np.concatenate([t[None, 2:], seg[:, 2:4]])
-            b[i, :2] = (xy1 * tl[:, None]).sum(0, dtype=np.float32) / tl.sum(dtype=np.float32)
-            b[i, 2:4] = (xy2 * br[:, None]).sum(0, dtype=np.float32) / br.sum(dtype=np.float32)
+            merge_into(i, t, seg, corners[i + 1 + where], over, weight)
         b[i + 1:n, :5] = new
         n = i + 1 + end
     return b[:, :5]
