@@ -5,7 +5,7 @@
     python tools/benchmark.py --cfg experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml --stages forward
     python tools/benchmark.py --cfg X.yaml --stages none --decoders 10000
     python tools/benchmark.py --cfg X.yaml --stages evaluate --decoders 5000 --official /path/to/checkouts
-    python tools/benchmark.py --cfg X.yaml --stages none --scaling 1000,10000,100000 \
+    python tools/benchmark.py --cfg X.yaml --stages none --scaling 1000,10000,100000 \\
         --scaling-dets 1000,10000,100000,200000
 
 For the model, codec and dataset named in the YAML (after the KEY VALUE
