@@ -101,20 +101,12 @@ def batch_counts(ratios: Sequence[float], batch_size: int) -> list[int]:
     return counts.tolist()
 
 
-class RemappedCodec:
-    """The mix's codec seen by a part with another keypoint set: ``encode``
-    receives the part's joints (and ordinal codes) and encodes them in the mix's
-    joint order (``JOINTS``, module docstring); everything else is the codec's."""
+class JointMap:
+    """A part's keypoints in the mix's joint order (``JOINTS``, module docstring)."""
 
-    def __init__(self, codec, joints: Sequence[int]) -> None:
-        self.codec = codec
+    def __init__(self, joints: Sequence[int]) -> None:
         self.index = np.asarray(joints, dtype=np.int64)
         self.present = self.index >= 0
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "codec" or name.startswith("__"):  # unpickling in a loader worker, before __init__ state
-            raise AttributeError(name)
-        return getattr(self.codec, name)
 
     def remap(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """(K_part, ...) -> (K_mix, ...), ``fill`` where the part has no joint."""
@@ -129,16 +121,32 @@ class RemappedCodec:
         out[np.ix_(self.present, self.present)] = np.asarray(codes)[np.ix_(idx, idx)]
         return out
 
+
+class RemappedCodec:
+    """The mix's codec seen by a part with another keypoint set: ``encode``
+    receives the part's joints (and ordinal codes) and encodes them in the mix's
+    joint order; everything else is the codec's."""
+
+    def __init__(self, codec, joints: Sequence[int]) -> None:
+        self.codec = codec
+        self.joint_map = JointMap(joints)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("codec", "joint_map") or name.startswith("__"):  # unpickling in a worker, before __init__
+            raise AttributeError(name)
+        return getattr(self.codec, name)
+
     def encode(self, joints: np.ndarray, joints_vis: np.ndarray, ordinal: Optional[np.ndarray] = None,
                **sample: Any):
         if ordinal is not None:
             if "ordinal" not in inspect.signature(self.codec.encode).parameters:
                 raise ValueError(f"the codec {type(self.codec).__name__} takes no ordinal labels "
                                  f"(a DATASET.MIX part has ORDINAL_FILE)")
-            sample["ordinal"] = self.remap_pairs(ordinal)
+            sample["ordinal"] = self.joint_map.remap_pairs(ordinal)
+        remap = self.joint_map.remap
         if "visible" in sample:  # Codec.reads_visibility
-            sample["visible"] = self.remap(np.asarray(sample["visible"], dtype=bool), False)
-        return self.codec.encode(self.remap(np.asarray(joints)), self.remap(np.asarray(joints_vis)), **sample)
+            sample["visible"] = remap(np.asarray(sample["visible"], dtype=bool), False)
+        return self.codec.encode(remap(np.asarray(joints)), remap(np.asarray(joints_vis)), **sample)
 
 
 def _flags(target: Any) -> tuple[bool, bool]:
@@ -160,7 +168,7 @@ class MixedDataset(Dataset):
                  num_joints: int) -> None:
         self.parts = list(parts)
         self.ratios = [float(r) for r in ratios]
-        self.maps = [RemappedCodec(None, m) if len(m) else None for m in joint_maps]
+        self.maps = [JointMap(m) if len(m) else None for m in joint_maps]
         self.num_joints = int(num_joints)
         self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
         if any(len(p) == 0 for p in self.parts):
