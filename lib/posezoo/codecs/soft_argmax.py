@@ -51,7 +51,7 @@ def soft_argmax(heatmaps: torch.Tensor, beta: float = LPN_BETA) -> torch.Tensor:
 
 #: softmax arguments below this (after subtracting the map's maximum) are raised to it: their weights,
 #: e^-80 ~ 2e-35 each, vanish against the maximum's 1 in float32, and the exponential of far lower
-#: arguments takes CPU's slow denormal path (x8 on 160 x a heatmap)
+#: arguments takes the CPU's slow denormal path
 LOG_WEIGHT_FLOOR = -80.0
 
 

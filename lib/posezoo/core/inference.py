@@ -38,8 +38,8 @@ def chunked_forward(forward, chunk: int):
     (``TEST.FORWARD_CHUNK``). Per-crop results are those of one big call to
     float rounding: eval-mode layers do not mix the crops of a batch. On a CPU
     small chunks keep each layer's activations in cache and under the
-    allocator's mmap threshold: LPN-50 flip test at batch 32 runs x1.7 faster
-    in chunks of 8 than as one batch of 64 (docs/speed.md)."""
+    allocator's mmap threshold (why, and the ratios against the official validate(),
+    measured side by side: docs/speed.md)."""
     if chunk <= 0:
         return forward
 

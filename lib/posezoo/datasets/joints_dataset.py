@@ -82,8 +82,8 @@ def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray =
     A uint8 crop goes through a 256-entry table per channel built by the same
     float32 expression (so the values are bit for bit the formula's), one
     cv2.LUT per channel plane written straight into CHW: one pass instead of four
-    full-crop float passes and a transposing copy (0.07 ms for 256x192 against
-    0.2 ms for np.take, 0.7 ms for the formula)."""
+    full-crop float passes and a transposing copy (the data pipeline against the
+    official JointsDataset, side by side: docs/speed.md)."""
     if crop.dtype != np.uint8:
         return torch.from_numpy(normalise_pixels(crop, mean, std).transpose(2, 0, 1).copy())
     table = np.ascontiguousarray(normalise_pixels(np.arange(256, dtype=np.uint8)[:, None], mean, std).T)  # (3, 256)
