@@ -35,7 +35,8 @@ same resolution for both axes); here x uses the width and y the height. princeto
 from the map (output_res / 64); here it is ``MODEL.SIGMA`` (the release YAMLs set 1 for 64 px).
 princeton clips at 1 because its test always flips; here the clip is part of its decode, flip
 or not. bearpaw sums the two flip maps where posezoo averages them (same argmax and steps,
-scores halved). Training augmentation is posezoo's (docs/models.md lists what differs).
+scores halved). The releases' training augmentation is ``datasets/release_augment.py``
+(``DATASET.AUGMENTATION``).
 """
 from __future__ import annotations
 
@@ -169,15 +170,23 @@ def bearpaw_crop(image: np.ndarray, center: Sequence[float], scale: float, res: 
     return cv2.resize(canvas, dsize=(res[0], res[1]), interpolation=cv2.INTER_LINEAR).astype(np.float32)
 
 
+def princeton_base_crop(image: np.ndarray, center: Sequence[float], scale: float, res: Sequence[int]
+                        ) -> np.ndarray:
+    """princeton ``utils/img.py:crop``: the integer box of ``transform(..., invert=1)`` around the
+    1-based ``center`` (used as a 0-based pixel) pasted on zeros and ``cv2.resize``d to ``res``,
+    float64 on [0, 255]."""
+    ul = _box_corner([0, 0], center, scale, res, one_based=False)
+    br = _box_corner(res, center, scale, res, one_based=False)
+    return cv2.resize(_paste_box(image, ul, br, swap_reversed=False), (res[0], res[1]))
+
+
 def princeton_crop(image: np.ndarray, center: Sequence[float], scale: float, res: Sequence[int], rot: float = 0.0
                    ) -> np.ndarray:
     """princeton ``utils/img.py:crop`` of an HWC uint8 RGB image (integer box of ``transform(...,
     invert=1)`` pasted on zeros, ``cv2.resize`` to ``res``, float64), then ``test.py``'s / 255 and
     the network's float32; with ``rot``, ``data/MPII/dp.py``'s turn of the crop about its centre
     (``cv2.warpAffine`` of ``get_transform``) before the / 255."""
-    ul = _box_corner([0, 0], center, scale, res, one_based=False)
-    br = _box_corner(res, center, scale, res, one_based=False)
-    crop = cv2.resize(_paste_box(image, ul, br, swap_reversed=False), (res[0], res[1]))
+    crop = princeton_base_crop(image, center, scale, res)
     if rot != 0:
         mat = release_transform((res[0] / 2, res[1] / 2), max(res) / 200, res, rot)[:2]
         crop = cv2.warpAffine(crop, mat, (res[0], res[1]))

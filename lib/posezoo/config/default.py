@@ -94,6 +94,9 @@ _C.DATASET.ROT_FACTOR = 30.0
 _C.DATASET.PROB_HALF_BODY = 0.0
 _C.DATASET.NUM_JOINTS_HALF_BODY = 8
 _C.DATASET.COLOR_RGB = False
+# posezoo: the training augmentation: msra (HRNet/SimpleBaseline JointsDataset), or a stacked-hourglass
+# release's own, bearpaw or princeton (datasets/release_augment.py; needs TEST.HEATMAP_DECODE of that name)
+_C.DATASET.AUGMENTATION = "msra"
 # posezoo: keypoint-set definition for custom COCO-format datasets (empty = the
 # dataset's built-in definition, e.g. COCO person).
 _C.DATASET.FLIP_PAIRS = []  # [[left, right], ...]; drawings colour the first as the left side

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from ..utils.transforms import PIXEL_STD, affine_transform, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
 from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
+from .release_augment import bearpaw_augment, check_augmentation, princeton_training_crop
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class JointsDataset(Dataset):
         self.prob_half_body = cfg.DATASET.PROB_HALF_BODY
         self.num_joints_half_body = cfg.DATASET.NUM_JOINTS_HALF_BODY
         self.color_rgb = cfg.DATASET.COLOR_RGB
+        self.augmentation = check_augmentation(cfg.DATASET.AUGMENTATION, codec)
         self.use_joints_weight = cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT
         self.skip_corrupt = cfg.DATASET.SKIP_CORRUPT_IMAGES
         self.input_mean, self.input_std = input_normalisation(cfg)
@@ -231,7 +233,11 @@ class JointsDataset(Dataset):
                 scale: np.ndarray, rng: np.random.Generator):
         """Official training augmentation: half body, scale, rotation, flip; the
         last value says whether the sample was mirrored (its left/right labels
-        swapped, which per-person labels such as ordinal depths follow)."""
+        swapped, which per-person labels such as ordinal depths follow). bearpaw's
+        release draws its own (``release_augment.bearpaw_augment``)."""
+        if self.augmentation == "bearpaw":
+            return bearpaw_augment(image, joints, joints_vis, center, scale, rng, self.scale_factor,
+                                   self.rotation_factor, self.flip_pairs, self.flip)
         if np.sum(joints_vis[:, 0]) > self.num_joints_half_body and rng.random() < self.prob_half_body:
             c_half, s_half = self.half_body_box(joints, joints_vis, rng)
             if c_half is not None:
@@ -245,6 +251,19 @@ class JointsDataset(Dataset):
             joints, joints_vis = fliplr_joints(joints, joints_vis, image.shape[1], self.flip_pairs)
             center = np.array([image.shape[1] - center[0] - 1, center[1]], dtype=np.float32)
         return image, joints, joints_vis, center, scale, float(rotation), flipped
+
+    def princeton_sample(self, image: np.ndarray, joints: np.ndarray, joints_vis: np.ndarray, center: np.ndarray,
+                         scale: np.ndarray, rng: np.random.Generator):
+        """princeton's release augmentation (``release_augment.princeton_training_crop``): the
+        normalised input, the joints in input pixels (float64: the codec truncates them at the
+        heatmap resolution), their flags, the rotation and whether the sample was mirrored."""
+        pixels, points, drawn, rotation, flipped = princeton_training_crop(
+            image, joints, joints_vis[:, 0] > 0, center, float(scale[1]), rng, self.image_size,
+            self.codec.heatmap_size, self.scale_factor, self.rotation_factor, self.flip_pairs, self.flip)
+        inputs = torch.from_numpy(((pixels - self.input_mean) / self.input_std).transpose(2, 0, 1).copy())
+        flags = np.repeat(drawn[:, None].astype(np.float32), joints_vis.shape[1], axis=1)
+        return inputs, np.concatenate([points, np.zeros((len(points), joints.shape[1] - 2))], 1), flags, \
+            rotation, flipped
 
     def read_or_blank(self, path: str) -> tuple[np.ndarray, int]:
         """The image and 1; under ``DATASET.SKIP_CORRUPT_IMAGES`` an unreadable one
@@ -267,19 +286,22 @@ class JointsDataset(Dataset):
         ordinal = None if self.ordinal is None else ordinal_for(self.ordinal, rec.get("ordinal_key"), self.num_joints)
 
         flipped = False
-        if self.is_train and valid:
-            # torch's RNG is seeded per worker and per epoch by the DataLoader, so
-            # drawing the sample's seed from it keeps runs reproducible.
-            rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
-            image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
+        # torch's RNG is seeded per worker and per epoch by the DataLoader, so
+        # drawing the sample's seed from it keeps runs reproducible.
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item())) if self.is_train and valid else None
+        if rng is not None and self.augmentation == "princeton":  # its own two-warp pipeline
+            inputs, joints, joints_vis, rotation, flipped = self.princeton_sample(
                 image, joints, joints_vis, center, scale, rng)
-            if flipped and ordinal is not None:
-                ordinal = flip_ordinal(ordinal, self.flip_pairs)
-
-        inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
-                                   self.input_mean, self.input_std)
-        visible = joints_vis[:, 0] > 0
-        joints[visible, :2] = affine_transform(joints[visible, :2], trans)
+        else:
+            if rng is not None:
+                image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
+                    image, joints, joints_vis, center, scale, rng)
+            inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
+                                       self.input_mean, self.input_std)
+            visible = joints_vis[:, 0] > 0
+            joints[visible, :2] = affine_transform(joints[visible, :2], trans)
+        if flipped and ordinal is not None:
+            ordinal = flip_ordinal(ordinal, self.flip_pairs)
 
         extra = {} if ordinal is None else {"ordinal": ordinal, "has_3d": False}
         if self.codec.reads_visibility:
