@@ -99,3 +99,18 @@ def test_unknown_strong_aug_is_refused():
     assert strong_augmentation("none") is None and strong_augmentation("ccssl") is ccssl_strong_augment
     with pytest.raises(ValueError, match="DATASET.STRONG_AUG 'imgaug'"):
         strong_augmentation("imgaug")
+
+
+def test_warped_image_and_points_agree():
+    """A lone bright pixel lands (nearest warp) where transform_points sends its coordinates."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        image = np.zeros((60, 80, 3), np.uint8)
+        x, y = int(rng.integers(25, 55)), int(rng.integers(20, 40))
+        image[y, x] = 255
+        m = affine_matrix(80, 60, rng.uniform(1.0, 1.5, 2), (int(rng.integers(-3, 4)), 0), rng.uniform(-30, 30),
+                          rng.uniform(-20, 20))
+        out = warp_affine(image, m, 0, (0, 0, 0))
+        px, py = transform_points(np.array([[x, y]]), m)[0]
+        ys, xs = np.nonzero(out[..., 0])
+        assert len(xs) and np.abs(xs - px).max() <= 1.0 and np.abs(ys - py).max() <= 1.0
