@@ -28,6 +28,17 @@ OFFICIAL = {"batch": 6, "lr": 2.5e-4, "momentum": 0.0, "wd": 0.0, "classes": 18,
 HORSE_MEAN = [0.40381085872650146, 0.39560505747795105, 0.3924943804740906]  # mean.pth.tar, weights_only load
 
 
+def write_black_horses(root, count: int, seed: int, span: tuple) -> object:
+    """`count` black 640 x 480 renders with 1800 random mesh points in `span`, in unreal_animal's layout."""
+    folder = root / "synthetic_animal" / "horse_combineds5r5_texture"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        np.save(folder / f"{i}kpts.npy", np.column_stack([rng.uniform(*span, (1800, 2)), np.ones(1800)]))
+        cv2.imwrite(str(folder / f"{i}img.png"), np.zeros((480, 640, 3), np.uint8))
+    return folder
+
+
 def official_keep(epoch: int) -> float:
     """1 - p of CCSSL.py:148-153 at a labelling epoch."""
     p = 1.0 - 0.02 * (epoch + 10)
@@ -54,12 +65,7 @@ def test_ccssl_yaml_numbers_are_the_official_defaults():
 
 
 def test_ccssl_yaml_builds_model_codec_dataset_strategy(tmp_path):
-    folder = tmp_path / "synthetic_animal" / "horse_combineds5r5_texture"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        np.save(folder / f"{i}kpts.npy", np.column_stack([rng.uniform(100, 500, (1800, 2)), np.ones(1800)]))
-        cv2.imwrite(str(folder / f"{i}img.png"), np.zeros((480, 640, 3), np.uint8))
+    write_black_horses(tmp_path, 5, 0, (100, 500))
     cfg = load_config(YAML, ["DATASET.ROOT", str(tmp_path), "MODEL.PRETRAINED", "''", "WORKERS", "0",
                              "OUTPUT_DIR", str(tmp_path / "out")])
     with torch.device("meta"):
@@ -110,12 +116,7 @@ def test_synthetic_only_yaml_numbers_are_train_py_defaults():
 def test_strong_augmentation_reaches_the_training_crops(tmp_path):
     """A black render stays a constant crop without augmentation; with STRONG_AUG ccssl the
     noise / contrast / affine border change it in some draws, never in the validation set."""
-    folder = tmp_path / "synthetic_animal" / "horse_combineds5r5_texture"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    for i in range(2):
-        np.save(folder / f"{i}kpts.npy", np.column_stack([rng.uniform(200, 400, (1800, 2)), np.ones(1800)]))
-        cv2.imwrite(str(folder / f"{i}img.png"), np.zeros((480, 640, 3), np.uint8))
+    folder = write_black_horses(tmp_path, 2, 1, (200, 400))
     np.save(folder / "train_idxs.npy", np.array([0]))
     np.save(folder / "valid_idxs.npy", np.array([1]))
     opts = ["DATASET.ROOT", str(tmp_path), "MODEL.PRETRAINED", "''", "WORKERS", "0", "MODEL.IMAGE_SIZE", "[64, 64]",
