@@ -97,7 +97,8 @@ _C.DATASET.NUM_JOINTS_HALF_BODY = 8
 # imgaug pipeline of CC-SSL, JitengMu/Learning-from-Synthetic-Animals synthetic_animal_sp.py:121-139:
 # affine with per-axis scale and shear, Gaussian noise, Gaussian blur, linear contrast, each with
 # probability 0.5 in a random order; utils/strong_aug.py). The crop box stays the unaugmented one, as
-# there; joints moved outside the image become unlabelled; SCALE_FACTOR / ROT_FACTOR / FLIP follow it.
+# there; joints moved outside the image become unlabelled; DATASET.AUGMENTATION's draws (scale,
+# rotation, flip) follow it.
 _C.DATASET.STRONG_AUG = "none"
 _C.DATASET.COLOR_RGB = False
 # posezoo: the training augmentation: msra (HRNet/SimpleBaseline JointsDataset), or a stacked-hourglass
