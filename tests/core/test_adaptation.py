@@ -386,3 +386,25 @@ def test_pplo_thresholds_per_round_and_min_kept_joints():
     assert [r["image_id"] for r in adaptation.labelled_copy(target, document, min_kept=2).db] == [1, 2]
     with pytest.raises(ValueError, match="ADAPT.SELECTION"):
         adaptation.check_selection(load_config(None, ["ADAPT.SELECTION", "ranked"]))
+
+
+def test_domain_opts_give_a_domain_its_own_augmentation(quadrupeds, tmp_path):
+    """ADAPT.DOMAINS[].OPTS overrides that domain's DATASET.* keys only (CC-SSL augments the
+    synthetic source with the strong pipeline and the real target with bearpaw's scale/rotation/flip)."""
+    domains = ("[{SET: target_train, LABELLED: false, OPTS: [DATASET.STRONG_AUG, none, DATASET.FLIP, true, "
+               "DATASET.ROT_FACTOR, 30.0]}]")
+    cfg = _adapt_cfg(quadrupeds, str(tmp_path), "cc_ssl", ["DATASET.STRONG_AUG", "ccssl", "DATASET.FLIP", "false",
+                                                             "DATASET.ROT_FACTOR", "0.0", "ADAPT.DOMAINS", domains])
+    specs = adaptation.domain_specs(cfg)
+    codec = build_codec(cfg)
+    source, target = (adaptation.build_domain_dataset(cfg, s, True, codec) for s in specs)
+    assert source.strong_aug is not None and not source.flip and source.rotation_factor == 0
+    assert target.strong_aug is None and target.flip and target.rotation_factor == 30
+    assert target.image_set == "target_train" and cfg.DATASET.STRONG_AUG == "ccssl"
+    for bad in ("[DATASET.FLIP]", "[DATASET.ROOT, /x]", "[TRAIN.LR, 0.1]"):
+        wrong = load_config(None, ["ADAPT.DOMAINS", f"[{{SET: t, OPTS: {bad}}}]"])
+        with pytest.raises(ValueError, match=r"ADAPT.DOMAINS\[0\].OPTS"):
+            adaptation.domain_specs(wrong)
+    with pytest.raises(ValueError, match="DATASET.STRONG_AUG 'heavy'"):
+        build_dataset(load_config(None, _adapt_cfg_opts(quadrupeds, str(tmp_path), "cc_ssl",
+                                                        ["DATASET.STRONG_AUG", "heavy"])), "source_train", True, codec)

@@ -93,6 +93,13 @@ _C.DATASET.SCALE_FACTOR = 0.25
 _C.DATASET.ROT_FACTOR = 30.0
 _C.DATASET.PROB_HALF_BODY = 0.0
 _C.DATASET.NUM_JOINTS_HALF_BODY = 8
+# posezoo: an extra training augmentation of the whole image before the crop: none | ccssl (the
+# imgaug pipeline of CC-SSL, JitengMu/Learning-from-Synthetic-Animals synthetic_animal_sp.py:121-139:
+# affine with per-axis scale and shear, Gaussian noise, Gaussian blur, linear contrast, each with
+# probability 0.5 in a random order; utils/strong_aug.py). The crop box stays the unaugmented one, as
+# there; joints moved outside the image become unlabelled; DATASET.AUGMENTATION's draws (scale,
+# rotation, flip) follow it.
+_C.DATASET.STRONG_AUG = "none"
 _C.DATASET.COLOR_RGB = False
 # posezoo: the training augmentation: msra (HRNet/SimpleBaseline JointsDataset), or a stacked-hourglass
 # release's own, bearpaw or princeton (datasets/release_augment.py; needs TEST.HEATMAP_DECODE of that name)
@@ -298,7 +305,8 @@ _C.LIFTING.NUM_TEST = 2000
 _C.ADAPT = EasyDict()
 # Extra domains next to DATASET.TRAIN_SET (domain 0, labelled, weight 1): a list of
 # {DATASET: name ('' = DATASET.DATASET), ROOT: path ('' = DATASET.ROOT), SET: split,
-#  LABELLED: bool, WEIGHT: pose-loss weight}. cc_ssl pseudo-labels the first unlabelled one.
+#  LABELLED: bool, WEIGHT: pose-loss weight, OPTS: [DATASET.KEY, value, ...] overrides of that
+#  domain's DATASET.* keys, e.g. its own augmentation}. cc_ssl pseudo-labels the first unlabelled one.
 _C.ADAPT.DOMAINS = []
 # ws_cda (Cao et al. 2019): discriminator on the input of the model's last conv (or
 # FEATURE_LAYER, a module name), gradient reversal with GRL_WEIGHT, domain loss weight.

@@ -70,27 +70,38 @@ logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- domains
 
+DOMAIN_OWN_KEYS = ("DATASET.DATASET", "DATASET.ROOT", "DATASET.TRAIN_SET", "DATASET.TEST_SET")
+
+
 def domain_specs(cfg) -> list[dict]:
     """Domain 0 (the training set) and ``ADAPT.DOMAINS``, each as
-    ``{dataset, root, set, labelled, weight}``."""
+    ``{dataset, root, set, labelled, weight, opts}``."""
     specs = [{"dataset": cfg.DATASET.DATASET, "root": cfg.DATASET.ROOT, "set": cfg.DATASET.TRAIN_SET,
-              "labelled": True, "weight": 1.0}]
+              "labelled": True, "weight": 1.0, "opts": []}]
     for i, d in enumerate(cfg.ADAPT.DOMAINS):
         if not isinstance(d, dict) or not d.get("SET"):
             raise ValueError(f"ADAPT.DOMAINS[{i}] = {d!r}: expected {{SET: split, DATASET: name, ROOT: path, "
                              f"LABELLED: bool, WEIGHT: float}} (SET required)")
-        unknown = set(d) - {"DATASET", "ROOT", "SET", "LABELLED", "WEIGHT"}
+        unknown = set(d) - {"DATASET", "ROOT", "SET", "LABELLED", "WEIGHT", "OPTS"}
         if unknown:
             raise ValueError(f"ADAPT.DOMAINS[{i}]: unknown keys {sorted(unknown)}")
+        opts = list(d.get("OPTS") or [])
+        keys = opts[::2]
+        if len(opts) % 2 or any(not str(k).startswith("DATASET.") or str(k) in DOMAIN_OWN_KEYS for k in keys):
+            raise ValueError(f"ADAPT.DOMAINS[{i}].OPTS = {opts!r}: expected [DATASET.KEY, value, ...] pairs "
+                             f"(not {', '.join(DOMAIN_OWN_KEYS)}: use the entry's DATASET / ROOT / SET)")
         specs.append({"dataset": d.get("DATASET") or cfg.DATASET.DATASET, "root": d.get("ROOT") or cfg.DATASET.ROOT,
                       "set": d["SET"], "labelled": bool(d.get("LABELLED", False)),
-                      "weight": float(d.get("WEIGHT", 1.0))})
+                      "weight": float(d.get("WEIGHT", 1.0)), "opts": opts})
     return specs
 
 
 def build_domain_dataset(cfg, spec: dict, is_train: bool, codec):
-    """The dataset of one domain: ``cfg`` with that domain's DATASET and ROOT."""
-    domain_cfg = update_config(cfg, ["DATASET.DATASET", spec["dataset"], "DATASET.ROOT", spec["root"]])
+    """The dataset of one domain: ``cfg`` with that domain's DATASET, ROOT and OPTS (e.g. the
+    target's own augmentation: CC-SSL augments its synthetic source and its real target
+    differently, ``experiments/animal/ccssl_hg_s4_b1_horse_256x256.yaml``)."""
+    domain_cfg = update_config(cfg, ["DATASET.DATASET", spec["dataset"], "DATASET.ROOT", spec["root"],
+                                     *spec.get("opts", [])])
     # by the registry, as datasets.build_dataset does: core/ does not import the datasets package
     module = resolve("datasets", spec["dataset"], "get_dataset", "ADAPT.DOMAINS")
     return module.get_dataset(domain_cfg, spec["set"], is_train, codec)

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from ..utils.transforms import PIXEL_STD, affine_transform, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
+from ..utils.strong_aug import strong_augmentation
 from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
 from .release_augment import bearpaw_augment, check_augmentation, princeton_training_crop
 
@@ -165,6 +166,7 @@ class JointsDataset(Dataset):
         self.scale_factor = cfg.DATASET.SCALE_FACTOR
         self.rotation_factor = cfg.DATASET.ROT_FACTOR
         self.flip = cfg.DATASET.FLIP
+        self.strong_aug = strong_augmentation(cfg.DATASET.STRONG_AUG)
         self.prob_half_body = cfg.DATASET.PROB_HALF_BODY
         self.num_joints_half_body = cfg.DATASET.NUM_JOINTS_HALF_BODY
         self.color_rgb = cfg.DATASET.COLOR_RGB
@@ -289,6 +291,8 @@ class JointsDataset(Dataset):
         # torch's RNG is seeded per worker and per epoch by the DataLoader, so
         # drawing the sample's seed from it keeps runs reproducible.
         rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item())) if self.is_train and valid else None
+        if rng is not None and self.strong_aug is not None:  # DATASET.STRONG_AUG: the whole image, the box kept
+            image, joints, joints_vis, _ = self.strong_aug(image, joints, joints_vis, rng)
         if rng is not None and self.augmentation == "princeton":  # its own two-warp pipeline
             inputs, joints, joints_vis, rotation, flipped = self.princeton_sample(
                 image, joints, joints_vis, center, scale, rng)

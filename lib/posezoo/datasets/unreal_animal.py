@@ -24,10 +24,12 @@ or with y <= 0 (no target, 238); the split is ``train_idxs.npy`` /
 Normalisation: the official subtracts the animal's ``mean.pth.tar`` mean
 (141-168, 229): point ``DATASET.INPUT_MEAN_FILE`` at it.
 
-Deliberate differences: training uses posezoo's augmentation (DATASET.SCALE_FACTOR,
-ROT_FACTOR, FLIP), not the official imgaug pipeline (affine with shear, noise, blur,
-contrast, 121-139); a missing mean file is not computed and saved. Elephant is
-refused: its official index array has 25 entries for the 18-joint model.
+Augmentation: the official imgaug pipeline (affine with shear, noise, blur, contrast,
+121-139) is ``DATASET.STRONG_AUG: ccssl`` (``utils/strong_aug.py``), then posezoo's
+SCALE_FACTOR / ROT_FACTOR / FLIP. Deliberate differences: a joint outside the render
+before augmentation stays unlabelled (the official tests the bounds after the affine,
+217-219, and keeps the augmented points in float16); a missing mean file is not computed
+and saved. Elephant is refused: its official index array has 25 entries for the 18-joint model.
 Metric: PCK@0.05 of the crop side (200 x scale), CC-SSL's ``accuracy`` on
 the validation split in image coordinates (``tigdog.crop_pck_table``).
 """
