@@ -122,31 +122,49 @@ def modulated_at(heatmaps: torch.Tensor, kernel: int, idx: torch.Tensor) -> torc
     return out.reshape(n, k, -1)
 
 
-def blur_windows(window: torch.Tensor, kernel: int) -> torch.Tensor:
+def blur_windows(window: torch.Tensor, kernel: int, work: torch.dtype) -> torch.Tensor:
     """The zero-padded blur of ``_blurred_chunks`` on the central pixels of
     ``window`` (M, S, S), the raw pixels around each point, zero off the map
     (``gaussian.peak_windows``): (M, S - kernel + 1, S - kernel + 1) in the
-    windows' dtype, without the rest of the map.
+    windows' dtype, without the rest of the map, computed in ``work``.
 
     A blurred pixel reads the ``kernel``-wide square around it, so the 5x5 values
     of the Taylor step need 15x15 raw pixels for DarkPose's 11: DarkPose pads by
     the kernel radius with zeros, so OpenCV's reflected border never reaches the
     map. The taps are then the same for every map, so the two separable passes
-    are two plain matrix products with one (S - kernel + 1, S) band, in double
-    precision (numpy's BLAS on CPU, ~2x torch's for these shapes), rounded to the
-    windows' dtype like DarkPose's float32 copy of OpenCV's double blur."""
+    are two plain matrix products with one (S - kernel + 1, S) band (numpy's BLAS
+    on CPU, ~2x torch's for these shapes). In double precision and rounded to
+    float32 this is DarkPose's float32 copy of OpenCV's double blur; in float32
+    it is ~2.5x cheaper and within ``float32_blur_error`` of it."""
     m, size = window.shape[:2]
     out = size - kernel + 1
     taps = torch.from_numpy(cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_64F)[:, 0])
-    band = band_rows(out, size, taps)  # band[d, j]: weight of window pixel j for output pixel d
+    band = band_rows(out, size, taps).to(work)  # band[d, j]: weight of window pixel j for output pixel d
     if window.device.type == "cpu":
-        raw, band_np = window.numpy().astype(np.float64), band.numpy()
+        raw, band_np = window.numpy().astype(band.numpy().dtype, copy=False), band.numpy()
         across = (raw.reshape(m * size, size) @ band_np.T).reshape(m, size, out)  # [row j, out x]
-        return torch.from_numpy(np.matmul(band_np, across).astype(window.numpy().dtype))  # [out y, out x]
-    work = _float64_or_32(window.device)
-    band = band.to(window.device, work)
+        return torch.from_numpy(np.matmul(band_np, across).astype(window.numpy().dtype, copy=False))  # [y, x]
+    band = band.to(window.device)
     across = (window.to(work).reshape(m * size, size) @ band.T).reshape(m, size, out)
     return (band @ across).to(window.dtype)
+
+
+def float32_blur_error(kernel: int, most_negative: torch.Tensor, smallest: torch.Tensor) -> torch.Tensor:
+    """Bound on the relative error of ``blur_windows`` in float32 against the
+    float32 rounding of the exact blur, per window: ``most_negative`` (M,) the
+    largest ``max(-x, 0)`` of its raw pixels, ``smallest`` (M,) its smallest
+    positive blurred value used.
+
+    Each pass is a dot product of ``kernel`` taps (rounded to float32) with the
+    pixels, so it is off by at most ``gamma_{kernel+1} sum t |x|`` (Higham,
+    *Accuracy and Stability of Numerical Algorithms*, eq. 3.5, any summation
+    order, FMA or not); over both passes the error of a value b is at most
+    ``2 gamma (1 + gamma) sum t |x|``, and ``sum t |x| = b + 2 sum t max(-x, 0)
+    <= b + 2 most_negative`` (the taps sum to 1). Rounding the exact blur to
+    float32 adds half an ulp."""
+    u = torch.finfo(torch.float32).eps / 2
+    gamma = (kernel + 1) * u / (1 - (kernel + 1) * u)
+    return 2 * gamma * (1 + gamma) * (1 + 2 * most_negative / smallest) + u
 
 
 def band_rows(rows: int, size: int, taps: torch.Tensor) -> torch.Tensor:
@@ -189,6 +207,48 @@ def taylor_step(logs: torch.Tensor, coords: torch.Tensor, inside: torch.Tensor) 
 #: move by more than this (heatmap pixels) is recomputed on the whole map
 MAX_ROUNDING_SHIFT = 1e-4
 
+#: the 13 flat positions of the 5x5 log window that ``taylor_step`` reads
+_STENCIL = (12, 11, 13, 7, 17, 10, 14, 2, 22, 6, 8, 16, 18)
+
+
+def _windowed_steps(window: torch.Tensor, coords: torch.Tensor, raw_max: torch.Tensor, kernel: int,
+                    work: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Taylor steps at ``coords`` (A, 2) from their raw windows (A, S, S), blurred in
+    ``work`` (``blur_windows``), and whether each is trusted (A,): within
+    ``MAX_ROUNDING_SHIFT`` px of DarkPose's by the bound of ``dark_refine``, with
+    the 1e-10 clamp unable to bind.
+
+    Only the 13 stencil values count: their smallest positive value b_min and the
+    raw maximum bound every used log value's magnitude,
+    ``|log b| <= max(|log b_min|, |log raw max|)``, and ``log r <= log(raw max / b_centre)``."""
+    values = blur_windows(window, kernel, work)
+    flat = values.reshape(-1, 25)
+    smallest = flat[:, _STENCIL[0]]
+    for j in _STENCIL[1:]:
+        smallest = torch.minimum(smallest, flat[:, j])
+    out_dtype = _float64_or_32(coords.device)
+    floor = torch.tensor(LOG_FLOOR, dtype=values.dtype)
+    logs = darkpose_log(values.clamp_min(floor))
+    low, top = smallest.to(out_dtype).clamp_min(LOG_FLOOR), raw_max.to(out_dtype)
+    log_ratio = (top / flat[:, 12].to(out_dtype).clamp_min(LOG_FLOOR)).log().clamp_min(0)
+    eps = torch.finfo(values.dtype).eps * (1 + 2 * torch.maximum(low.log().abs(), top.log().abs()) + log_ratio)
+    clamp_limit = LOG_FLOOR
+    if work != out_dtype:  # float32 blur of float32 maps: add its own error (float32_blur_error)
+        negative = window.reshape(window.shape[0], -1).amin(dim=1).neg().clamp_min(0).to(out_dtype)
+        blur_error = float32_blur_error(kernel, negative, low)
+        eps = eps + blur_error / (1 - blur_error).clamp_min(1e-3)
+        clamp_limit = LOG_FLOOR * (1 + blur_error)
+    refined, sensitivity = taylor_step(logs, coords, torch.ones_like(smallest, dtype=torch.bool))
+    trusted = (smallest.to(out_dtype) >= clamp_limit) & (sensitivity * eps <= MAX_ROUNDING_SHIFT)
+    return refined, trusted
+
+
+def _rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``tensor[index]``, through numpy on CPU (~3x faster for these window stacks)."""
+    if tensor.device.type == "cpu":
+        return torch.from_numpy(tensor.numpy()[index.numpy()])
+    return tensor[index]
+
 
 def dark_refine(maps: torch.Tensor, coords: torch.Tensor, window: torch.Tensor, kernel: int) -> torch.Tensor:
     """DarkPose's blur + rescale + clamp + log + Taylor step at the integer
@@ -196,19 +256,21 @@ def dark_refine(maps: torch.Tensor, coords: torch.Tensor, window: torch.Tensor, 
     kernel + 4), the raw pixels centred on each argmax, zero off the map
     (``gaussian.peak_windows``, read in the argmax's pass).
 
-    The step reads the 5x5 log values around the argmax, so only those are
-    blurred (``blur_windows``). DarkPose also rescales each blurred map by
+    The step reads 13 of the 5x5 log values around the argmax, so only those
+    are blurred (``blur_windows``). DarkPose also rescales each blurred map by
     ``r = raw max / blurred max``, which needs the whole blurred map; inside the
     log it is the constant ``log r`` that the central differences cancel,
     except (1) at the 1e-10 clamp and (2) in float rounding. (1) The blurred
     map's maximum is at most the raw one (the kernel sums to 1), so r >= 1 and
-    the clamp can only bind where a blurred window value is below 1e-10.
+    the clamp can only bind where a used blurred value is below 1e-10.
     (2) Rounding ``r b`` and its log to the maps' precision moves each log value
-    by a few ulps; ``taylor_step`` bounds what that does to the step. Maps where
-    either could matter (clamp possible, or a shift over
+    by a few ulps; ``taylor_step`` bounds what that does to the step. Float32
+    maps are first blurred in float32 (``float32_blur_error`` adds its bound);
+    steps that bound cannot trust are redone from a double blur of their windows,
+    and maps where even that could matter (clamp possible, or a shift over
     ``MAX_ROUNDING_SHIFT`` px: flat or noisy maps) are redone exactly on the
     whole map (``modulated_at``, DarkPose's numbers); for peaked maps that is
-    none. The log is DarkPose's own float32 log (``darkpose_log``) on both paths:
+    none. The log is DarkPose's own float32 log (``darkpose_log``) on every path:
     numpy's float32 ``log`` is off by one ulp for a few percent of inputs, and an
     ill-conditioned step turns that ulp into up to ~1 px (measured on the shared
     COCO samples, see ``tests/tools/test_official_results_files.py``). Returns
@@ -220,29 +282,24 @@ def dark_refine(maps: torch.Tensor, coords: torch.Tensor, window: torch.Tensor, 
         return refined
     px, py = coords[:, 0].long(), coords[:, 1].long()
     inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
-    at = inside.nonzero()[:, 0]  # the step is taken only there: blur nothing else
-    if not at.numel():
-        return refined
-    floor = torch.tensor(LOG_FLOOR, dtype=maps.dtype)
-    values = blur_windows(window, kernel)[at]
-    flat_values = values.reshape(at.numel(), 25)
-    # log r <= log(raw max / window max): bounds the log's magnitude after the rescaling
-    raw_max = window[at, kernel // 2 + 2, kernel // 2 + 2]  # the argmax
-    window_max = flat_values.amax(dim=1)
-    clamp_may_bind = flat_values.amin(dim=1) < floor
-    logs = darkpose_log(values.clamp_min(floor))
-    log_ratio = (raw_max.to(out_dtype) / window_max.to(out_dtype).clamp_min(LOG_FLOOR)).log().clamp_min(0)
-    eps = torch.finfo(values.dtype).eps * (1 + 2 * logs.reshape(at.numel(), 25).abs().amax(dim=1) + log_ratio)
-    step, sensitivity = taylor_step(logs, coords[at], inside[at])
-    refined[at] = step
-    redo = clamp_may_bind | ~(sensitivity * eps <= MAX_ROUNDING_SHIFT)
-    if bool(redo.any()):
-        sel = at[redo]
+    raw_max = window[:, kernel // 2 + 2, kernel // 2 + 2]  # the argmax
+    works = [out_dtype] if maps.dtype == out_dtype else [maps.dtype, out_dtype]
+    # every map at once (cheaper than selecting), then only the steps not yet trusted
+    step, trusted = _windowed_steps(window, coords, raw_max, kernel, works[0])
+    refined = torch.where((inside & trusted).unsqueeze(1), step, refined)
+    todo = (inside & ~trusted).nonzero()[:, 0]
+    for work in works[1:]:
+        if not todo.numel():
+            return refined
+        step, trusted = _windowed_steps(_rows(window, todo), coords[todo], raw_max[todo], kernel, work)
+        refined[todo[trusted]] = step[trusted]
+        todo = todo[~trusted]
+    if todo.numel():
         offsets = torch.arange(-2, 3, device=maps.device)
-        window_idx = (py[sel, None, None] + offsets[:, None]) * w + px[sel, None, None] + offsets
-        exact = modulated_at(maps[sel].unsqueeze(1), kernel, window_idx.reshape(-1, 1, 25))
-        logs = darkpose_log(exact.reshape(-1, 5, 5).clamp_min(floor))
-        refined[sel] = taylor_step(logs, coords[sel], inside[sel])[0]
+        window_idx = (py[todo, None, None] + offsets[:, None]) * w + px[todo, None, None] + offsets
+        exact = modulated_at(maps[todo].unsqueeze(1), kernel, window_idx.reshape(-1, 1, 25))
+        logs = darkpose_log(exact.reshape(-1, 5, 5).clamp_min(torch.tensor(LOG_FLOOR, dtype=maps.dtype)))
+        refined[todo] = taylor_step(logs, coords[todo], inside[todo])[0]
     return refined
 
 
