@@ -281,7 +281,7 @@ def dark_refine(maps: torch.Tensor, coords: torch.Tensor, window: torch.Tensor, 
     the clamp can only bind where a used blurred value is below 1e-10.
     (2) Rounding ``r b`` and its log to the maps' precision moves each log value
     by a few ulps; ``taylor_step`` bounds what that does to the step. Float32
-    maps are first blurred in float32 (``float32_blur_error`` adds its bound);
+    maps on CPU are first blurred in float32 (``float32_blur_error`` adds its bound);
     steps that bound cannot trust are redone from a double blur of their windows,
     and maps where even that could matter (clamp possible, or a shift over
     ``MAX_ROUNDING_SHIFT`` px: flat or noisy maps) are redone exactly on the
@@ -299,7 +299,10 @@ def dark_refine(maps: torch.Tensor, coords: torch.Tensor, window: torch.Tensor, 
     px, py = coords[:, 0].long(), coords[:, 1].long()
     inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
     raw_max = window[:, kernel // 2 + 2, kernel // 2 + 2]  # the argmax
-    works = [out_dtype] if maps.dtype == out_dtype else [maps.dtype, out_dtype]
+    # the float32 tier on CPU only: its bound assumes IEEE float32 products, which a GPU's TF32 matmul
+    # mode (torch.backends.cuda.matmul.allow_tf32) would not give
+    fast = maps.device.type == "cpu" and maps.dtype == torch.float32 and out_dtype == torch.float64
+    works = [torch.float32, out_dtype] if fast else [out_dtype]
     # every map at once (cheaper than selecting), then only the steps not yet trusted
     step, trusted = _windowed_steps(window, coords, raw_max, kernel, works[0])
     refined = torch.where((inside & trusted).unsqueeze(1), step, refined)

@@ -169,18 +169,16 @@ def peak_windows(maps: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Ten
     l, h, w = maps.shape
     half = size // 2
     flat = maps.detach().reshape(l, h * w)
-    if (torch.jit.is_tracing() or torch.compiler.is_compiling() or flat.device.type != "cpu"
-            or flat.dtype not in (torch.float32, torch.float64) or flat.numel() == 0):
+    fused = (not torch.jit.is_tracing() and not torch.compiler.is_compiling() and flat.device.type == "cpu"
+             and flat.dtype in (torch.float32, torch.float64) and flat.numel() > 0)
+    if fused:
+        flat = flat.contiguous()
+        view, count = _window_view(flat.reshape(-1), size, w)
+    if not fused or view is None:  # elsewhere, or maps smaller than one window: argmax, then the windows
         maxvals, idx = argmax_rows(flat)
         index = torch.arange(l, device=maps.device)
         return maxvals, idx, map_windows(maps.detach(), index, idx // w - half, idx % w - half, size)
-    flat = flat.contiguous()
     rows = flat.numpy()
-    view, count = _window_view(flat.reshape(-1), size, w)
-    if view is None:  # maps smaller than one window
-        maxvals, idx = argmax_rows(flat)
-        index = torch.arange(l)
-        return maxvals, idx, map_windows(maps.detach(), index, idx // w - half, idx % w - half, size)
     idx = np.empty(l, np.int64)
     windows = np.empty((l, size), view.dtype)  # each item one row of a window (_window_view)
     chunk = max(1, PEAK_CHUNK_BYTES // (h * w * flat.element_size()))
