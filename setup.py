@@ -18,6 +18,7 @@ setup(
         "scipy",
         "tqdm",
         "matplotlib",
+        "threadpoolctl",
     ],
     extras_require={"test": ["pytest", "h5py", "onnx", "onnxruntime", "faster-coco-eval"], "h5": ["h5py"],
                     "onnx": ["onnx", "onnxruntime"]},

@@ -94,7 +94,8 @@ import torch
 from bench.common import say
 from bench.data import bench_data, bench_data_official
 from bench.decode import bench_decode
-from bench.decoders import DECODERS_REF_CROPS, bench_decoders, bench_decoders_official
+from bench.decoders import (DECODERS_REF_CROPS, bench_decoders, bench_decoders_official, decoder_codecs,
+                            selected_codecs)
 from bench.encode import bench_encode
 from bench.evaluate import bench_evaluate
 from bench.forward import bench_forward, bench_forward_3d, bench_forward_official, default_flip_pairs
@@ -148,6 +149,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--decoders-ref", type=int, default=DECODERS_REF_CROPS, metavar="M",
                         help=f"crops the loop references decode in the decoders stage: the first min(N, M) "
                              f"(default {DECODERS_REF_CROPS})")
+    parser.add_argument("--decoder-names", type=lambda text: [v for v in text.split(",") if v], default=None,
+                        metavar="LIST", help="only these decoders in the decoders stage (e.g. gaussian,dark; default: "
+                                             "all of " + ", ".join(decoder_codecs()) + ")")
     parser.add_argument("--official", default=None, metavar="DIR",
                         help=f"a folder of official checkouts (deep-high-resolution-net.pytorch, DarkPose, UDP-Pose, "
                              f"lpn-pytorch; default ${ENV}): the forward, encode, decoders and evaluate stages also run side by side "
@@ -170,6 +174,11 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.decoders < 0:
         parser.error("--decoders must be at least 0")
+    if args.decoder_names is not None:
+        try:
+            selected_codecs(args.decoder_names)
+        except ValueError as err:
+            parser.error(str(err))
     if not args.stages and not args.decoders and not args.scaling and not args.scaling_dets:
         parser.error("--stages none and no --decoders or --scaling: nothing to run")
     try:
@@ -258,10 +267,10 @@ def main(argv=None) -> dict:
         results.update(peak_memory(device, tags["memory"]))
     if args.decoders and args.official:
         results["decoders"] = bench_decoders_official(device, args.decoders, args.decode_batch, args.official,
-                                                      args.reps, rng, tags["decoders"])
+                                                      args.reps, rng, tags["decoders"], args.decoder_names)
     elif args.decoders:
         results["decoders"] = bench_decoders(device, args.decoders, args.decode_batch, args.decoders_ref, rng,
-                                             tags["decoders"])
+                                             tags["decoders"], args.decoder_names)
     if args.scaling:
         results["scaling_decode"] = scaling_decode(device, args.scaling, args.decode_batch, rng)
     if args.scaling_dets:

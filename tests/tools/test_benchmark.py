@@ -111,6 +111,17 @@ def test_decoders_stage(tiny_cfg_file, capsys, restore_threads):
     assert "loop crops/s (numpy, first 24)" in printed and all(f"\n{name} " in printed for name in DECODERS)
 
 
+def test_decoder_names_select_rows(tiny_cfg_file, restore_threads):
+    """--decoder-names runs only the named decoders, in that order; an unknown name is a usage error."""
+    result = benchmark.main(["--cfg", tiny_cfg_file, "--device", "cpu", "--threads", "1", "--stages", "none",
+                             "--decoders", "8", "--decode-batch", "4", "--decoders-ref", "4",
+                             "--decoder-names", "dark,gaussian"])
+    assert list(result["decoders"]) == ["dark", "gaussian"]
+    assert all(d["max_px_diff"] < 1e-3 for d in result["decoders"].values())
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--cfg", tiny_cfg_file, "--decoders", "8", "--decoder-names", "dark,darkk"])
+
+
 def test_forward_stage_needs_no_data(tmp_path, restore_threads):
     """--stages forward on an official HRNet YAML (shrunk) with no COCO on disk."""
     cfg_file = os.path.join(ROOT, "experiments", "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")

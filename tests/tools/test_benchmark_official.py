@@ -164,6 +164,8 @@ def test_side_by_side_with_fake_checkouts(tiny_cfg_file, tmp_path, capsys, resto
         assert d["crops"] == 12 and d["reps"] == 2 and d["max_px_diff"] < 1e-3, name
         assert d["speedup"] == pytest.approx(d["crops_s"] / d["ref_crops_s"])
         assert d["ref_crops_s"] >= d["ref_median_crops_s"] > 0 and d["crops_s"] >= d["median_crops_s"] > 0
+        assert d["floor_crops_s"] >= d["floor_median_crops_s"] > 0  # the argmax pass, timed alongside
+        assert d["floor_share"] == pytest.approx(d["crops_s"] / d["floor_crops_s"])
     (encode,) = result["encode_side_by_side"]
     assert encode["official"] and encode["items"] == 40 and encode["check"] == "identical targets and weights"
     assert encode["reference"] == "deep-high-resolution-net.pytorch dataset/JointsDataset.py generate_target (gaussian)"

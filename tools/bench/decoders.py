@@ -8,11 +8,11 @@ import numpy as np
 import torch
 
 from posezoo.codecs.dark import DarkCodec
-from posezoo.codecs.gaussian import GaussianHeatmapCodec
+from posezoo.codecs.gaussian import GaussianHeatmapCodec, argmax_rows
 from posezoo.codecs.soft_argmax import SoftArgmaxCodec
 from posezoo.codecs.udp import UDPHeatmapCodec, UDPOffsetCodec
 
-from .common import alternate, make_sync, rates, say, timed
+from .common import alternate_many, make_sync, rates, say, timed
 from .inputs import random_boxes, random_outputs
 from .official import decode_official
 from .references import LoopReference, check_decode, decode_reference
@@ -36,6 +36,18 @@ def decoder_codecs() -> dict:
     }
 
 
+def selected_codecs(names=None) -> dict:
+    """decoder_codecs(), or only those named in `names` (in that order); an unknown name is one clear error."""
+    codecs = decoder_codecs()
+    if names is None:
+        return codecs
+    unknown = [name for name in names if name not in codecs]
+    if unknown or not names:
+        raise ValueError(f"--decoder-names: unknown decoder(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(codecs)}")
+    return {name: codecs[name] for name in names}
+
+
 def decode_cycled(codec, crops: tuple, count: int, batch: int) -> list:
     """Decode `count` crops of the pool `crops` = (outputs, center, scale) on
     the device, cycling through it, in chunks of `batch` (the pool is a whole
@@ -54,8 +66,8 @@ def decode_cycled(codec, crops: tuple, count: int, batch: int) -> list:
 
 
 def bench_decoders(device, n: int, batch: int, ref_crops: int, rng: np.random.Generator,
-                   tag: str = "[7/7]") -> dict:
-    """Every codec of decoder_codecs() on n crops vs its loop reference on the
+                   tag: str = "[7/7]", names=None) -> dict:
+    """Every codec of decoder_codecs() (or those in `names`) on n crops vs its loop reference on the
     first min(n, ref_crops). The crops come from a pool of min(n, ref_crops
     rounded up to whole batches) generated crops, cycled chunk by chunk (a
     pool of N crops of 51 x 64x48 floats would not fit in memory for large N).
@@ -66,7 +78,7 @@ def bench_decoders(device, n: int, batch: int, ref_crops: int, rng: np.random.Ge
     pool = min(n, batch * -(-ref_crops // batch))  # a whole number of chunks when n is larger
     m = min(n, ref_crops)
     out = {}
-    for name, codec in decoder_codecs().items():
+    for name, codec in selected_codecs(names).items():
         ref = decode_reference(codec)
         shape = (DECODERS_JOINTS * getattr(codec, "channels_per_joint", 1), h, w)
         outputs = random_outputs(rng, pool, shape, codec)
@@ -91,6 +103,20 @@ def bench_decoders(device, n: int, batch: int, ref_crops: int, rng: np.random.Ge
     return out
 
 
+def argmax_floor(outputs: torch.Tensor, batch: int) -> None:
+    """The floor of every heatmap decode: one argmax pass (``argmax_rows``) over the maps of `outputs`
+    (N, C, H, W), `batch` crops at a time, in one thread on CPU as the decoders run."""
+    threads = torch.get_num_threads()
+    if outputs.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        for lo in range(0, len(outputs), batch):
+            part = outputs[lo:lo + batch]
+            argmax_rows(part.reshape(-1, part.shape[2] * part.shape[3]))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def reference_chunked(ref: LoopReference, outputs: np.ndarray, center: np.ndarray, scale: np.ndarray,
                       batch: int) -> tuple[np.ndarray, np.ndarray]:
     """ref.run on `batch` crops at a time (as validate() hands the official decode one batch at a time)."""
@@ -101,15 +127,15 @@ def reference_chunked(ref: LoopReference, outputs: np.ndarray, center: np.ndarra
 
 
 def bench_decoders_official(device, n: int, batch: int, root: str, reps: int, rng: np.random.Generator,
-                            tag: str = "[7/7]") -> dict:
-    """Every codec of decoder_codecs() side by side with the official decode from the checkouts in `root`
+                            tag: str = "[7/7]", names=None) -> dict:
+    """Every codec of decoder_codecs() (or those in `names`) side by side with the official decode from the checkouts in `root`
     (official.decode_official; posezoo's loop reference where a checkout is absent, labelled so): both
     decode the same n crops in chunks of `batch`, `reps` times each in turn; the first results are checked
     within 1e-3 px and the scores within the reference's tolerance."""
     sync = make_sync(device)
     w, h = DECODERS_HEATMAP_SIZE
     out = {}
-    for name, codec in decoder_codecs().items():
+    for name, codec in selected_codecs(names).items():
         ref, is_official, note = decode_official(root, codec, decode_reference(codec))
         say(f"{tag} decoders: {name}: {note}")
         shape = (DECODERS_JOINTS * getattr(codec, "channels_per_joint", 1), h, w)
@@ -123,17 +149,23 @@ def bench_decoders_official(device, n: int, batch: int, root: str, reps: int, rn
             parts = decode_cycled(c, t, n, batch)
             return torch.cat([p for p, _ in parts]), torch.cat([v for _, v in parts])
 
-        ref_times, our_times, (ref_preds, ref_maxvals), (preds, maxvals) = alternate(
-            lambda r=ref, o=outputs, c=center, s=scale: reference_chunked(r, o, c, s, batch), ours, reps, sync)
+        times, first = alternate_many({
+            "reference": lambda r=ref, o=outputs, c=center, s=scale: reference_chunked(r, o, c, s, batch),
+            "ours": ours, "floor": lambda t=crops: argmax_floor(t[0], batch)}, reps, sync)
+        (ref_preds, ref_maxvals), (preds, maxvals) = first["reference"], first["ours"]
         px, vals = check_decode(codec, ref, preds, maxvals, ref_preds, ref_maxvals)
-        (ref_min, ref_med), (our_min, our_med) = rates(n, ref_times), rates(n, our_times)
+        (ref_min, ref_med), (our_min, our_med) = rates(n, times["reference"]), rates(n, times["ours"])
+        floor_min, floor_med = rates(n, times["floor"])
         out[name] = {"codec": type(codec).__name__, "reference": ref.name, "official": is_official,
                      "shape": shape, "crops": n, "reps": reps, "ref_crops_s": ref_min, "ref_median_crops_s": ref_med,
                      "crops_s": our_min, "median_crops_s": our_med, "speedup": our_min / ref_min,
-                     "median_speedup": our_med / ref_med, "max_px_diff": px, "max_score_diff": vals}
+                     "median_speedup": our_med / ref_med, "max_px_diff": px, "max_score_diff": vals,
+                     "floor_crops_s": floor_min, "floor_median_crops_s": floor_med,
+                     "floor_share": our_min / floor_min, "floor_median_share": our_med / floor_med}
         say(f"{tag} decoders: {name} {n} x {shape} on {device.type}, {reps} alternating runs: "
             f"{'official' if is_official else 'loop reference'} {ref_min:,.0f} / {ref_med:,.0f} crops/s "
             f"(min time / median), posezoo {our_min:,.0f} / {our_med:,.0f}, x{our_min / ref_min:.1f}; "
-            f"max diff {px:.1e} px")
+            f"argmax floor {floor_min:,.0f} / {floor_med:,.0f} (posezoo reaches {our_min / floor_min:.2f} / "
+            f"{our_med / floor_med:.2f} of it); max diff {px:.1e} px")
         del outputs, crops, preds, maxvals, ref_preds, ref_maxvals
     return out

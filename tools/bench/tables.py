@@ -98,7 +98,9 @@ def side_by_side_table(results: dict, device, reps: int) -> str:
         rows.append((f"decode {name} ({d['crops']} crops, {device.type})", f"{source}: {d['reference']}",
                      f"{d['ref_crops_s']:,.0f} / {d['ref_median_crops_s']:,.0f}",
                      f"{d['crops_s']:,.0f} / {d['median_crops_s']:,.0f}",
-                     f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}", f"max diff {d['max_px_diff']:.1e} px"))
+                     f"x{d['speedup']:.1f} / x{d['median_speedup']:.1f}",
+                     f"max diff {d['max_px_diff']:.1e} px; {d['floor_share']:.2f} / {d['floor_median_share']:.2f} of "
+                     f"the argmax floor ({d['floor_crops_s']:,.0f} / {d['floor_median_crops_s']:,.0f})"))
     rows += [measured(d) for d in results.get("eval_side_by_side", [])]
     if not rows:
         return ""

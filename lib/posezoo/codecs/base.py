@@ -4,6 +4,7 @@ docstring (``posezoo/codecs/__init__.py``); ``tests/codecs/test_codec_contract.p
 checks every registered codec against it."""
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
@@ -24,6 +25,17 @@ Metric = Union[float, tuple[float, int]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@functools.cache
+def _blas_threads():
+    """threadpoolctl's controller of the BLAS libraries loaded (numpy's OpenBLAS among
+    them), or None without threadpoolctl (then numpy's products keep their pool)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
 def single_threaded_on_cpu(decode: F) -> F:
     """Run a ``decode(self, output, meta)`` with one torch intra-op thread when
     ``output`` is a CPU tensor, restoring the caller's count after.
@@ -35,7 +47,9 @@ def single_threaded_on_cpu(decode: F) -> F:
     Gaussian decode ran at ~7k crops/s with 2 threads and ~76k with 1, DARK
     2.4k against 10k (docs/speed.md). The full-map passes are numpy or one
     large op, which a single thread already runs at memory speed. OpenCV's
-    pool (the UDP decoders' stacked blurs) gets one thread for the same reason."""
+    pool (the UDP decoders' stacked blurs) and numpy's BLAS pool (DARK's window
+    blurs, through threadpoolctl) get one thread for the same reason: with
+    OpenBLAS's default pool DARK ran at 12k crops/s against 48k with one thread."""
 
     @functools.wraps(decode)
     def wrapper(self, output, *args, **kwargs):
@@ -43,10 +57,12 @@ def single_threaded_on_cpu(decode: F) -> F:
         if not isinstance(first, torch.Tensor) or first.device.type != "cpu":
             return decode(self, output, *args, **kwargs)
         threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+        blas = _blas_threads()
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
         try:
-            return decode(self, output, *args, **kwargs)
+            with blas.limit(limits=1, user_api="blas") if blas is not None else contextlib.nullcontext():
+                return decode(self, output, *args, **kwargs)
         finally:
             torch.set_num_threads(threads)
             cv2.setNumThreads(cv_threads)

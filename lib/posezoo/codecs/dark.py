@@ -57,6 +57,7 @@ It has four parts, each equal to DarkPose:
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import cv2
@@ -65,7 +66,7 @@ import torch
 
 from ..utils.transforms import PIXEL_STD, crop_to_image, flip_back, get_affine_transform
 from .base import single_threaded_on_cpu
-from .gaussian import HeatmapCodec, get_max_preds
+from .gaussian import HeatmapCodec, map_windows, peak_coords, peak_windows  # noqa: F401 (udp.py imports map_windows from here)
 
 LOG_FLOOR = 1e-10  # DarkPose clamps the modulated map here before the log
 
@@ -122,73 +123,64 @@ def modulated_at(heatmaps: torch.Tensor, kernel: int, idx: torch.Tensor) -> torc
     return out.reshape(n, k, -1)
 
 
-def map_windows(maps: torch.Tensor, index: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, size: int
-                ) -> torch.Tensor:
-    """The ``size`` x ``size`` pixels of maps ``index`` (M,) of ``maps``
-    (L, H, W) whose top left corners are at (``rows``, ``cols``) (M,), with
-    pixels off the map set to 0 (zero padding): (M, size, size) in the maps'
-    dtype.
+def blur_windows(window: torch.Tensor, kernel: int, work: torch.dtype) -> torch.Tensor:
+    """The zero-padded blur of ``_blurred_chunks`` on the central pixels of
+    ``window`` (M, S, S), the raw pixels around each point, zero off the map
+    (``gaussian.peak_windows``): (M, S - kernel + 1, S - kernel + 1) in the
+    windows' dtype, without the rest of the map, computed in ``work``.
 
-    One batched index op: a strided view of the flat maps holds every
-    ``size`` x ``size`` run starting at each flat position, and one fancy index
-    copies the M windows (numpy's on CPU, ~3x faster than gathering 225
-    separate indices). A window that runs off its map reads its neighbour's
-    rows or columns; those pixels are then zeroed. Windows that would leave
-    the whole buffer (the first or last map) are clamped and gathered pixel
-    by pixel."""
-    h, w = maps.shape[1:]
-    flat = maps.reshape(-1)
-    span = torch.arange(size, device=maps.device)
-    row_ok = ((rows[:, None] + span) >= 0) & ((rows[:, None] + span) < h)
-    col_ok = ((cols[:, None] + span) >= 0) & ((cols[:, None] + span) < w)
-    starts = (index * h + rows) * w + cols
-    count = flat.numel() - (size - 1) * (w + 1)
-    if count <= 0:
-        starts, count, clipped = starts.clamp(0, 0), 1, torch.ones_like(starts, dtype=torch.bool)
-    else:
-        clipped = (starts < 0) | (starts >= count)
-    if maps.device.type == "cpu":
-        view = np.lib.stride_tricks.as_strided(flat.numpy(), (count, size, size), (flat.element_size(),
-                                               w * flat.element_size(), flat.element_size()), writeable=False)
-        window = torch.from_numpy(view[starts.clamp(0, count - 1).numpy()])
-    else:
-        window = torch.as_strided(flat, (count, size, size), (1, w, 1))[starts.clamp(0, count - 1)]
-    if bool(clipped.any()):
-        sel = clipped.nonzero()[:, 0]
-        pix = ((index[sel, None, None] * h + (rows[sel, None, None] + span[:, None]).clamp(0, h - 1)) * w
-               + (cols[sel, None, None] + span).clamp(0, w - 1))
-        window[sel] = flat[pix]
-    border = ~(row_ok.all(dim=1) & col_ok.all(dim=1))
-    if bool(border.any()):
-        sel = border.nonzero()[:, 0]
-        window[sel] = window[sel] * (row_ok[sel, :, None] & col_ok[sel, None, :])
-    return window
+    A blurred pixel reads the ``kernel``-wide square around it, so the 5x5 values
+    of the Taylor step need 15x15 raw pixels for DarkPose's 11: DarkPose pads by
+    the kernel radius with zeros, so OpenCV's reflected border never reaches the
+    map. The taps are then the same for every map, so the two separable passes
+    are two plain matrix products with one (S - kernel + 1, S) band (numpy's BLAS
+    on CPU, ~2x torch's for these shapes). In double precision and rounded to
+    float32 this is DarkPose's float32 copy of OpenCV's double blur; in float32
+    it is ~2.5x cheaper and within ``float32_blur_error`` of it."""
+    m, size = window.shape[:2]
+    out = size - kernel + 1
+    band, pass_y = _window_bands(kernel, size, work)
+    if window.device.type == "cpu":
+        band_np = band.numpy()
+        raw = window.numpy().astype(band_np.dtype, copy=False)
+        across = raw.reshape(m * size, size) @ band_np.T  # [row j, out x]
+        both = across.reshape(m, size * out) @ pass_y.numpy()  # [out y, out x]
+        return torch.from_numpy(both.astype(window.numpy().dtype, copy=False).reshape(m, out, out))
+    band = band.to(window.device)
+    across = (window.to(work).reshape(m * size, size) @ band.T).reshape(m, size, out)
+    return (band @ across).to(window.dtype)
 
 
-def blurred_window(maps: torch.Tensor, index: torch.Tensor, px: torch.Tensor, py: torch.Tensor, kernel: int,
-                   half: int = 2) -> torch.Tensor:
-    """The zero-padded blur of ``_blurred_chunks`` on the (2 half + 1)^2 pixels
-    around (``px``, ``py``) (M,) of maps ``index`` (M,) of ``maps`` (L, H, W),
-    without the rest of the map: (M, 2 half + 1, 2 half + 1) in the maps' dtype.
+@functools.cache
+def _window_bands(kernel: int, size: int, work: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``blur_windows``' two passes for ``size``-wide windows in ``work``: the
+    (out, size) band of the taps, and the second pass as one (size out, out out)
+    matrix over the flattened first-pass rows (a single BLAS product instead of
+    one tiny product per window)."""
+    taps = torch.from_numpy(cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_64F)[:, 0])
+    out = size - kernel + 1
+    band = band_rows(out, size, taps).to(work)
+    # pass_y[(j, x'), (y, x)] = band[y, j] if x == x'
+    pass_y = torch.einsum("yj,xz->jxyz", band, torch.eye(out, dtype=work)).reshape(size * out, out * out)
+    return band, pass_y
 
-    A blurred pixel reads the ``kernel``-wide square around it, so the window
-    needs ``kernel + 2 half`` raw rows and columns (15 for DarkPose's 11 and the
-    Taylor step's 5x5), centred on the point, zero off the map
-    (``map_windows``): that is DarkPose's zero padding (its pad equals the
-    kernel radius, so OpenCV's reflected border never reaches the map). The
-    taps are then the same for every map, so the two separable passes are two
-    plain matrix products with one (2 half + 1, kernel + 2 half) band, in
-    double precision, rounded to the maps' dtype like DarkPose's float32 copy
-    of OpenCV's double blur."""
-    m = index.shape[0]
-    size, out = kernel + 2 * half, 2 * half + 1
-    work = _float64_or_32(maps.device)
-    window = map_windows(maps, index, py - (kernel // 2 + half), px - (kernel // 2 + half), size).to(work)
-    taps = torch.from_numpy(cv2.getGaussianKernel(kernel, 0, ktype=cv2.CV_64F)[:, 0]).to(maps.device, work)
-    band = band_rows(out, size, taps)  # band[d, j]: weight of window pixel j for output pixel d
-    across = (window.reshape(m * size, size) @ band.T).reshape(m, size, out)  # [row j, out x]
-    both = (across.transpose(1, 2).reshape(m * out, size) @ band.T).reshape(m, out, out)  # [out x, out y]
-    return both.transpose(1, 2).to(maps.dtype)
+
+def float32_blur_error(kernel: int, most_negative: torch.Tensor, smallest: torch.Tensor) -> torch.Tensor:
+    """Bound on the relative error of ``blur_windows`` in float32 against the
+    float32 rounding of the exact blur, per window: ``most_negative`` (M,) the
+    largest ``max(-x, 0)`` of its raw pixels, ``smallest`` (M,) its smallest
+    positive blurred value used.
+
+    Each pass is a dot product of ``kernel`` taps (rounded to float32) with the
+    pixels, so it is off by at most ``gamma_{kernel+1} sum t |x|`` (Higham,
+    *Accuracy and Stability of Numerical Algorithms*, eq. 3.5, any summation
+    order, FMA or not); over both passes the error of a value b is at most
+    ``2 gamma (1 + gamma) sum t |x|``, and ``sum t |x| = b + 2 sum t max(-x, 0)
+    <= b + 2 most_negative`` (the taps sum to 1). Rounding the exact blur to
+    float32 adds half an ulp."""
+    u = torch.finfo(torch.float32).eps / 2
+    gamma = (kernel + 1) * u / (1 - (kernel + 1) * u)
+    return 2 * gamma * (1 + gamma) * (1 + 2 * most_negative / smallest) + u
 
 
 def band_rows(rows: int, size: int, taps: torch.Tensor) -> torch.Tensor:
@@ -231,63 +223,103 @@ def taylor_step(logs: torch.Tensor, coords: torch.Tensor, inside: torch.Tensor) 
 #: move by more than this (heatmap pixels) is recomputed on the whole map
 MAX_ROUNDING_SHIFT = 1e-4
 
+#: the 13 flat positions of the 5x5 log window that ``taylor_step`` reads
+_STENCIL = (12, 11, 13, 7, 17, 10, 14, 2, 22, 6, 8, 16, 18)
 
-def dark_refine(heatmaps: torch.Tensor, coords: torch.Tensor, kernel: int) -> torch.Tensor:
+
+def _windowed_steps(window: torch.Tensor, coords: torch.Tensor, raw_max: torch.Tensor, kernel: int,
+                    work: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Taylor steps at ``coords`` (A, 2) from their raw windows (A, S, S), blurred in
+    ``work`` (``blur_windows``), and whether each is trusted (A,): within
+    ``MAX_ROUNDING_SHIFT`` px of DarkPose's by the bound of ``dark_refine``, with
+    the 1e-10 clamp unable to bind.
+
+    Only the 13 stencil values count: their smallest positive value b_min and the
+    raw maximum bound every used log value's magnitude,
+    ``|log b| <= max(|log b_min|, |log raw max|)``, and ``log r <= log(raw max / b_centre)``."""
+    values = blur_windows(window, kernel, work)
+    flat = values.reshape(-1, 25)
+    smallest = flat[:, _STENCIL[0]]
+    for j in _STENCIL[1:]:
+        smallest = torch.minimum(smallest, flat[:, j])
+    out_dtype = _float64_or_32(coords.device)
+    floor = torch.tensor(LOG_FLOOR, dtype=values.dtype)
+    logs = darkpose_log(values.clamp_min(floor))
+    low, top = smallest.to(out_dtype).clamp_min(LOG_FLOOR), raw_max.to(out_dtype)
+    log_ratio = (top / flat[:, 12].to(out_dtype).clamp_min(LOG_FLOOR)).log().clamp_min(0)
+    eps = torch.finfo(values.dtype).eps * (1 + 2 * torch.maximum(low.log().abs(), top.log().abs()) + log_ratio)
+    clamp_limit = LOG_FLOOR
+    if work != out_dtype:  # float32 blur of float32 maps: add its own error (float32_blur_error)
+        negative = window.reshape(window.shape[0], -1).amin(dim=1).neg().clamp_min(0).to(out_dtype)
+        blur_error = float32_blur_error(kernel, negative, low)
+        eps = eps + blur_error / (1 - blur_error).clamp_min(1e-3)
+        clamp_limit = LOG_FLOOR * (1 + blur_error)
+    refined, sensitivity = taylor_step(logs, coords, torch.ones_like(smallest, dtype=torch.bool))
+    trusted = (smallest.to(out_dtype) >= clamp_limit) & (sensitivity * eps <= MAX_ROUNDING_SHIFT)
+    return refined, trusted
+
+
+def _rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``tensor[index]``, through numpy on CPU (~3x faster for these window stacks)."""
+    if tensor.device.type == "cpu":
+        return torch.from_numpy(tensor.numpy()[index.numpy()])
+    return tensor[index]
+
+
+def dark_refine(maps: torch.Tensor, coords: torch.Tensor, window: torch.Tensor, kernel: int) -> torch.Tensor:
     """DarkPose's blur + rescale + clamp + log + Taylor step at the integer
-    argmax ``coords`` (N, K, 2) of ``heatmaps`` (N, K, H, W), reading a window.
+    argmax ``coords`` (L, 2) of ``maps`` (L, H, W), from ``window`` (L, kernel + 4,
+    kernel + 4), the raw pixels centred on each argmax, zero off the map
+    (``gaussian.peak_windows``, read in the argmax's pass).
 
-    The step reads the 5x5 log values around the argmax, so only those are
-    blurred (``blurred_window``). DarkPose also rescales each blurred map by
+    The step reads 13 of the 5x5 log values around the argmax, so only those
+    are blurred (``blur_windows``). DarkPose also rescales each blurred map by
     ``r = raw max / blurred max``, which needs the whole blurred map; inside the
     log it is the constant ``log r`` that the central differences cancel,
     except (1) at the 1e-10 clamp and (2) in float rounding. (1) The blurred
     map's maximum is at most the raw one (the kernel sums to 1), so r >= 1 and
-    the clamp can only bind where a blurred window value is below 1e-10.
+    the clamp can only bind where a used blurred value is below 1e-10.
     (2) Rounding ``r b`` and its log to the maps' precision moves each log value
-    by a few ulps; ``taylor_step`` bounds what that does to the step. Maps where
-    either could matter (clamp possible, or a shift over
+    by a few ulps; ``taylor_step`` bounds what that does to the step. Float32
+    maps on CPU are first blurred in float32 (``float32_blur_error`` adds its bound);
+    steps that bound cannot trust are redone from a double blur of their windows,
+    and maps where even that could matter (clamp possible, or a shift over
     ``MAX_ROUNDING_SHIFT`` px: flat or noisy maps) are redone exactly on the
     whole map (``modulated_at``, DarkPose's numbers); for peaked maps that is
-    none. On the fast path the log is taken in double precision and rounded to
-    the maps' precision (the step cannot tell). On the redone maps it is
-    DarkPose's own float32 log (``darkpose_log``): numpy's float32 ``log`` is off
-    by one ulp for a few percent of inputs, and an ill-conditioned step turns
-    that ulp into up to ~1 px (measured on the shared COCO samples, see
-    ``tests/tools/test_official_results_files.py``). Returns float64 coords
-    (float32 on MPS)."""
-    n, k, h, w = heatmaps.shape
+    none. The log is DarkPose's own float32 log (``darkpose_log``) on every path:
+    numpy's float32 ``log`` is off by one ulp for a few percent of inputs, and an
+    ill-conditioned step turns that ulp into up to ~1 px (measured on the shared
+    COCO samples, see ``tests/tools/test_official_results_files.py``). Returns
+    float64 coords (float32 on MPS)."""
+    h, w = maps.shape[1:]
     out_dtype = _float64_or_32(coords.device)
+    refined = coords.to(out_dtype)
     if h < 5 or w < 5:  # no pixel has the two-pixel margin the stencil needs
-        return coords.to(out_dtype)
-    maps = heatmaps.reshape(n * k, h, w)
-    flat_coords = coords.reshape(n * k, 2)
-    px, py = flat_coords[:, 0].long(), flat_coords[:, 1].long()
+        return refined
+    px, py = coords[:, 0].long(), coords[:, 1].long()
     inside = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
-    pxc, pyc = px.clamp(2, w - 3), py.clamp(2, h - 3)
-    offsets = torch.arange(-2, 3, device=maps.device)
-    window_idx = ((pyc[:, None, None] + offsets[None, :, None]) * w + pxc[:, None, None] + offsets[None, None, :])
-    floor = torch.tensor(LOG_FLOOR, dtype=maps.dtype)
-    refined = flat_coords.to(out_dtype)
-    redo = torch.zeros_like(inside)
-    at = inside.nonzero()[:, 0]  # the step is taken only there: blur nothing else
-    if at.numel():
-        values = blurred_window(maps, at, pxc[at], pyc[at], kernel)
-        # log r <= log(raw max / window max): bounds the log's magnitude after the rescaling
-        raw_max = maps.reshape(n * k, -1)[at, pyc[at] * w + pxc[at]]  # the argmax
-        window_max = values.reshape(at.numel(), -1).amax(dim=1)
-        clamp_may_bind = values.reshape(at.numel(), -1).amin(dim=1) < floor
-        logs = values.clamp_min(floor).to(out_dtype).log().to(values.dtype)
-        log_ratio = (raw_max.to(out_dtype) / window_max.to(out_dtype).clamp_min(LOG_FLOOR)).log().clamp_min(0)
-        eps = torch.finfo(values.dtype).eps * (1 + 2 * logs.reshape(at.numel(), -1).abs().amax(dim=1) + log_ratio)
-        step, sensitivity = taylor_step(logs, flat_coords[at], inside[at])
-        refined[at] = step
-        redo[at] = clamp_may_bind | ~(sensitivity * eps <= MAX_ROUNDING_SHIFT)
-    if bool(redo.any()):
-        sel = redo.nonzero()[:, 0]
-        exact = modulated_at(maps[sel].unsqueeze(1), kernel, window_idx[sel].reshape(-1, 1, 25))
-        logs = darkpose_log(exact.reshape(-1, 5, 5).clamp_min(floor))
-        refined[sel] = taylor_step(logs, flat_coords[sel], inside[sel])[0]
-    return refined.reshape(n, k, 2)
+    raw_max = window[:, kernel // 2 + 2, kernel // 2 + 2]  # the argmax
+    # the float32 tier on CPU only: its bound assumes IEEE float32 products, which a GPU's TF32 matmul
+    # mode (torch.backends.cuda.matmul.allow_tf32) would not give
+    fast = maps.device.type == "cpu" and maps.dtype == torch.float32 and out_dtype == torch.float64
+    works = [torch.float32, out_dtype] if fast else [out_dtype]
+    # every map at once (cheaper than selecting), then only the steps not yet trusted
+    step, trusted = _windowed_steps(window, coords, raw_max, kernel, works[0])
+    refined = torch.where((inside & trusted).unsqueeze(1), step, refined)
+    todo = (inside & ~trusted).nonzero()[:, 0]
+    for work in works[1:]:
+        if not todo.numel():
+            return refined
+        step, trusted = _windowed_steps(_rows(window, todo), coords[todo], raw_max[todo], kernel, work)
+        refined[todo[trusted]] = step[trusted]
+        todo = todo[~trusted]
+    if todo.numel():
+        offsets = torch.arange(-2, 3, device=maps.device)
+        window_idx = (py[todo, None, None] + offsets[:, None]) * w + px[todo, None, None] + offsets
+        exact = modulated_at(maps[todo].unsqueeze(1), kernel, window_idx.reshape(-1, 1, 25))
+        logs = darkpose_log(exact.reshape(-1, 5, 5).clamp_min(torch.tensor(LOG_FLOOR, dtype=maps.dtype)))
+        refined[todo] = taylor_step(logs, coords[todo], inside[todo])[0]
+    return refined
 
 
 def darkpose_log(values: torch.Tensor) -> torch.Tensor:
@@ -357,9 +389,12 @@ class DarkCodec(HeatmapCodec):
         heatmaps = output.detach()
         if heatmaps.dtype not in (torch.float32, torch.float64):
             heatmaps = heatmaps.float()
-        coords, maxvals = get_max_preds(heatmaps)
-        coords = dark_refine(heatmaps, coords, self.blur_kernel)
-        h, w = heatmaps.shape[2:]
+        n, k, h, w = heatmaps.shape
+        maps = heatmaps.reshape(n * k, h, w)
+        # the argmax and the raw pixels its 5x5 blurred values need, read in one pass
+        maxvals, idx, window = peak_windows(maps, self.blur_kernel + 4)
+        coords = dark_refine(maps, peak_coords(maxvals, idx, w, heatmaps.dtype), window, self.blur_kernel)
+        coords, maxvals = coords.reshape(n, k, 2), maxvals.reshape(n, k, 1)
         scale = dark_scale(scale.to(heatmaps.device, coords.dtype))
         preds = crop_to_image(coords, center.to(heatmaps.device), scale, (w - 1, h - 1))
         return preds, maxvals
