@@ -94,7 +94,7 @@ import torch
 from bench.common import say
 from bench.data import bench_data, bench_data_official
 from bench.decode import bench_decode
-from bench.decoders import DECODERS_REF_CROPS, bench_decoders, bench_decoders_official
+from bench.decoders import DECODERS_REF_CROPS, bench_decoders, bench_decoders_official, decoder_codecs
 from bench.encode import bench_encode
 from bench.evaluate import bench_evaluate
 from bench.forward import bench_forward, bench_forward_3d, bench_forward_official, default_flip_pairs
@@ -123,6 +123,15 @@ def parse_stages(text: str) -> list:
     return [name for name in STAGES if name in names]
 
 
+def _decoder_names(text: str) -> list:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in decoder_codecs()]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown decoder(s) {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {','.join(decoder_codecs())} (comma-separated)")
+    return names
+
+
 def _sizes(text: str) -> list:
     try:
         return parse_sizes(text)
@@ -145,6 +154,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--decoders", type=int, default=0, metavar="N",
                         help="also run every codec's decoder on N crops of 17 x 64x48 heatmaps against its loop "
                              "reference (default 0: skip)")
+    parser.add_argument("--decoder-names", type=_decoder_names, default=None, metavar="LIST",
+                        help=f"only these decoders in the decoders stage, comma-separated from "
+                             f"{','.join(decoder_codecs())} (default: all)")
     parser.add_argument("--decoders-ref", type=int, default=DECODERS_REF_CROPS, metavar="M",
                         help=f"crops the loop references decode in the decoders stage: the first min(N, M) "
                              f"(default {DECODERS_REF_CROPS})")
@@ -258,10 +270,10 @@ def main(argv=None) -> dict:
         results.update(peak_memory(device, tags["memory"]))
     if args.decoders and args.official:
         results["decoders"] = bench_decoders_official(device, args.decoders, args.decode_batch, args.official,
-                                                      args.reps, rng, tags["decoders"])
+                                                      args.reps, rng, tags["decoders"], args.decoder_names)
     elif args.decoders:
         results["decoders"] = bench_decoders(device, args.decoders, args.decode_batch, args.decoders_ref, rng,
-                                             tags["decoders"])
+                                             tags["decoders"], args.decoder_names)
     if args.scaling:
         results["scaling_decode"] = scaling_decode(device, args.scaling, args.decode_batch, rng)
     if args.scaling_dets:

@@ -3,6 +3,7 @@ against its loop reference or, with --official, against the official code."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -24,16 +25,17 @@ DECODERS_JOINTS = 17
 DECODERS_REF_CROPS = 2000  # default --decoders-ref
 
 
-def decoder_codecs() -> dict:
-    """The codecs the decoders stage compares, each with its official test settings."""
+def decoder_codecs(names: Sequence[str] | None = None) -> dict:
+    """The codecs the decoders stage compares, each with its official test settings; only `names` if given."""
     image, heatmap, sigma = DECODERS_IMAGE_SIZE, DECODERS_HEATMAP_SIZE, 2.0
-    return {
+    codecs = {
         "gaussian": GaussianHeatmapCodec(image, heatmap, sigma, post_process=True),
         "dark": DarkCodec(image, heatmap, sigma, blur_kernel=11),
         "soft_argmax": SoftArgmaxCodec(image, heatmap, sigma, post_process=True, beta=160.0),
         "udp": UDPHeatmapCodec(image, heatmap, sigma, post_process=True),
         "udp_offset": UDPOffsetCodec(image, heatmap, kpd=4.0),
     }
+    return {name: codec for name, codec in codecs.items() if names is None or name in names}
 
 
 def decode_cycled(codec, crops: tuple, count: int, batch: int) -> list:
@@ -54,7 +56,7 @@ def decode_cycled(codec, crops: tuple, count: int, batch: int) -> list:
 
 
 def bench_decoders(device, n: int, batch: int, ref_crops: int, rng: np.random.Generator,
-                   tag: str = "[7/7]") -> dict:
+                   tag: str = "[7/7]", names: Sequence[str] | None = None) -> dict:
     """Every codec of decoder_codecs() on n crops vs its loop reference on the
     first min(n, ref_crops). The crops come from a pool of min(n, ref_crops
     rounded up to whole batches) generated crops, cycled chunk by chunk (a
@@ -66,7 +68,7 @@ def bench_decoders(device, n: int, batch: int, ref_crops: int, rng: np.random.Ge
     pool = min(n, batch * -(-ref_crops // batch))  # a whole number of chunks when n is larger
     m = min(n, ref_crops)
     out = {}
-    for name, codec in decoder_codecs().items():
+    for name, codec in decoder_codecs(names).items():
         ref = decode_reference(codec)
         shape = (DECODERS_JOINTS * getattr(codec, "channels_per_joint", 1), h, w)
         outputs = random_outputs(rng, pool, shape, codec)
@@ -101,7 +103,7 @@ def reference_chunked(ref: LoopReference, outputs: np.ndarray, center: np.ndarra
 
 
 def bench_decoders_official(device, n: int, batch: int, root: str, reps: int, rng: np.random.Generator,
-                            tag: str = "[7/7]") -> dict:
+                            tag: str = "[7/7]", names: Sequence[str] | None = None) -> dict:
     """Every codec of decoder_codecs() side by side with the official decode from the checkouts in `root`
     (official.decode_official; posezoo's loop reference where a checkout is absent, labelled so): both
     decode the same n crops in chunks of `batch`, `reps` times each in turn; the first results are checked
@@ -109,7 +111,7 @@ def bench_decoders_official(device, n: int, batch: int, root: str, reps: int, rn
     sync = make_sync(device)
     w, h = DECODERS_HEATMAP_SIZE
     out = {}
-    for name, codec in decoder_codecs().items():
+    for name, codec in decoder_codecs(names).items():
         ref, is_official, note = decode_official(root, codec, decode_reference(codec))
         say(f"{tag} decoders: {name}: {note}")
         shape = (DECODERS_JOINTS * getattr(codec, "channels_per_joint", 1), h, w)

@@ -69,8 +69,8 @@ from .base import single_threaded_on_cpu
 from .dark import band_rows, map_windows
 from .gaussian import HeatmapCodec, get_max_preds
 
-__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_3x3", "blurred_argmax", "blurred_at", "gaussian_blur", "get_codec",
-           "udp_taylor_refine"]
+__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_3x3", "blurred_argmax", "blurred_at", "certified_argmax",
+           "certified_blurred_argmax", "gaussian_blur", "get_codec", "udp_taylor_refine"]
 
 
 # --- blurs as OpenCV does them --------------------------------------------
@@ -225,6 +225,20 @@ def blurred_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.
     return idx, top
 
 
+def certified_argmax(output: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``blurred_argmax`` of the classification maps ``output[:, 0::3]`` of an
+    (N, 3K, H, W) offset output: from windows where ``certified_blurred_argmax``
+    certifies the answer, from the whole-map blur on the other maps only."""
+    output = output.contiguous()
+    idx, top, ok = certified_blurred_argmax(output, 0, 3, ksize)
+    where = (~ok).nonzero(as_tuple=True)
+    if where[0].numel():
+        full_idx, full_top = blurred_argmax(output[:, 0::3][where][None], ksize)
+        idx = idx.index_put(where, full_idx[0])
+        top = top.index_put(where, full_top[0].to(top.dtype))
+    return idx, top
+
+
 def _min_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return blurred.amin(dim=1), blurred.amax(dim=1)
 
@@ -246,6 +260,201 @@ def blurred_at(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, ksize: in
     patch = maps.reshape(n, k, h * w).gather(2, idx).to(dtype).reshape(n, k, p, ksize, ksize)
     return torch.einsum("nkpyx,y,x->nkp", patch, kernel, kernel)
 
+
+# --- the offset decode's argmax from a window, with a certificate -----------
+
+#: half-sizes of the certified argmax (``certified_blurred_argmax``): blurred
+#: values exact on (2 CERT_EXACT + 1)^2 pixels around the raw argmax, the raw
+#: peak window P of (2 CERT_PEAK + 1)^2, the bound from P on (2 CERT_RING + 1)^2
+CERT_EXACT, CERT_PEAK, CERT_RING = 3, 3, 6
+
+
+def _row_bands(source: torch.Tensor, index: torch.Tensor, rows0: torch.Tensor, size: int) -> torch.Tensor:
+    """Rows ``rows0`` .. ``rows0 + size - 1`` (M,) of maps ``index`` (M,) of the
+    contiguous (L, H, W) ``source``, whole width: (M, size, W), one fancy index
+    of a strided view of the flat maps (each band lies inside its map)."""
+    _, h, w = source.shape
+    flat = source.reshape(-1)
+    count = flat.numel() - (size - 1) * w
+    starts = (index * h + rows0) * w
+    if source.device.type == "cpu":
+        step = flat.element_size()
+        view = np.lib.stride_tricks.as_strided(flat.numpy(), (count, size, w), (step, w * step, step),
+                                               writeable=False)
+        return torch.from_numpy(view[starts.numpy()])
+    return torch.as_strided(flat, (count, size, w), (1, w, 1))[starts]
+
+
+def _blur_along(values: torch.Tensor, n: int, ksize: int, out0: torch.Tensor, outs: int, in0: torch.Tensor
+                ) -> torch.Tensor:
+    """Blur along the last axis of (M, A, I) ``values``, the input pixels
+    ``in0`` + 0 .. I-1 (M,) of a length-``n`` axis, to the outputs ``out0`` + 0
+    .. outs-1: (M, A, outs) in the values' dtype, with the 1-D blur matrix whose
+    reflect-101 border is folded in (``_blur_matrix64``; the inputs must hold
+    every pixel the outputs read). Maps that share a block of that matrix (all
+    maps away from the border share one per input offset) are done in one
+    product each."""
+    m, a, ins = values.shape
+    matrix = _blur_matrix(n, ksize, values.dtype, values.device)
+    out = values.new_empty((m, a, outs))
+    for sel, out_start, in_start in _block_groups(n, ksize, out0, outs, in0):
+        block = matrix[out_start:out_start + outs, in_start:in_start + ins]
+        out[sel] = (values[sel].reshape(-1, ins) @ block.T).reshape(-1, a, outs)
+    return out
+
+
+def _block_groups(n: int, ksize: int, out0: torch.Tensor, outs: int, in0: torch.Tensor
+                  ) -> list[tuple[torch.Tensor, int, int]]:
+    """Maps (M,) grouped by the block of the folded 1-D blur matrix at rows
+    ``out0`` + 0 .. outs-1, columns from ``in0``: (maps, out start, in start) of
+    one member, per group. Away from the border the block depends on
+    in0 - out0 only."""
+    pad = ksize // 2
+    plain = (out0 >= pad) & (out0 + outs - 1 + pad <= n - 1)
+    key = torch.where(plain, in0 - out0, (out0 + 1) * (2 * n + 1) + in0 + n)
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    groups = torch.split(torch.argsort(inverse, stable=True), counts.tolist())
+    return [(sel, int(out0[sel[0]]), int(in0[sel[0]])) for sel in groups]
+
+
+def _blur_2d(values: torch.Tensor, size: tuple[int, int], ksize: int, out0: tuple[torch.Tensor, torch.Tensor],
+             outs: int, in0: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The blurred map on the (outs, outs) pixels at ``out0`` = (rows, cols) (M,)
+    each, from the (M, I, I) raw pixels ``values`` at ``in0``, of maps of
+    ``size`` (H, W): (M, outs, outs) [y, x], in the values' dtype. Maps away
+    from the border (no folded weight, the offsets of the first such map) take
+    one product with the Kronecker product of the row and column blocks; the
+    others two separable passes (``_blur_along``)."""
+    m, ins, _ = values.shape
+    (h, w), (oy, ox), (iy, ix) = size, out0, in0
+    pad = ksize // 2
+    plain = (oy >= pad) & (oy + outs - 1 + pad <= h - 1) & (ox >= pad) & (ox + outs - 1 + pad <= w - 1)
+    out = values.new_empty((m, outs, outs))
+    if bool(plain.any()):
+        lead = int(plain.nonzero()[0, 0])
+        plain &= (iy - oy == iy[lead] - oy[lead]) & (ix - ox == ix[lead] - ox[lead])
+        rows = _blur_matrix(h, ksize, values.dtype, values.device)[int(oy[lead]):int(oy[lead]) + outs,
+                                                                   int(iy[lead]):int(iy[lead]) + ins]
+        cols = _blur_matrix(w, ksize, values.dtype, values.device)[int(ox[lead]):int(ox[lead]) + outs,
+                                                                   int(ix[lead]):int(ix[lead]) + ins]
+        sel = plain.nonzero()[:, 0]
+        out[sel] = (values[sel].reshape(-1, ins * ins) @ torch.kron(rows, cols).T).reshape(-1, outs, outs)
+    rest = (~plain).nonzero()[:, 0]
+    if rest.numel():
+        part = _blur_along(values[rest], w, ksize, ox[rest], outs, ix[rest])  # [y, out x]
+        out[rest] = _blur_along(part.transpose(1, 2), h, ksize, oy[rest], outs, iy[rest]).transpose(1, 2)
+    return out
+
+
+@cache
+def _weight_tables(n: int, ksize: int, ins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every run start s of ``ins`` inputs on a length-``n`` axis: the largest
+    weight an output pixel puts on the run (n - ins + 1,), and the largest
+    over outputs before j / from j on, (n - ins + 1, n + 1) each (float64)."""
+    cumulative = torch.nn.functional.pad(_blur_matrix64(n, ksize).cumsum(1), (1, 0))  # (n, n + 1)
+    starts = torch.arange(n - ins + 1)
+    weight = (cumulative[:, starts + ins] - cumulative[:, starts]).T  # (runs, n): weight of output j on run s
+    zero = torch.zeros(len(starts), 1, dtype=weight.dtype)
+    before = torch.cat([zero, weight.cummax(1).values], 1)
+    after = torch.cat([weight.flip(1).cummax(1).values.flip(1), zero], 1)
+    return weight.amax(1), before, after
+
+
+def _weight_on(n: int, ksize: int, in0: torch.Tensor, ins: int, skip0: torch.Tensor, skips: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The largest weight that one output pixel of a length-``n`` axis puts on
+    the inputs ``in0`` + 0 .. ins-1 (M,): over every output, and over the
+    outputs outside ``skip0`` + 0 .. skips-1; two (M,) float64 (table look-ups,
+    ``_weight_tables``)."""
+    whole, before, after = (t.to(in0.device) for t in _weight_tables(n, ksize, ins))
+    return whole[in0], torch.maximum(before[in0, skip0], after[in0, skip0 + skips])
+
+
+def _inside(pos: torch.Tensor, start: torch.Tensor, size: int) -> torch.Tensor:
+    """(M, P) whether positions (P,) + offsets lie in ``start`` .. ``start + size - 1`` (M,)."""
+    return (pos >= start[:, None]) & (pos < (start + size)[:, None])
+
+
+def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksize: int
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``np.argmax`` (flat) and maximum of ``cv2.GaussianBlur(map, (ksize, ksize),
+    0)`` for the maps ``output[:, first::stride]`` (N, K, H, W) of the
+    contiguous (N, C, H, W) ``output``, from windows around each raw argmax,
+    and per map whether that answer is certified: (N, K) each; the others need
+    the whole-map blur (``blurred_argmax``).
+
+    The blur is a convex combination of map pixels (reflect-101 folds into
+    the weights, ``_blur_matrix64``), so for U >= map pixelwise, blur(U) >= the
+    blurred map. U is the map on the raw peak window P ((2 CERT_PEAK + 1)^2
+    around the raw argmax) and R, the raw maximum outside P, elsewhere:
+    blur(U) = R + blur((map - R) on P). The blurred map is computed exactly on E
+    ((2 CERT_EXACT + 1)^2 around the argmax, from a (2 CERT_EXACT + ksize)^2 raw
+    window), blur(U) on the square of half-size CERT_RING around it, and beyond
+    that square R + max(map - R on P, 0) times the largest weight a pixel there
+    puts on P (a product of row and column weights). The best value of E is the
+    official argmax if every bound stays below it and it clears the second
+    best of E and zero (the sign decides UDP's (0, 0)) by ``NEAR_TIE_RTOL`` of
+    the largest |value| seen, so that OpenCV's float32 rounding cannot change
+    the order; E is a rectangle, so its first maximum in row-major order is
+    the map's. R comes from maxima of blocks of rows (the pass that finds the
+    raw argmax) and the rows of the blocks that P touches. Maps smaller than
+    the windows are never certified."""
+    n, c, h, w = output.shape
+    k = len(range(first, c, stride))
+    pad = ksize // 2
+    e, p, r = 2 * CERT_EXACT + 1, 2 * CERT_PEAK + 1, 2 * CERT_RING + 1
+    span = e + 2 * pad
+    dev = output.device
+    rows_per_block = next(b for b in (4, 2, 1) if h % b == 0)
+    near = 3 * rows_per_block  # rows of the blocks that P can touch
+    if min(h, w) < max(span, r) or h < near:
+        empty = torch.zeros(n, k, dtype=torch.long, device=dev)
+        return empty, empty.to(output.dtype), empty.bool()
+    source = output.reshape(n * c, h, w)
+    index = ((torch.arange(n, device=dev) * c)[:, None] + first + stride * torch.arange(k, device=dev)).reshape(-1)
+    m = n * k
+    # raw argmax (np.argmax's, the first): maxima of blocks of rows, then the first block holding the maximum
+    blocks = output[:, first::stride].reshape(n, k, h // rows_per_block, rows_per_block * w).amax(3).reshape(m, -1)
+    peak = blocks.amax(1)
+    block = (blocks == peak[:, None]).to(torch.int8).argmax(1)
+    inside = _row_bands(source, index, block * rows_per_block, rows_per_block).reshape(m, -1).argmax(1)
+    cy, cx = block * rows_per_block + torch.div(inside, w, rounding_mode="floor"), inside % w
+    # E, its raw window, P and the ring, each kept inside the map
+    ey0, ex0 = (cy - CERT_EXACT).clamp(0, h - e), (cx - CERT_EXACT).clamp(0, w - e)
+    r0, c0 = (ey0 - pad).clamp(0, h - span), (ex0 - pad).clamp(0, w - span)
+    py0, px0 = (cy - CERT_PEAK).clamp(0, h - p), (cx - CERT_PEAK).clamp(0, w - p)
+    qy0, qx0 = (cy - CERT_RING).clamp(0, h - r), (cx - CERT_RING).clamp(0, w - r)
+    # R: the blocks away from P, and the blocks P touches outside P
+    near0 = (torch.div(py0, rows_per_block, rounding_mode="floor") * rows_per_block).clamp(max=h - near)
+    rows = _row_bands(source, index, near0, near)  # (M, near, W)
+    starts = torch.arange(blocks.shape[1], device=dev) * rows_per_block
+    in_p = (_inside(torch.arange(near, device=dev), py0 - near0, p)[:, :, None]
+            & _inside(torch.arange(w, device=dev), px0, p)[:, None, :])
+    rest = torch.maximum(blocks.masked_fill(_inside(starts, near0, near), -torch.inf).amax(1),
+                         rows.masked_fill(in_p, -torch.inf).amax((1, 2)))
+    peak_win = rows.unfold(1, p, 1).unfold(2, p, 1)[torch.arange(m, device=dev), py0 - near0, px0]
+    # exact blurred values on E: x then y
+    window = map_windows(source, index, r0, c0, span)  # (M, span, span) [y, x]
+    exact = _blur_2d(window, (h, w), ksize, (ey0, ex0), e, (r0, c0)).reshape(m, e * e)
+    at = exact.argmax(1)
+    best = exact.gather(1, at[:, None])[:, 0]
+    second = exact.scatter(1, at[:, None], -torch.inf).amax(1)
+    # blur(U) on the ring, R + blur((map - R) on P)
+    excess = peak_win - rest[:, None, None]
+    ring = rest[:, None, None] + _blur_2d(excess, (h, w), ksize, (qy0, qx0), r, (py0, px0))
+    pos = torch.arange(r, device=dev)
+    in_e = _inside(pos + qy0[:, None], ey0, e)[:, :, None] & _inside(pos + qx0[:, None], ex0, e)[:, None, :]
+    ring_bound = ring.masked_fill(in_e, -torch.inf).amax((1, 2))
+    # beyond the ring
+    all_y, out_y = _weight_on(h, ksize, py0, p, qy0, r)
+    all_x, out_x = _weight_on(w, ksize, px0, p, qx0, r)
+    far = rest + excess.amax((1, 2)).clamp(min=0) * torch.maximum(out_y * all_x, all_y * out_x).to(rest.dtype)
+    scale = torch.stack([peak.abs(), window.amin((1, 2)).abs(), rest.abs()]).amax(0)
+    tol = NEAR_TIE_RTOL * scale
+    ok = ((best - second > tol) & (best.abs() > tol) & (ring_bound < best - tol) & (far < best - tol)
+          & torch.isfinite(scale))
+    idx = (ey0 + torch.div(at, e, rounding_mode="floor")) * w + ex0 + at % e
+    return idx.reshape(n, k), best.reshape(n, k), ok.reshape(n, k)
 
 # --- the Taylor step of UDP-Pose's gaussian post-processing ----------------
 
@@ -509,7 +718,7 @@ class UDPOffsetCodec(_UDPGeometry):
         if output.shape[0] == 0:
             return self._empty(output, output.shape[1] // 3)
         fdt = torch.float32 if output.device.type == "mps" else torch.float64
-        idx, maxvals = blurred_argmax(output[:, 0::3], 2 * self.kernel + 1)
+        idx, maxvals = certified_argmax(output, 2 * self.kernel + 1)
         maxvals = maxvals.to(output.dtype)
         w = output.shape[3]
         coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
