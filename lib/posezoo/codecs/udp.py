@@ -285,65 +285,46 @@ def _row_bands(source: torch.Tensor, index: torch.Tensor, rows0: torch.Tensor, s
     return torch.as_strided(flat, (count, size, w), (1, w, 1))[starts]
 
 
-def _blur_along(values: torch.Tensor, n: int, ksize: int, out0: torch.Tensor, outs: int, in0: torch.Tensor
-                ) -> torch.Tensor:
-    """Blur along the last axis of (M, A, I) ``values``, the input pixels
-    ``in0`` + 0 .. I-1 (M,) of a length-``n`` axis, to the outputs ``out0`` + 0
-    .. outs-1: (M, A, outs) in the values' dtype, with the 1-D blur matrix whose
-    reflect-101 border is folded in (``_blur_matrix64``; the inputs must hold
-    every pixel the outputs read). Maps that share a block of that matrix (all
-    maps away from the border share one per input offset) are done in one
-    product each."""
-    m, a, ins = values.shape
-    matrix = _blur_matrix(n, ksize, values.dtype, values.device)
-    out = values.new_empty((m, a, outs))
-    for sel, out_start, in_start in _block_groups(n, ksize, out0, outs, in0):
-        block = matrix[out_start:out_start + outs, in_start:in_start + ins]
-        out[sel] = (values[sel].reshape(-1, ins) @ block.T).reshape(-1, a, outs)
-    return out
+def _folded_block(n: int, ksize: int, rows0: torch.Tensor, rows: int, cols0: torch.Tensor, cols: int,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """Per map the (rows, cols) block at (``rows0``, ``cols0``) (M,) of the (n, n)
+    1-D blur matrix with the reflect-101 border folded in (``_blur_matrix64``):
+    (M, rows, cols)."""
+    matrix = _blur_matrix(n, ksize, dtype, rows0.device)
+    r = rows0[:, None, None] + torch.arange(rows, device=rows0.device)[None, :, None]
+    c = cols0[:, None, None] + torch.arange(cols, device=rows0.device)[None, None, :]
+    return matrix[r, c]
 
 
-def _block_groups(n: int, ksize: int, out0: torch.Tensor, outs: int, in0: torch.Tensor
-                  ) -> list[tuple[torch.Tensor, int, int]]:
-    """Maps (M,) grouped by the block of the folded 1-D blur matrix at rows
-    ``out0`` + 0 .. outs-1, columns from ``in0``: (maps, out start, in start) of
-    one member, per group. Away from the border the block depends on
-    in0 - out0 only."""
-    pad = ksize // 2
-    plain = (out0 >= pad) & (out0 + outs - 1 + pad <= n - 1)
-    key = torch.where(plain, in0 - out0, (out0 + 1) * (2 * n + 1) + in0 + n)
-    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
-    groups = torch.split(torch.argsort(inverse, stable=True), counts.tolist())
-    return [(sel, int(out0[sel[0]]), int(in0[sel[0]])) for sel in groups]
-
-
-def _blur_2d(values: torch.Tensor, size: tuple[int, int], ksize: int, out0: tuple[torch.Tensor, torch.Tensor],
-             outs: int, in0: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """The blurred map on the (outs, outs) pixels at ``out0`` = (rows, cols) (M,)
-    each, from the (M, I, I) raw pixels ``values`` at ``in0``, of maps of
-    ``size`` (H, W): (M, outs, outs) [y, x], in the values' dtype. Maps away
-    from the border (no folded weight, the offsets of the first such map) take
-    one product with the Kronecker product of the row and column blocks; the
-    others two separable passes (``_blur_along``)."""
-    m, ins, _ = values.shape
-    (h, w), (oy, ox), (iy, ix) = size, out0, in0
-    pad = ksize // 2
-    plain = (oy >= pad) & (oy + outs - 1 + pad <= h - 1) & (ox >= pad) & (ox + outs - 1 + pad <= w - 1)
-    out = values.new_empty((m, outs, outs))
-    if bool(plain.any()):
-        lead = int(plain.nonzero()[0, 0])
-        plain &= (iy - oy == iy[lead] - oy[lead]) & (ix - ox == ix[lead] - ox[lead])
-        rows = _blur_matrix(h, ksize, values.dtype, values.device)[int(oy[lead]):int(oy[lead]) + outs,
-                                                                   int(iy[lead]):int(iy[lead]) + ins]
-        cols = _blur_matrix(w, ksize, values.dtype, values.device)[int(ox[lead]):int(ox[lead]) + outs,
-                                                                   int(ix[lead]):int(ix[lead]) + ins]
-        sel = plain.nonzero()[:, 0]
-        out[sel] = (values[sel].reshape(-1, ins * ins) @ torch.kron(rows, cols).T).reshape(-1, outs, outs)
-    rest = (~plain).nonzero()[:, 0]
+def reflect_windows(maps: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int
+                    ) -> torch.Tensor:
+    """The ``size`` x ``size`` windows at (``top``, ``left``) (M,) of maps ``index``
+    (M,) of (L, H, W) ``maps``, pixels off the map taken through OpenCV's
+    reflect-101 border (``reflect101_index``): (M, size, size). A window inside
+    its map is copied in one index op (``dark.map_windows``); the others are
+    read from the window moved inside the map (every reflected pixel lies in
+    it), or pixel by pixel where the map is smaller than the window."""
+    l, h, w = maps.shape
+    inner = (left >= 0) & (left + size <= w) & (top >= 0) & (top + size <= h)
+    window = torch.empty(index.shape[0], size, size, dtype=maps.dtype, device=maps.device)
+    sel = inner.nonzero()[:, 0]
+    if sel.numel():
+        window.index_copy_(0, sel, map_windows(maps, index[sel], top[sel], left[sel], size))
+    rest = (~inner).nonzero()[:, 0]
     if rest.numel():
-        part = _blur_along(values[rest], w, ksize, ox[rest], outs, ix[rest])  # [y, out x]
-        out[rest] = _blur_along(part.transpose(1, 2), h, ksize, oy[rest], outs, iy[rest]).transpose(1, 2)
-    return out
+        span = torch.arange(size, device=maps.device)
+        rows = reflect101_index(top[rest, None] + span, h)
+        cols = reflect101_index(left[rest, None] + span, w)
+        if size <= min(h, w):
+            top_in, left_in = top[rest].clamp(0, h - size), left[rest].clamp(0, w - size)
+            moved = map_windows(maps, index[rest], top_in, left_in, size)
+            at = ((rows - top_in[:, None])[:, :, None] * size + (cols - left_in[:, None])[:, None, :])
+            window.index_copy_(0, rest, moved.reshape(-1, size * size).gather(1, at.reshape(-1, size * size))
+                               .reshape(-1, size, size))
+        else:
+            pix = (index[rest, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
+            window[rest] = maps.reshape(-1)[pix]
+    return window
 
 
 @cache
@@ -428,20 +409,24 @@ def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksiz
     near0 = (torch.div(py0, rows_per_block, rounding_mode="floor") * rows_per_block).clamp(max=h - near)
     rows = _row_bands(source, index, near0, near)  # (M, near, W)
     starts = torch.arange(blocks.shape[1], device=dev) * rows_per_block
-    in_p = (_inside(torch.arange(near, device=dev), py0 - near0, p)[:, :, None]
-            & _inside(torch.arange(w, device=dev), px0, p)[:, None, :])
-    rest = torch.maximum(blocks.masked_fill(_inside(starts, near0, near), -torch.inf).amax(1),
-                         rows.masked_fill(in_p, -torch.inf).amax((1, 2)))
-    peak_win = rows.unfold(1, p, 1).unfold(2, p, 1)[torch.arange(m, device=dev), py0 - near0, px0]
-    # exact blurred values on E: x then y
-    window = map_windows(source, index, r0, c0, span)  # (M, span, span) [y, x]
-    exact = _blur_2d(window, (h, w), ksize, (ey0, ex0), e, (r0, c0)).reshape(m, e * e)
+    span_p = torch.arange(p, device=dev)
+    at_p = (((py0 - near0)[:, None, None] + span_p[:, None]) * w + px0[:, None, None] + span_p).reshape(m, p * p)
+    flat_rows = rows.reshape(m, near * w)
+    peak_win = flat_rows.gather(1, at_p).reshape(m, p, p)
+    flat_rows.scatter_(1, at_p, -torch.inf)  # rows is a copy: P is left out of R
+    rest = torch.maximum(blocks.masked_fill(_inside(starts, near0, near), -torch.inf).amax(1), flat_rows.amax(1))
+    # exact blurred values on E: one product with the 2-D band, the window through the reflect-101 border
+    window = reflect_windows(source, index, ey0 - pad, ex0 - pad, span)  # (M, span, span) [y, x]
+    band = band_rows(e, span, torch.tensor(_cv2_kernel(ksize), dtype=output.dtype, device=dev))
+    exact = window.reshape(m, span * span) @ torch.kron(band, band).T  # (M, e * e), row-major
     at = exact.argmax(1)
     best = exact.gather(1, at[:, None])[:, 0]
     second = exact.scatter(1, at[:, None], -torch.inf).amax(1)
-    # blur(U) on the ring, R + blur((map - R) on P)
+    # blur(U) = R + blur((map - R) on P) on the ring, with the folded weights of each map
     excess = peak_win - rest[:, None, None]
-    ring = rest[:, None, None] + _blur_2d(excess, (h, w), ksize, (qy0, qx0), r, (py0, px0))
+    ky = _folded_block(h, ksize, qy0, r, py0, p, output.dtype)  # (M, r, p): weight of P row j on ring row i
+    kx = _folded_block(w, ksize, qx0, r, px0, p, output.dtype)
+    ring = rest[:, None, None] + torch.bmm(torch.bmm(ky, excess), kx.transpose(1, 2))  # (M, r, r) [y, x]
     pos = torch.arange(r, device=dev)
     in_e = _inside(pos + qy0[:, None], ey0, e)[:, :, None] & _inside(pos + qx0[:, None], ex0, e)[:, None, :]
     ring_bound = ring.masked_fill(in_e, -torch.inf).amax((1, 2))
@@ -474,24 +459,13 @@ def blurred_3x3(heatmaps: torch.Tensor, coords: torch.Tensor, ksize: int, dtype:
     size = 3 + 2 * pad
     maps = heatmaps.reshape(n * k, h, w)
     px, py = coords[..., 0].reshape(-1).long(), coords[..., 1].reshape(-1).long()
-    top, left = py - 1 - pad, px - 1 - pad
-    inner = (left >= 0) & (px + 1 + pad < w) & (top >= 0) & (py + 1 + pad < h)
-    window = torch.empty(n * k, size, size, dtype=maps.dtype, device=maps.device)
-    sel = inner.nonzero()[:, 0]
-    if sel.numel():
-        window[sel] = map_windows(maps, sel, top[sel], left[sel], size)
-    rest = (~inner).nonzero()[:, 0]
-    if rest.numel():
-        span = torch.arange(size, device=maps.device)
-        rows = reflect101_index(top[rest, None] + span, h)
-        cols = reflect101_index(left[rest, None] + span, w)
-        pix = (rest[:, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
-        window[rest] = maps.reshape(-1)[pix]
+    window = reflect_windows(maps, torch.arange(n * k, device=maps.device), py - 1 - pad, px - 1 - pad, size)
+    border = (px - 1 - pad < 0) | (px + 1 + pad >= w) | (py - 1 - pad < 0) | (py + 1 + pad >= h)
     taps = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=heatmaps.device)
     band = band_rows(3, size, taps)  # band[d, j]: weight of window pixel j for output pixel d
     across = (window.to(dtype).reshape(-1, size) @ band.T).reshape(-1, size, 3)  # [raw row, out x]
     vals = band @ across  # [out y, out x]
-    if rest.numel():  # a neighbour off the map repeats the edge pixel
+    if bool(border.any()):  # a neighbour off the map repeats the edge pixel
         vals[:, :, 0] = torch.where((px == 0)[:, None], vals[:, :, 1], vals[:, :, 0])
         vals[:, :, 2] = torch.where((px == w - 1)[:, None], vals[:, :, 1], vals[:, :, 2])
         vals[:, 0] = torch.where((py == 0)[:, None], vals[:, 1], vals[:, 0])
