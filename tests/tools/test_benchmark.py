@@ -133,6 +133,16 @@ def test_stage_selection_errors(tiny_cfg_file):
     assert benchmark.parse_args(["--cfg", tiny_cfg_file, "--stages", "memory,forward"]).stages == ["forward", "memory"]
 
 
+def test_decoder_names_select_rows(tiny_cfg_file, restore_threads):
+    """--decoder-names runs only the named decoders (an unknown name is a usage error)."""
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--cfg", tiny_cfg_file, "--decoders", "8", "--decoder-names", "udp,upd"])
+    result = benchmark.main(["--cfg", tiny_cfg_file, "--device", "cpu", "--threads", "1", "--stages", "none",
+                             "--decoders", "16", "--decode-batch", "8", "--decoder-names", "udp_offset,udp"])
+    assert list(result["decoders"]) == ["udp", "udp_offset"]
+    assert all(d["max_px_diff"] < 1e-3 for d in result["decoders"].values())
+
+
 @pytest.mark.parametrize("name", list(DECODERS))
 def test_every_codec_matches_its_references(synthetic_cfg, name):
     """encode_reference / decode_reference pick the right loop for each codec, and both checks pass."""

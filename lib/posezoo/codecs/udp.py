@@ -33,24 +33,27 @@ times the heatmap height); a joint whose maximum is <= 0 is put at heatmap
 (-1, -1) (master: (0, 0)).
 
 Gaussian blurs are OpenCV's ``GaussianBlur(ksize, sigma=0)`` (kernel from
-``cv2.getGaussianKernel``, BORDER_REFLECT_101). Whole maps are blurred only
-where the result needs them (master's min/max rescale, the offset decode's
-classification argmax): on the CPU by OpenCV itself, a slice of maps stacked
-into one image per call (``_opencv_blur_stack``, bit-identical to the official
-per-map calls), elsewhere in torch as two matrix products per map, with
-OpenCV deciding maps whose argmax is within rounding of a tie
-(``blurred_argmax``). The few blurred values that the result hangs on (the
-Taylor step's 3x3 neighbourhood, ``blurred_3x3``; the offsets at the peak,
-``blurred_at``) are computed from a window around the point in float64.
-Everything else in decode is batched over crops and joints on the output's
-device, and the output is not modified.
+``cv2.getGaussianKernel``, BORDER_REFLECT_101). The offset decode's argmax over
+the blurred classification map comes from windows around the raw argmax with
+a certificate (``certified_blurred_argmax``: exact blurred values on 7x7, upper
+bounds from the raw maxima beyond); only the maps whose bound is inconclusive
+(~5 % of the benchmark's maps) are blurred whole, and its offsets are blurred
+at the argmax only (``blurred_offsets``). Master's Gaussian decode still blurs
+every map (its min/max rescale): on the CPU by OpenCV itself, a slice of maps
+stacked into one image per call (``_opencv_blur_stack``, bit-identical to the
+official per-map calls), elsewhere in torch as two matrix products per map,
+with OpenCV deciding maps whose argmax is within rounding of a tie
+(``blurred_argmax``). The Taylor step's 3x3 neighbourhood (``blurred_3x3``) is
+computed from a window around the point in float64. Everything else in decode
+is batched over crops and joints on the output's device, and the output is
+not modified.
 
-Why the whole-map passes stay (docs/speed.md): master subtracts the blurred
-map's minimum before the log, and unlike DARK's rescale factor that shift does
-not cancel in the Newton step: the minimum lies anywhere in the background,
-and the cheap bound (the raw minimum) moves the benchmark maps' steps by
-1.4e-3 px median, 1.3e-2 px at the 99th percentile;
-the offset decode's argmax is over the whole blurred classification map.
+Why master's whole-map pass stays (docs/speed.md): it subtracts the blurred
+map's minimum m before the log, and unlike DARK's rescale factor that shift
+does not cancel in the Newton step. The cheap bounds (raw minimum <= m <= the
+blurred value at the raw argmin) leave the step uncertain by 2.3e-3 px median
+on the benchmark's maps (within 1e-4 px on 1 % of them), so a certified
+window path would fall back on nearly every map.
 
 One deliberate difference: where the official Taylor step divides by zero (a
 map constant after blurring) it returns NaN; here the step is skipped.
@@ -69,7 +72,7 @@ from .base import single_threaded_on_cpu
 from .dark import band_rows, map_windows
 from .gaussian import HeatmapCodec, get_max_preds
 
-__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_3x3", "blurred_argmax", "blurred_at", "certified_argmax",
+__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_3x3", "blurred_argmax", "blurred_offsets", "certified_argmax",
            "certified_blurred_argmax", "gaussian_blur", "get_codec", "udp_taylor_refine"]
 
 
@@ -243,22 +246,22 @@ def _min_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return blurred.amin(dim=1), blurred.amax(dim=1)
 
 
-def blurred_at(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, ksize: int,
-               dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Values of ``gaussian_blur(maps, ksize)`` at a few pixels per map without
-    blurring the rest: (N, K, H, W) maps, integer (N, K, P) positions inside the
-    map -> (N, K, P), computed in `dtype` (default: the maps')."""
-    n, k, h, w = maps.shape
-    p = xs.shape[2]
+def blurred_offsets(output: torch.Tensor, coords: torch.Tensor, ksize: int, dtype: torch.dtype) -> torch.Tensor:
+    """``gaussian_blur(maps, ksize)`` of the x and y offset maps (channels 3k + 1,
+    3k + 2) of a contiguous (N, 3K, H, W) ``output``, read at the integer
+    ``coords`` (N, K, 2) only: (N, K, 2) in ``dtype``. Each value is one
+    ``ksize`` x ``ksize`` window through the reflect-101 border
+    (``reflect_windows``) times the 2-D kernel."""
+    n, c, h, w = output.shape
+    k = c // 3
+    index = ((torch.arange(n, device=output.device) * c)[:, None, None] + 3 * torch.arange(k, device=output.device
+                                                                                          )[None, :, None]
+             + torch.tensor([1, 2], device=output.device)).reshape(-1)
     pad = ksize // 2
-    dtype = dtype or maps.dtype
-    kernel = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=maps.device)
-    steps = torch.arange(-pad, pad + 1, device=maps.device)
-    tx = reflect101_index(xs.unsqueeze(-1) + steps, w)  # (N, K, P, ksize)
-    ty = reflect101_index(ys.unsqueeze(-1) + steps, h)
-    idx = (ty.unsqueeze(-1) * w + tx.unsqueeze(-2)).reshape(n, k, -1)
-    patch = maps.reshape(n, k, h * w).gather(2, idx).to(dtype).reshape(n, k, p, ksize, ksize)
-    return torch.einsum("nkpyx,y,x->nkp", patch, kernel, kernel)
+    x, y = (coords[..., i].long().unsqueeze(2).expand(n, k, 2).reshape(-1) for i in (0, 1))
+    window = reflect_windows(output.reshape(n * c, h, w), index, y - pad, x - pad, ksize)
+    taps = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=output.device)
+    return (window.reshape(-1, ksize * ksize).to(dtype) @ torch.outer(taps, taps).reshape(-1)).reshape(n, k, 2)
 
 
 # --- the offset decode's argmax from a window, with a certificate -----------
@@ -368,9 +371,11 @@ def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksiz
     the weights, ``_blur_matrix64``), so for U >= map pixelwise, blur(U) >= the
     blurred map. U is the map on the raw peak window P ((2 CERT_PEAK + 1)^2
     around the raw argmax) and R, the raw maximum outside P, elsewhere:
-    blur(U) = R + blur((map - R) on P). The blurred map is computed exactly on E
-    ((2 CERT_EXACT + 1)^2 around the argmax, from a (2 CERT_EXACT + ksize)^2 raw
-    window), blur(U) on the square of half-size CERT_RING around it, and beyond
+    blur(U) = R + blur((map - R) on P). The blurred map is computed on E
+    ((2 CERT_EXACT + 1)^2 around the argmax, from the (2 CERT_EXACT + ksize)^2
+    raw window through the reflect-101 border, one product with the 2-D band,
+    in the maps' precision), blur(U) on the square of half-size CERT_RING
+    around it (the folded weights per map), and beyond
     that square R + max(map - R on P, 0) times the largest weight a pixel there
     puts on P (a product of row and column weights). The best value of E is the
     official argmax if every bound stays below it and it clears the second
@@ -698,10 +703,7 @@ class UDPOffsetCodec(_UDPGeometry):
         coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
         coords = coords * (maxvals > 0).unsqueeze(2)  # (0, 0) where no positive maximum, as officially
         maxvals = maxvals.unsqueeze(2)
-        at = (coords[..., 0].long().unsqueeze(2), coords[..., 1].long().unsqueeze(2))
-        dx = blurred_at(output[:, 1::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
-        dy = blurred_at(output[:, 2::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
-        coords = coords.to(fdt) + torch.stack([dx, dy], dim=2)
+        coords = coords.to(fdt) + blurred_offsets(output.contiguous(), coords, self.kernel, fdt) * self.kpd
         return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, output), maxvals
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
