@@ -292,11 +292,14 @@ def _folded_block(n: int, ksize: int, rows0: torch.Tensor, rows: int, cols0: tor
                   dtype: torch.dtype) -> torch.Tensor:
     """Per map the (rows, cols) block at (``rows0``, ``cols0``) (M,) of the (n, n)
     1-D blur matrix with the reflect-101 border folded in (``_blur_matrix64``):
-    (M, rows, cols)."""
-    matrix = _blur_matrix(n, ksize, dtype, rows0.device)
-    r = rows0[:, None, None] + torch.arange(rows, device=rows0.device)[None, :, None]
-    c = cols0[:, None, None] + torch.arange(cols, device=rows0.device)[None, None, :]
-    return matrix[r, c]
+    (M, rows, cols), looked up in the table of every such block."""
+    return _folded_blocks(n, ksize, rows, cols).to(device=rows0.device, dtype=dtype)[rows0, cols0]
+
+
+@cache
+def _folded_blocks(n: int, ksize: int, rows: int, cols: int) -> torch.Tensor:
+    """(n - rows + 1, n - cols + 1, rows, cols): every block of ``_blur_matrix64(n, ksize)``."""
+    return _blur_matrix64(n, ksize).unfold(0, rows, 1).unfold(1, cols, 1).contiguous()
 
 
 def reflect_windows(maps: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int
@@ -321,9 +324,9 @@ def reflect_windows(maps: torch.Tensor, index: torch.Tensor, top: torch.Tensor, 
         if size <= min(h, w):
             top_in, left_in = top[rest].clamp(0, h - size), left[rest].clamp(0, w - size)
             moved = map_windows(maps, index[rest], top_in, left_in, size)
-            at = ((rows - top_in[:, None])[:, :, None] * size + (cols - left_in[:, None])[:, None, :])
-            window.index_copy_(0, rest, moved.reshape(-1, size * size).gather(1, at.reshape(-1, size * size))
-                               .reshape(-1, size, size))
+            count = rest.numel()
+            moved = moved.gather(1, (rows - top_in[:, None])[:, :, None].expand(count, size, size))
+            window.index_copy_(0, rest, moved.gather(2, (cols - left_in[:, None])[:, None, :].expand(count, size, size)))
         else:
             pix = (index[rest, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
             window[rest] = maps.reshape(-1)[pix]
