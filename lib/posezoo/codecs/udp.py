@@ -386,8 +386,8 @@ def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksiz
     the largest |value| seen, so that OpenCV's float32 rounding cannot change
     the order; E is a rectangle, so its first maximum in row-major order is
     the map's. R comes from maxima of blocks of rows (the pass that finds the
-    raw argmax) and the rows of the blocks that P touches. Maps smaller than
-    the windows are never certified."""
+    raw argmax) and the whole-width raw rows that E reads, which P lies in.
+    Maps smaller than the windows are never certified."""
     n, c, h, w = output.shape
     k = len(range(first, c, stride))
     pad = ksize // 2
@@ -395,8 +395,7 @@ def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksiz
     span = e + 2 * pad
     dev = output.device
     rows_per_block = next(b for b in (4, 2, 1) if h % b == 0)
-    near = 3 * rows_per_block  # rows of the blocks that P can touch
-    if min(h, w) < max(span, r) or h < near:
+    if min(h, w) < max(span, r):
         empty = torch.zeros(n, k, dtype=torch.long, device=dev)
         return empty, empty.to(output.dtype), empty.bool()
     source = output.reshape(n * c, h, w)
@@ -408,23 +407,30 @@ def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksiz
     block = (blocks == peak[:, None]).to(torch.int8).argmax(1)
     inside = _row_bands(source, index, block * rows_per_block, rows_per_block).reshape(m, -1).argmax(1)
     cy, cx = block * rows_per_block + torch.div(inside, w, rounding_mode="floor"), inside % w
-    # E, its raw window, P and the ring, each kept inside the map
+    # E and the ring kept inside the map; the raw rows E reads (whole width), P inside them
     ey0, ex0 = (cy - CERT_EXACT).clamp(0, h - e), (cx - CERT_EXACT).clamp(0, w - e)
-    r0, c0 = (ey0 - pad).clamp(0, h - span), (ex0 - pad).clamp(0, w - span)
-    py0, px0 = (cy - CERT_PEAK).clamp(0, h - p), (cx - CERT_PEAK).clamp(0, w - p)
+    r0 = (ey0 - pad).clamp(0, h - span)
+    py0, px0 = (cy - CERT_PEAK).clamp(r0, r0 + span - p), (cx - CERT_PEAK).clamp(0, w - p)
     qy0, qx0 = (cy - CERT_RING).clamp(0, h - r), (cx - CERT_RING).clamp(0, w - r)
-    # R: the blocks away from P, and the blocks P touches outside P
-    near0 = (torch.div(py0, rows_per_block, rounding_mode="floor") * rows_per_block).clamp(max=h - near)
-    rows = _row_bands(source, index, near0, near)  # (M, near, W)
+    rows = _row_bands(source, index, r0, span)  # (M, span, W), a copy
+    # E's raw window through the reflect-101 border: its columns, then (near the top or bottom) its rows
+    steps = torch.arange(span, device=dev)
+    cols = reflect101_index(ex0[:, None] - pad + steps, w)
+    window = rows.gather(2, cols[:, None, :].expand(m, span, span))  # (M, span, span) [y, x]
+    off = ((ey0 - pad < 0) | (ey0 - pad + span > h)).nonzero()[:, 0]
+    if off.numel():
+        rel = reflect101_index(ey0[off, None] - pad + steps, h) - r0[off, None]
+        window[off] = window[off].gather(1, rel[:, :, None].expand(-1, span, span))
+    # R: the blocks not wholly in those rows, and those rows outside P
     starts = torch.arange(blocks.shape[1], device=dev) * rows_per_block
     span_p = torch.arange(p, device=dev)
-    at_p = (((py0 - near0)[:, None, None] + span_p[:, None]) * w + px0[:, None, None] + span_p).reshape(m, p * p)
-    flat_rows = rows.reshape(m, near * w)
+    at_p = (((py0 - r0)[:, None, None] + span_p[:, None]) * w + px0[:, None, None] + span_p).reshape(m, p * p)
+    flat_rows = rows.reshape(m, span * w)
     peak_win = flat_rows.gather(1, at_p).reshape(m, p, p)
-    flat_rows.scatter_(1, at_p, -torch.inf)  # rows is a copy: P is left out of R
-    rest = torch.maximum(blocks.masked_fill(_inside(starts, near0, near), -torch.inf).amax(1), flat_rows.amax(1))
-    # exact blurred values on E: one product with the 2-D band, the window through the reflect-101 border
-    window = reflect_windows(source, index, ey0 - pad, ex0 - pad, span)  # (M, span, span) [y, x]
+    flat_rows.scatter_(1, at_p, -torch.inf)  # P is left out of R
+    whole = (starts >= r0[:, None]) & (starts + rows_per_block <= (r0 + span)[:, None])
+    rest = torch.maximum(blocks.masked_fill(whole, -torch.inf).amax(1), flat_rows.amax(1))
+    # blurred values on E: one product with the 2-D band
     band = band_rows(e, span, torch.tensor(_cv2_kernel(ksize), dtype=output.dtype, device=dev))
     exact = window.reshape(m, span * span) @ torch.kron(band, band).T  # (M, e * e), row-major
     at = exact.argmax(1)
