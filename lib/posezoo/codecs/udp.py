@@ -146,8 +146,8 @@ def _opencv_exact(maps: torch.Tensor, ksize: int) -> bool:
 
 
 def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor]:
-    """``reduce`` applied to the blurred (N, K, H, W) maps, flattened to
-    (maps, H*W), a slice of maps at a time so that the blurred copy stays small
+    """``reduce`` applied to the blurred (N, K, H, W) maps as (maps, H, W) (a
+    view, not a copy, where OpenCV blurs), a slice of maps at a time so that the blurred copy stays small
     (in cache on a CPU); returns reduce's outputs, reshaped to (N, K, ...).
     On the CPU the blur is OpenCV's own (``_opencv_blur_stack``, where
     ``_opencv_exact``), elsewhere two matrix products per map."""
@@ -155,8 +155,8 @@ def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor
     flat = maps.reshape(n * k, h, w)
     if _opencv_exact(maps, ksize):
         step = max(1, (1 << 18) // (h * w))
-        parts = [reduce(torch.from_numpy(_opencv_blur_stack(flat[start:start + step].contiguous().numpy(), ksize)
-                                         ).reshape(-1, h * w)) for start in range(0, n * k, step)]
+        parts = [reduce(torch.from_numpy(_opencv_blur_stack(flat[start:start + step].contiguous().numpy(), ksize)))
+                 for start in range(0, n * k, step)]
         return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
     rows = _blur_matrix(h, ksize, maps.dtype, maps.device)
     cols_t = _blur_matrix(w, ksize, maps.dtype, maps.device).T
@@ -164,7 +164,7 @@ def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor
     parts = []
     for start in range(0, n * k, step):
         blurred = torch.matmul(rows, torch.matmul(flat[start:start + step], cols_t))
-        parts.append(reduce(blurred.reshape(blurred.shape[0], h * w)))
+        parts.append(reduce(blurred))
     return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
 
 
@@ -174,9 +174,10 @@ NEAR_TIE_RTOL = 1e-5
 
 
 def _max_and_ambiguous(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row: index and value of the maximum, and whether the argmax (or the
-    sign of the maximum) could change with the rounding of the blur: a second
-    value, or zero, within ``NEAR_TIE_RTOL`` of the largest |value|."""
+    """Per (H, W) map: flat index and value of the maximum, and whether the
+    argmax (or the sign of the maximum) could change with the rounding of the
+    blur: a second value, or zero, within ``NEAR_TIE_RTOL`` of the largest |value|."""
+    blurred = blurred.reshape(blurred.shape[0], -1)
     top, idx = blurred.max(dim=1)
     tol = NEAR_TIE_RTOL * blurred.abs().amax(dim=1)
     near = (blurred >= (top - tol).unsqueeze(1)).sum(dim=1)
@@ -198,7 +199,8 @@ def _opencv_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.
 
 
 def _first_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: ``np.argmax`` (the first of tied maxima) and the maximum."""
+    """Per (H, W) map: flat ``np.argmax`` (the first of tied maxima) and the maximum."""
+    blurred = blurred.reshape(blurred.shape[0], -1)
     idx = torch.from_numpy(np.argmax(blurred.numpy(), axis=1))
     return idx, blurred.gather(1, idx.unsqueeze(1))[:, 0]
 
@@ -243,7 +245,8 @@ def certified_argmax(output: torch.Tensor, ksize: int) -> tuple[torch.Tensor, to
 
 
 def _min_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return blurred.amin(dim=1), blurred.amax(dim=1)
+    """Per (H, W) map: minimum and maximum, read in place."""
+    return blurred.amin(dim=(1, 2)), blurred.amax(dim=(1, 2))
 
 
 def blurred_offsets(output: torch.Tensor, coords: torch.Tensor, ksize: int, dtype: torch.dtype) -> torch.Tensor:
