@@ -350,13 +350,13 @@ def _weight_tables(n: int, ksize: int, ins: int) -> tuple[torch.Tensor, torch.Te
     return weight.amax(1), before, after
 
 
-def _weight_on(n: int, ksize: int, in0: torch.Tensor, ins: int, skip0: torch.Tensor, skips: int
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def _weight_on(n: int, ksize: int, in0: torch.Tensor, ins: int, skip0: torch.Tensor, skips: int,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The largest weight that one output pixel of a length-``n`` axis puts on
     the inputs ``in0`` + 0 .. ins-1 (M,): over every output, and over the
-    outputs outside ``skip0`` + 0 .. skips-1; two (M,) float64 (table look-ups,
-    ``_weight_tables``)."""
-    whole, before, after = (t.to(in0.device) for t in _weight_tables(n, ksize, ins))
+    outputs outside ``skip0`` + 0 .. skips-1; two (M,) in ``dtype`` (table
+    look-ups, ``_weight_tables``)."""
+    whole, before, after = (t.to(device=in0.device, dtype=dtype) for t in _weight_tables(n, ksize, ins))
     return whole[in0], torch.maximum(before[in0, skip0], after[in0, skip0 + skips])
 
 
@@ -448,9 +448,9 @@ def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksiz
     in_e = _inside(pos + qy0[:, None], ey0, e)[:, :, None] & _inside(pos + qx0[:, None], ex0, e)[:, None, :]
     ring_bound = ring.masked_fill(in_e, -torch.inf).amax((1, 2))
     # beyond the ring
-    all_y, out_y = _weight_on(h, ksize, py0, p, qy0, r)
-    all_x, out_x = _weight_on(w, ksize, px0, p, qx0, r)
-    far = rest + excess.amax((1, 2)).clamp(min=0) * torch.maximum(out_y * all_x, all_y * out_x).to(rest.dtype)
+    all_y, out_y = _weight_on(h, ksize, py0, p, qy0, r, output.dtype)
+    all_x, out_x = _weight_on(w, ksize, px0, p, qx0, r, output.dtype)
+    far = rest + excess.amax((1, 2)).clamp(min=0) * torch.maximum(out_y * all_x, all_y * out_x)
     scale = torch.stack([peak.abs(), window.amin((1, 2)).abs(), rest.abs()]).amax(0)
     tol = NEAR_TIE_RTOL * scale
     ok = ((best - second > tol) & (best.abs() > tol) & (ring_bound < best - tol) & (far < best - tol)
