@@ -291,12 +291,28 @@ def _row_bands(source: torch.Tensor, index: torch.Tensor, rows0: torch.Tensor, s
     return torch.as_strided(flat, (count, size, w), (1, w, 1))[starts]
 
 
-def _folded_block(n: int, ksize: int, rows0: torch.Tensor, rows: int, cols0: torch.Tensor, cols: int,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """Per map the (rows, cols) block at (``rows0``, ``cols0``) (M,) of the (n, n)
-    1-D blur matrix with the reflect-101 border folded in (``_blur_matrix64``):
-    (M, rows, cols), looked up in the table of every such block."""
-    return _folded_blocks(n, ksize, rows, cols).to(device=rows0.device, dtype=dtype)[rows0, cols0]
+def _folded_apply(values: torch.Tensor, n: int, ksize: int, outs0: torch.Tensor, outs: int, ins0: torch.Tensor
+                  ) -> torch.Tensor:
+    """``values`` (M, A, I) times, per map, the transposed (outs, I) block at
+    (``outs0``, ``ins0``) (M,) of the (n, n) 1-D blur matrix with the
+    reflect-101 border folded in (``_blur_matrix64``): (M, A, outs). The maps
+    are sorted by their block, and each run of maps that share one (a few
+    dozen runs: the block follows from the peak's row or column) is one
+    matrix product."""
+    m, a, ins = values.shape
+    table = _folded_blocks(n, ksize, outs, ins).to(device=values.device, dtype=values.dtype)
+    key = outs0 * n + ins0
+    order = torch.argsort(key)
+    runs = torch.unique_consecutive(key[order], return_counts=True)[1].tolist()
+    ordered = values[order]
+    done = torch.empty(m, a, outs, dtype=values.dtype, device=values.device)
+    start = 0
+    for count in runs:
+        lead = int(order[start])
+        block = table[int(outs0[lead]), int(ins0[lead])]
+        done[start:start + count] = (ordered[start:start + count].reshape(-1, ins) @ block.T).reshape(count, a, outs)
+        start += count
+    return torch.empty_like(done).index_copy_(0, order, done)
 
 
 @cache
@@ -441,9 +457,8 @@ def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksiz
     second = exact.scatter(1, at[:, None], -torch.inf).amax(1)
     # blur(U) = R + blur((map - R) on P) on the ring, with the folded weights of each map
     excess = peak_win - rest[:, None, None]
-    ky = _folded_block(h, ksize, qy0, r, py0, p, output.dtype)  # (M, r, p): weight of P row j on ring row i
-    kx = _folded_block(w, ksize, qx0, r, px0, p, output.dtype)
-    ring = rest[:, None, None] + torch.bmm(torch.bmm(ky, excess), kx.transpose(1, 2))  # (M, r, r) [y, x]
+    across = _folded_apply(excess, w, ksize, qx0, r, px0)  # (M, p, r) [P row, ring x]
+    ring = rest[:, None, None] + _folded_apply(across.transpose(1, 2), h, ksize, qy0, r, py0).transpose(1, 2)
     pos = torch.arange(r, device=dev)
     in_e = _inside(pos + qy0[:, None], ey0, e)[:, :, None] & _inside(pos + qx0[:, None], ex0, e)[:, None, :]
     ring_bound = ring.masked_fill(in_e, -torch.inf).amax((1, 2))
