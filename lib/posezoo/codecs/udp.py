@@ -345,7 +345,8 @@ def reflect_windows(maps: torch.Tensor, index: torch.Tensor, top: torch.Tensor, 
             moved = map_windows(maps, index[rest], top_in, left_in, size)
             count = rest.numel()
             moved = moved.gather(1, (rows - top_in[:, None])[:, :, None].expand(count, size, size))
-            window.index_copy_(0, rest, moved.gather(2, (cols - left_in[:, None])[:, None, :].expand(count, size, size)))
+            moved = moved.gather(2, (cols - left_in[:, None])[:, None, :].expand(count, size, size))
+            window.index_copy_(0, rest, moved)
         else:
             pix = (index[rest, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
             window[rest] = maps.reshape(-1)[pix]
