@@ -33,24 +33,27 @@ times the heatmap height); a joint whose maximum is <= 0 is put at heatmap
 (-1, -1) (master: (0, 0)).
 
 Gaussian blurs are OpenCV's ``GaussianBlur(ksize, sigma=0)`` (kernel from
-``cv2.getGaussianKernel``, BORDER_REFLECT_101). Whole maps are blurred only
-where the result needs them (master's min/max rescale, the offset decode's
-classification argmax): on the CPU by OpenCV itself, a slice of maps stacked
-into one image per call (``_opencv_blur_stack``, bit-identical to the official
-per-map calls), elsewhere in torch as two matrix products per map, with
-OpenCV deciding maps whose argmax is within rounding of a tie
-(``blurred_argmax``). The few blurred values that the result hangs on (the
-Taylor step's 3x3 neighbourhood, ``blurred_3x3``; the offsets at the peak,
-``blurred_at``) are computed from a window around the point in float64.
-Everything else in decode is batched over crops and joints on the output's
-device, and the output is not modified.
+``cv2.getGaussianKernel``, BORDER_REFLECT_101). The offset decode's argmax over
+the blurred classification map comes from windows around the raw argmax with
+a certificate (``certified_blurred_argmax``: exact blurred values on 7x7, upper
+bounds from the raw maxima beyond); only the maps whose bound is inconclusive
+(~5 % of the benchmark's maps) are blurred whole, and its offsets are blurred
+at the argmax only (``blurred_offsets``). Master's Gaussian decode still blurs
+every map (its min/max rescale): on the CPU by OpenCV itself, a slice of maps
+stacked into one image per call (``_opencv_blur_stack``, bit-identical to the
+official per-map calls), elsewhere in torch as two matrix products per map,
+with OpenCV deciding maps whose argmax is within rounding of a tie
+(``blurred_argmax``). The Taylor step's 3x3 neighbourhood (``blurred_3x3``) is
+computed from a window around the point in float64. Everything else in decode
+is batched over crops and joints on the output's device, and the output is
+not modified.
 
-Why the whole-map passes stay (docs/speed.md): master subtracts the blurred
-map's minimum before the log, and unlike DARK's rescale factor that shift does
-not cancel in the Newton step: the minimum lies anywhere in the background,
-and the cheap bound (the raw minimum) moves the benchmark maps' steps by
-1.4e-3 px median, 1.3e-2 px at the 99th percentile;
-the offset decode's argmax is over the whole blurred classification map.
+Why master's whole-map pass stays (docs/speed.md): it subtracts the blurred
+map's minimum m before the log, and unlike DARK's rescale factor that shift
+does not cancel in the Newton step. The cheap bounds (raw minimum <= m <= the
+blurred value at the raw argmin) leave the step uncertain by 2.3e-3 px median
+on the benchmark's maps (within 1e-4 px on 1 % of them), so a certified
+window path would fall back on nearly every map.
 
 One deliberate difference: where the official Taylor step divides by zero (a
 map constant after blurring) it returns NaN; here the step is skipped.
@@ -69,8 +72,8 @@ from .base import single_threaded_on_cpu
 from .dark import band_rows, map_windows
 from .gaussian import HeatmapCodec, get_max_preds
 
-__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_3x3", "blurred_argmax", "blurred_at", "gaussian_blur", "get_codec",
-           "udp_taylor_refine"]
+__all__ = ["UDPHeatmapCodec", "UDPOffsetCodec", "blurred_3x3", "blurred_argmax", "blurred_offsets", "certified_argmax",
+           "certified_blurred_argmax", "gaussian_blur", "get_codec", "udp_taylor_refine"]
 
 
 # --- blurs as OpenCV does them --------------------------------------------
@@ -143,8 +146,8 @@ def _opencv_exact(maps: torch.Tensor, ksize: int) -> bool:
 
 
 def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor]:
-    """``reduce`` applied to the blurred (N, K, H, W) maps, flattened to
-    (maps, H*W), a slice of maps at a time so that the blurred copy stays small
+    """``reduce`` applied to the blurred (N, K, H, W) maps as (maps, H, W) (a
+    view, not a copy, where OpenCV blurs), a slice of maps at a time so that the blurred copy stays small
     (in cache on a CPU); returns reduce's outputs, reshaped to (N, K, ...).
     On the CPU the blur is OpenCV's own (``_opencv_blur_stack``, where
     ``_opencv_exact``), elsewhere two matrix products per map."""
@@ -152,8 +155,8 @@ def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor
     flat = maps.reshape(n * k, h, w)
     if _opencv_exact(maps, ksize):
         step = max(1, (1 << 18) // (h * w))
-        parts = [reduce(torch.from_numpy(_opencv_blur_stack(flat[start:start + step].contiguous().numpy(), ksize)
-                                         ).reshape(-1, h * w)) for start in range(0, n * k, step)]
+        parts = [reduce(torch.from_numpy(_opencv_blur_stack(flat[start:start + step].contiguous().numpy(), ksize)))
+                 for start in range(0, n * k, step)]
         return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
     rows = _blur_matrix(h, ksize, maps.dtype, maps.device)
     cols_t = _blur_matrix(w, ksize, maps.dtype, maps.device).T
@@ -161,7 +164,7 @@ def _blurred_reduce(maps: torch.Tensor, ksize: int, reduce) -> list[torch.Tensor
     parts = []
     for start in range(0, n * k, step):
         blurred = torch.matmul(rows, torch.matmul(flat[start:start + step], cols_t))
-        parts.append(reduce(blurred.reshape(blurred.shape[0], h * w)))
+        parts.append(reduce(blurred))
     return [torch.cat(column).reshape(n, k, *column[0].shape[1:]) for column in zip(*parts, strict=True)]
 
 
@@ -171,9 +174,10 @@ NEAR_TIE_RTOL = 1e-5
 
 
 def _max_and_ambiguous(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row: index and value of the maximum, and whether the argmax (or the
-    sign of the maximum) could change with the rounding of the blur: a second
-    value, or zero, within ``NEAR_TIE_RTOL`` of the largest |value|."""
+    """Per (H, W) map: flat index and value of the maximum, and whether the
+    argmax (or the sign of the maximum) could change with the rounding of the
+    blur: a second value, or zero, within ``NEAR_TIE_RTOL`` of the largest |value|."""
+    blurred = blurred.reshape(blurred.shape[0], -1)
     top, idx = blurred.max(dim=1)
     tol = NEAR_TIE_RTOL * blurred.abs().amax(dim=1)
     near = (blurred >= (top - tol).unsqueeze(1)).sum(dim=1)
@@ -195,7 +199,8 @@ def _opencv_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.
 
 
 def _first_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: ``np.argmax`` (the first of tied maxima) and the maximum."""
+    """Per (H, W) map: flat ``np.argmax`` (the first of tied maxima) and the maximum."""
+    blurred = blurred.reshape(blurred.shape[0], -1)
     idx = torch.from_numpy(np.argmax(blurred.numpy(), axis=1))
     return idx, blurred.gather(1, idx.unsqueeze(1))[:, 0]
 
@@ -225,27 +230,249 @@ def blurred_argmax(maps: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.
     return idx, top
 
 
+def certified_argmax(output: torch.Tensor, ksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``blurred_argmax`` of the classification maps ``output[:, 0::3]`` of an
+    (N, 3K, H, W) offset output: from windows where ``certified_blurred_argmax``
+    certifies the answer, from the whole-map blur on the other maps only."""
+    output = output.contiguous()
+    idx, top, ok = certified_blurred_argmax(output, 0, 3, ksize)
+    where = (~ok).nonzero(as_tuple=True)
+    if where[0].numel():
+        full_idx, full_top = blurred_argmax(output[:, 0::3][where][None], ksize)
+        idx = idx.index_put(where, full_idx[0])
+        top = top.index_put(where, full_top[0].to(top.dtype))
+    return idx, top
+
+
 def _min_max(blurred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return blurred.amin(dim=1), blurred.amax(dim=1)
+    """Per (H, W) map: minimum and maximum, read in place."""
+    return blurred.amin(dim=(1, 2)), blurred.amax(dim=(1, 2))
 
 
-def blurred_at(maps: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, ksize: int,
-               dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Values of ``gaussian_blur(maps, ksize)`` at a few pixels per map without
-    blurring the rest: (N, K, H, W) maps, integer (N, K, P) positions inside the
-    map -> (N, K, P), computed in `dtype` (default: the maps')."""
-    n, k, h, w = maps.shape
-    p = xs.shape[2]
+def blurred_offsets(output: torch.Tensor, coords: torch.Tensor, ksize: int, dtype: torch.dtype) -> torch.Tensor:
+    """``gaussian_blur(maps, ksize)`` of the x and y offset maps (channels 3k + 1,
+    3k + 2) of a contiguous (N, 3K, H, W) ``output``, read at the integer
+    ``coords`` (N, K, 2) only: (N, K, 2) in ``dtype``. Each value is one
+    ``ksize`` x ``ksize`` window through the reflect-101 border
+    (``reflect_windows``) times the 2-D kernel."""
+    n, c, h, w = output.shape
+    k = c // 3
+    index = ((torch.arange(n, device=output.device) * c)[:, None, None] + 3 * torch.arange(k, device=output.device
+                                                                                          )[None, :, None]
+             + torch.tensor([1, 2], device=output.device)).reshape(-1)
     pad = ksize // 2
-    dtype = dtype or maps.dtype
-    kernel = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=maps.device)
-    steps = torch.arange(-pad, pad + 1, device=maps.device)
-    tx = reflect101_index(xs.unsqueeze(-1) + steps, w)  # (N, K, P, ksize)
-    ty = reflect101_index(ys.unsqueeze(-1) + steps, h)
-    idx = (ty.unsqueeze(-1) * w + tx.unsqueeze(-2)).reshape(n, k, -1)
-    patch = maps.reshape(n, k, h * w).gather(2, idx).to(dtype).reshape(n, k, p, ksize, ksize)
-    return torch.einsum("nkpyx,y,x->nkp", patch, kernel, kernel)
+    x, y = (coords[..., i].long().unsqueeze(2).expand(n, k, 2).reshape(-1) for i in (0, 1))
+    window = reflect_windows(output.reshape(n * c, h, w), index, y - pad, x - pad, ksize)
+    taps = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=output.device)
+    return (window.reshape(-1, ksize * ksize).to(dtype) @ torch.outer(taps, taps).reshape(-1)).reshape(n, k, 2)
 
+
+# --- the offset decode's argmax from a window, with a certificate -----------
+
+#: half-sizes of the certified argmax (``certified_blurred_argmax``): blurred
+#: values exact on (2 CERT_EXACT + 1)^2 pixels around the raw argmax, the raw
+#: peak window P of (2 CERT_PEAK + 1)^2, the bound from P on (2 CERT_RING + 1)^2
+CERT_EXACT, CERT_PEAK, CERT_RING = 3, 3, 6
+
+
+def _row_bands(source: torch.Tensor, index: torch.Tensor, rows0: torch.Tensor, size: int) -> torch.Tensor:
+    """Rows ``rows0`` .. ``rows0 + size - 1`` (M,) of maps ``index`` (M,) of the
+    contiguous (L, H, W) ``source``, whole width: (M, size, W), one fancy index
+    of a strided view of the flat maps (each band lies inside its map)."""
+    _, h, w = source.shape
+    flat = source.reshape(-1)
+    count = flat.numel() - (size - 1) * w
+    starts = (index * h + rows0) * w
+    if source.device.type == "cpu":
+        step = flat.element_size()
+        view = np.lib.stride_tricks.as_strided(flat.numpy(), (count, size, w), (step, w * step, step),
+                                               writeable=False)
+        return torch.from_numpy(view[starts.numpy()])
+    return torch.as_strided(flat, (count, size, w), (1, w, 1))[starts]
+
+
+def _folded_apply(values: torch.Tensor, n: int, ksize: int, outs0: torch.Tensor, outs: int, ins0: torch.Tensor
+                  ) -> torch.Tensor:
+    """``values`` (M, A, I) times, per map, the transposed (outs, I) block at
+    (``outs0``, ``ins0``) (M,) of the (n, n) 1-D blur matrix with the
+    reflect-101 border folded in (``_blur_matrix64``): (M, A, outs). The maps
+    are sorted by their block, and each run of maps that share one (a few
+    dozen runs: the block follows from the peak's row or column) is one
+    matrix product."""
+    m, a, ins = values.shape
+    table = _folded_blocks(n, ksize, outs, ins).to(device=values.device, dtype=values.dtype)
+    key = outs0 * n + ins0
+    order = torch.argsort(key)
+    runs = torch.unique_consecutive(key[order], return_counts=True)[1].tolist()
+    ordered = values[order]
+    done = torch.empty(m, a, outs, dtype=values.dtype, device=values.device)
+    start = 0
+    for count in runs:
+        lead = int(order[start])
+        block = table[int(outs0[lead]), int(ins0[lead])]
+        done[start:start + count] = (ordered[start:start + count].reshape(-1, ins) @ block.T).reshape(count, a, outs)
+        start += count
+    return torch.empty_like(done).index_copy_(0, order, done)
+
+
+@cache
+def _folded_blocks(n: int, ksize: int, rows: int, cols: int) -> torch.Tensor:
+    """(n - rows + 1, n - cols + 1, rows, cols): every block of ``_blur_matrix64(n, ksize)``."""
+    return _blur_matrix64(n, ksize).unfold(0, rows, 1).unfold(1, cols, 1).contiguous()
+
+
+def reflect_windows(maps: torch.Tensor, index: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int
+                    ) -> torch.Tensor:
+    """The ``size`` x ``size`` windows at (``top``, ``left``) (M,) of maps ``index``
+    (M,) of (L, H, W) ``maps``, pixels off the map taken through OpenCV's
+    reflect-101 border (``reflect101_index``): (M, size, size). A window inside
+    its map is copied in one index op (``dark.map_windows``); the others are
+    read from the window moved inside the map (every reflected pixel lies in
+    it), or pixel by pixel where the map is smaller than the window."""
+    l, h, w = maps.shape
+    inner = (left >= 0) & (left + size <= w) & (top >= 0) & (top + size <= h)
+    window = torch.empty(index.shape[0], size, size, dtype=maps.dtype, device=maps.device)
+    sel = inner.nonzero()[:, 0]
+    if sel.numel():
+        window.index_copy_(0, sel, map_windows(maps, index[sel], top[sel], left[sel], size))
+    rest = (~inner).nonzero()[:, 0]
+    if rest.numel():
+        span = torch.arange(size, device=maps.device)
+        rows = reflect101_index(top[rest, None] + span, h)
+        cols = reflect101_index(left[rest, None] + span, w)
+        if size <= min(h, w):
+            top_in, left_in = top[rest].clamp(0, h - size), left[rest].clamp(0, w - size)
+            moved = map_windows(maps, index[rest], top_in, left_in, size)
+            count = rest.numel()
+            moved = moved.gather(1, (rows - top_in[:, None])[:, :, None].expand(count, size, size))
+            moved = moved.gather(2, (cols - left_in[:, None])[:, None, :].expand(count, size, size))
+            window.index_copy_(0, rest, moved)
+        else:
+            pix = (index[rest, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
+            window[rest] = maps.reshape(-1)[pix]
+    return window
+
+
+@cache
+def _weight_tables(n: int, ksize: int, ins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every run start s of ``ins`` inputs on a length-``n`` axis: the largest
+    weight an output pixel puts on the run (n - ins + 1,), and the largest
+    over outputs before j / from j on, (n - ins + 1, n + 1) each (float64)."""
+    cumulative = torch.nn.functional.pad(_blur_matrix64(n, ksize).cumsum(1), (1, 0))  # (n, n + 1)
+    starts = torch.arange(n - ins + 1)
+    weight = (cumulative[:, starts + ins] - cumulative[:, starts]).T  # (runs, n): weight of output j on run s
+    zero = torch.zeros(len(starts), 1, dtype=weight.dtype)
+    before = torch.cat([zero, weight.cummax(1).values], 1)
+    after = torch.cat([weight.flip(1).cummax(1).values.flip(1), zero], 1)
+    return weight.amax(1), before, after
+
+
+def _weight_on(n: int, ksize: int, in0: torch.Tensor, ins: int, skip0: torch.Tensor, skips: int,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The largest weight that one output pixel of a length-``n`` axis puts on
+    the inputs ``in0`` + 0 .. ins-1 (M,): over every output, and over the
+    outputs outside ``skip0`` + 0 .. skips-1; two (M,) in ``dtype`` (table
+    look-ups, ``_weight_tables``)."""
+    whole, before, after = (t.to(device=in0.device, dtype=dtype) for t in _weight_tables(n, ksize, ins))
+    return whole[in0], torch.maximum(before[in0, skip0], after[in0, skip0 + skips])
+
+
+def _inside(pos: torch.Tensor, start: torch.Tensor, size: int) -> torch.Tensor:
+    """(M, P) whether positions (P,) + offsets lie in ``start`` .. ``start + size - 1`` (M,)."""
+    return (pos >= start[:, None]) & (pos < (start + size)[:, None])
+
+
+def certified_blurred_argmax(output: torch.Tensor, first: int, stride: int, ksize: int
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``np.argmax`` (flat) and maximum of ``cv2.GaussianBlur(map, (ksize, ksize),
+    0)`` for the maps ``output[:, first::stride]`` (N, K, H, W) of the
+    contiguous (N, C, H, W) ``output``, from windows around each raw argmax,
+    and per map whether that answer is certified: (N, K) each; the others need
+    the whole-map blur (``blurred_argmax``).
+
+    The blur is a convex combination of map pixels (reflect-101 folds into
+    the weights, ``_blur_matrix64``), so for U >= map pixelwise, blur(U) >= the
+    blurred map. U is the map on the raw peak window P ((2 CERT_PEAK + 1)^2
+    around the raw argmax) and R, the raw maximum outside P, elsewhere:
+    blur(U) = R + blur((map - R) on P). The blurred map is computed on E
+    ((2 CERT_EXACT + 1)^2 around the argmax, from the (2 CERT_EXACT + ksize)^2
+    raw window through the reflect-101 border, one product with the 2-D band,
+    in the maps' precision), blur(U) on the square of half-size CERT_RING
+    around it (the folded weights per map), and beyond
+    that square R + max(map - R on P, 0) times the largest weight a pixel there
+    puts on P (a product of row and column weights). The best value of E is the
+    official argmax if every bound stays below it and it clears the second
+    best of E and zero (the sign decides UDP's (0, 0)) by ``NEAR_TIE_RTOL`` of
+    the largest |value| seen, so that OpenCV's float32 rounding cannot change
+    the order; E is a rectangle, so its first maximum in row-major order is
+    the map's. R comes from maxima of blocks of rows (the pass that finds the
+    raw argmax) and the whole-width raw rows that E reads, which P lies in.
+    Maps smaller than the windows are never certified."""
+    n, c, h, w = output.shape
+    k = len(range(first, c, stride))
+    pad = ksize // 2
+    e, p, r = 2 * CERT_EXACT + 1, 2 * CERT_PEAK + 1, 2 * CERT_RING + 1
+    span = e + 2 * pad
+    dev = output.device
+    rows_per_block = next(b for b in (4, 2, 1) if h % b == 0)
+    if min(h, w) < max(span, r):
+        empty = torch.zeros(n, k, dtype=torch.long, device=dev)
+        return empty, empty.to(output.dtype), empty.bool()
+    source = output.reshape(n * c, h, w)
+    index = ((torch.arange(n, device=dev) * c)[:, None] + first + stride * torch.arange(k, device=dev)).reshape(-1)
+    m = n * k
+    # raw argmax (np.argmax's, the first): maxima of blocks of rows, then the first block holding the maximum
+    blocks = output[:, first::stride].reshape(n, k, h // rows_per_block, rows_per_block * w).amax(3).reshape(m, -1)
+    peak = blocks.amax(1)
+    block = (blocks == peak[:, None]).to(torch.int8).argmax(1)
+    inside = _row_bands(source, index, block * rows_per_block, rows_per_block).reshape(m, -1).argmax(1)
+    cy, cx = block * rows_per_block + torch.div(inside, w, rounding_mode="floor"), inside % w
+    # E and the ring kept inside the map; the raw rows E reads (whole width), P inside them
+    ey0, ex0 = (cy - CERT_EXACT).clamp(0, h - e), (cx - CERT_EXACT).clamp(0, w - e)
+    r0 = (ey0 - pad).clamp(0, h - span)
+    py0, px0 = (cy - CERT_PEAK).clamp(r0, r0 + span - p), (cx - CERT_PEAK).clamp(0, w - p)
+    qy0, qx0 = (cy - CERT_RING).clamp(0, h - r), (cx - CERT_RING).clamp(0, w - r)
+    rows = _row_bands(source, index, r0, span)  # (M, span, W), a copy
+    # E's raw window through the reflect-101 border: its columns, then (near the top or bottom) its rows
+    steps = torch.arange(span, device=dev)
+    cols = reflect101_index(ex0[:, None] - pad + steps, w)
+    window = rows.gather(2, cols[:, None, :].expand(m, span, span))  # (M, span, span) [y, x]
+    off = ((ey0 - pad < 0) | (ey0 - pad + span > h)).nonzero()[:, 0]
+    if off.numel():
+        rel = reflect101_index(ey0[off, None] - pad + steps, h) - r0[off, None]
+        window[off] = window[off].gather(1, rel[:, :, None].expand(-1, span, span))
+    # R: the blocks not wholly in those rows, and those rows outside P
+    starts = torch.arange(blocks.shape[1], device=dev) * rows_per_block
+    span_p = torch.arange(p, device=dev)
+    at_p = (((py0 - r0)[:, None, None] + span_p[:, None]) * w + px0[:, None, None] + span_p).reshape(m, p * p)
+    flat_rows = rows.reshape(m, span * w)
+    peak_win = flat_rows.gather(1, at_p).reshape(m, p, p)
+    flat_rows.scatter_(1, at_p, -torch.inf)  # P is left out of R
+    whole = (starts >= r0[:, None]) & (starts + rows_per_block <= (r0 + span)[:, None])
+    rest = torch.maximum(blocks.masked_fill(whole, -torch.inf).amax(1), flat_rows.amax(1))
+    # blurred values on E: one product with the 2-D band
+    band = band_rows(e, span, torch.tensor(_cv2_kernel(ksize), dtype=output.dtype, device=dev))
+    exact = window.reshape(m, span * span) @ torch.kron(band, band).T  # (M, e * e), row-major
+    at = exact.argmax(1)
+    best = exact.gather(1, at[:, None])[:, 0]
+    second = exact.scatter(1, at[:, None], -torch.inf).amax(1)
+    # blur(U) = R + blur((map - R) on P) on the ring, with the folded weights of each map
+    excess = peak_win - rest[:, None, None]
+    across = _folded_apply(excess, w, ksize, qx0, r, px0)  # (M, p, r) [P row, ring x]
+    ring = rest[:, None, None] + _folded_apply(across.transpose(1, 2), h, ksize, qy0, r, py0).transpose(1, 2)
+    pos = torch.arange(r, device=dev)
+    in_e = _inside(pos + qy0[:, None], ey0, e)[:, :, None] & _inside(pos + qx0[:, None], ex0, e)[:, None, :]
+    ring_bound = ring.masked_fill(in_e, -torch.inf).amax((1, 2))
+    # beyond the ring
+    all_y, out_y = _weight_on(h, ksize, py0, p, qy0, r, output.dtype)
+    all_x, out_x = _weight_on(w, ksize, px0, p, qx0, r, output.dtype)
+    far = rest + excess.amax((1, 2)).clamp(min=0) * torch.maximum(out_y * all_x, all_y * out_x)
+    scale = torch.stack([peak.abs(), window.amin((1, 2)).abs(), rest.abs()]).amax(0)
+    tol = NEAR_TIE_RTOL * scale
+    ok = ((best - second > tol) & (best.abs() > tol) & (ring_bound < best - tol) & (far < best - tol)
+          & torch.isfinite(scale))
+    idx = (ey0 + torch.div(at, e, rounding_mode="floor")) * w + ex0 + at % e
+    return idx.reshape(n, k), best.reshape(n, k), ok.reshape(n, k)
 
 # --- the Taylor step of UDP-Pose's gaussian post-processing ----------------
 
@@ -265,24 +492,13 @@ def blurred_3x3(heatmaps: torch.Tensor, coords: torch.Tensor, ksize: int, dtype:
     size = 3 + 2 * pad
     maps = heatmaps.reshape(n * k, h, w)
     px, py = coords[..., 0].reshape(-1).long(), coords[..., 1].reshape(-1).long()
-    top, left = py - 1 - pad, px - 1 - pad
-    inner = (left >= 0) & (px + 1 + pad < w) & (top >= 0) & (py + 1 + pad < h)
-    window = torch.empty(n * k, size, size, dtype=maps.dtype, device=maps.device)
-    sel = inner.nonzero()[:, 0]
-    if sel.numel():
-        window[sel] = map_windows(maps, sel, top[sel], left[sel], size)
-    rest = (~inner).nonzero()[:, 0]
-    if rest.numel():
-        span = torch.arange(size, device=maps.device)
-        rows = reflect101_index(top[rest, None] + span, h)
-        cols = reflect101_index(left[rest, None] + span, w)
-        pix = (rest[:, None, None] * h + rows[:, :, None]) * w + cols[:, None, :]
-        window[rest] = maps.reshape(-1)[pix]
+    window = reflect_windows(maps, torch.arange(n * k, device=maps.device), py - 1 - pad, px - 1 - pad, size)
+    border = (px - 1 - pad < 0) | (px + 1 + pad >= w) | (py - 1 - pad < 0) | (py + 1 + pad >= h)
     taps = torch.tensor(_cv2_kernel(ksize), dtype=dtype, device=heatmaps.device)
     band = band_rows(3, size, taps)  # band[d, j]: weight of window pixel j for output pixel d
     across = (window.to(dtype).reshape(-1, size) @ band.T).reshape(-1, size, 3)  # [raw row, out x]
     vals = band @ across  # [out y, out x]
-    if rest.numel():  # a neighbour off the map repeats the edge pixel
+    if bool(border.any()):  # a neighbour off the map repeats the edge pixel
         vals[:, :, 0] = torch.where((px == 0)[:, None], vals[:, :, 1], vals[:, :, 0])
         vals[:, :, 2] = torch.where((px == w - 1)[:, None], vals[:, :, 1], vals[:, :, 2])
         vals[:, 0] = torch.where((py == 0)[:, None], vals[:, 1], vals[:, 0])
@@ -509,16 +725,13 @@ class UDPOffsetCodec(_UDPGeometry):
         if output.shape[0] == 0:
             return self._empty(output, output.shape[1] // 3)
         fdt = torch.float32 if output.device.type == "mps" else torch.float64
-        idx, maxvals = blurred_argmax(output[:, 0::3], 2 * self.kernel + 1)
+        idx, maxvals = certified_argmax(output, 2 * self.kernel + 1)
         maxvals = maxvals.to(output.dtype)
         w = output.shape[3]
         coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
         coords = coords * (maxvals > 0).unsqueeze(2)  # (0, 0) where no positive maximum, as officially
         maxvals = maxvals.unsqueeze(2)
-        at = (coords[..., 0].long().unsqueeze(2), coords[..., 1].long().unsqueeze(2))
-        dx = blurred_at(output[:, 1::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
-        dy = blurred_at(output[:, 2::3], *at, self.kernel, fdt).squeeze(2) * self.kpd
-        coords = coords.to(fdt) + torch.stack([dx, dy], dim=2)
+        coords = coords.to(fdt) + blurred_offsets(output.contiguous(), coords, self.kernel, fdt) * self.kpd
         return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, output), maxvals
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
