@@ -73,3 +73,10 @@ def test_dataset_greys_training_crops_only(synthetic_root, tmp_path):
     np.testing.assert_allclose(pixels[..., 0], pixels[..., 1], atol=1e-5)
     test = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)[0][0].numpy().transpose(1, 2, 0) * STD + MEAN
     assert np.abs(test[..., 0] - test[..., 1]).max() > 0.05
+
+
+def test_princeton_pipeline_refuses_crop_randomisation(synthetic_root, tmp_path):
+    cfg = load_config(None, synthetic_opts(synthetic_root, str(tmp_path)) + [
+        "DATASET.AUGMENTATION", "princeton", "TEST.HEATMAP_DECODE", "princeton", "DATASET.GRAY_PROB", "0.5"])
+    with pytest.raises(ValueError, match="princeton cuts its own"):
+        build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, build_codec(cfg))
