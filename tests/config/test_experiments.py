@@ -148,6 +148,9 @@ def test_experiment_yaml_trains_one_step_and_tests(path, synthetic_root, synthet
               if official.MODEL.NAME in MULTI_STAGE else {})
     if shrink:
         cfg = update_config(cfg, ["MODEL.EXTRA", repr(dict(official.MODEL.EXTRA, **shrink))])
+    if official.MODEL.NAME == "pose_resnet" and not depth:  # its head's output: input / 32 x 2 per deconv
+        side = 64 // 32 * 2 ** int(official.MODEL.EXTRA.get("NUM_DECONV_LAYERS", 3))
+        cfg = update_config(cfg, ["MODEL.HEATMAP_SIZE", f"[{side}, {side}]"])
     key = signature(cfg)
     if key in _DONE:  # the same step already ran for an equivalent YAML
         assert build_codec(cfg) is not None

@@ -408,3 +408,65 @@ def test_domain_opts_give_a_domain_its_own_augmentation(quadrupeds, tmp_path):
     with pytest.raises(ValueError, match="DATASET.STRONG_AUG 'heavy'"):
         build_dataset(load_config(None, _adapt_cfg_opts(quadrupeds, str(tmp_path), "cc_ssl",
                                                         ["DATASET.STRONG_AUG", "heavy"])), "source_train", True, codec)
+
+
+def test_pseudo_label_precision_on_known_errors():
+    """Two crops (box sides 100 and 200), two joints; errors in box sides known."""
+    truth = np.zeros((2, 2, 2))
+    truth_visible = np.array([[True, True], [True, False]])
+    sizes = np.array([100.0, 200.0])
+    # errors: crop 0: 4 px (0.04), 8 px (0.08); crop 1: 30 px (0.15), joint 1 unlabelled (never counts)
+    coords = np.array([[[4.0, 0.0], [0.0, 8.0]], [[18.0, 24.0], [500.0, 500.0]]])
+    kept = np.array([[True, True], [True, True]])
+    out = adaptation.pseudo_label_precision(coords, kept, truth, truth_visible, sizes)
+    assert out["joints_with_truth"] == 3 and out["kept_with_truth"] == 3
+    assert out["precision@0.05"] == pytest.approx(100 / 3, abs=1e-3)
+    assert out["precision@0.1"] == pytest.approx(200 / 3, abs=1e-3)
+    # keeping only the close joint: every kept label right, the all-joint figures unchanged
+    only_close = adaptation.pseudo_label_precision(coords, np.array([[True, False], [False, False]]), truth,
+                                                   truth_visible, sizes)
+    assert only_close["kept_with_truth"] == 1 and only_close["precision@0.05"] == pytest.approx(100.0)
+    assert only_close["all@0.05"] == out["all@0.05"] == pytest.approx(100 / 3, abs=1e-3)
+    nothing = adaptation.pseudo_label_precision(coords, np.zeros((2, 2), bool), truth, truth_visible, sizes)
+    assert nothing["kept_with_truth"] == 0 and nothing["precision@0.05"] is None
+    json.dumps(nothing)  # writable as it is
+
+
+def test_ccssl_round_reports_precision_against_the_truth_split(quadrupeds, tmp_path):
+    out = str(tmp_path / "run")
+    cfg = _adapt_cfg(quadrupeds, out, "cc_ssl",
+                     ["ADAPT.DOMAINS", "[{SET: target_train, LABELLED: false, TRUTH: target_train_gt}]"])
+    ctx = _ctx(cfg, out)
+    ctx.strategy.before_epoch(ctx, 0, _source(ctx))
+    with open(CCSSL.label_file(out, 0)) as f:
+        doc = json.load(f)
+    # independent: the generator's true keypoints and boxes from the diagnostic JSON
+    with open(os.path.join(quadrupeds, "annotations", "quadruped_target_train_gt.json")) as f:
+        anns = json.load(f)["annotations"]
+    assert [lab["image_id"] for lab in doc["labels"]] == [a["image_id"] for a in anns]
+    true = np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), -1, 3)
+    side = np.array([max(a["bbox"][2:]) for a in anns])
+    pred = np.array([lab["keypoints"] for lab in doc["labels"]])
+    kept = np.array([lab["kept"] for lab in doc["labels"]], bool) & (true[..., 2] > 0)
+    error = np.linalg.norm(pred - true[..., :2], axis=2) / side[:, None]
+    precision = doc["precision"]
+    assert precision["kept_with_truth"] == kept.sum() > 0
+    assert precision["joints_with_truth"] == (true[..., 2] > 0).sum()
+    for alpha in (0.05, 0.1):
+        assert precision[f"precision@{alpha:g}"] == pytest.approx(100 * (error[kept] <= alpha).mean(), abs=1e-3)
+        assert precision[f"all@{alpha:g}"] == pytest.approx(100 * (error[true[..., 2] > 0] <= alpha).mean(), abs=1e-3)
+    # without a truth split (the default) the unlabelled target has no figure
+    plain = str(tmp_path / "plain")
+    ctx = _ctx(_adapt_cfg(quadrupeds, plain, "cc_ssl"), plain)
+    ctx.strategy.before_epoch(ctx, 0, _source(ctx))
+    with open(CCSSL.label_file(plain, 0)) as f:
+        assert "precision" not in json.load(f)
+
+
+def test_truth_split_of_other_crops_is_refused(quadrupeds, tmp_path):
+    out = str(tmp_path / "run")
+    cfg = _adapt_cfg(quadrupeds, out, "cc_ssl",
+                     ["ADAPT.DOMAINS", "[{SET: target_train, LABELLED: false, TRUTH: source_val}]"])
+    ctx = _ctx(cfg, out)
+    with pytest.raises(ValueError, match="TRUTH 'source_val' does not hold the crops of 'target_train'"):
+        ctx.strategy.before_epoch(ctx, 0, _source(ctx))

@@ -266,3 +266,10 @@ def test_synthetic_quadrupeds(tmp_path):
     both = (eyes > 0).all(axis=1)
     assert both.any() and ((eyes[both] == 1).sum(axis=1) == 1).all()
     assert src.flip_pairs == [tuple(p) for p in QUADRUPED.flip_pairs]
+    # the labelled target_test is scored (a "test" set is skipped only when it has no labels, as COCO test-dev)
+    test = build_dataset(cfg, "target_test", False, codec)
+    preds = np.stack([np.concatenate([r["joints"][:, :2], np.ones((18, 1))], 1) for r in test.db])
+    boxes = np.stack([np.r_[r["center"], r["scale"], 1.0, 1.0] for r in test.db])
+    stats, ap = test.evaluate(preds, boxes, [r["image_id"] for r in test.db], str(tmp_path / "out"))
+    assert ap == pytest.approx(1.0) and stats["PCK@0.05"] == pytest.approx(100.0)
+    assert stats["PCK@0.1"] == pytest.approx(100.0)

@@ -149,6 +149,16 @@ _C.DATASET.CUBE_SIZE = []
 _C.DATASET.SHIFT_FACTOR = 0.0
 _C.DATASET.DEPTH_NOISE_STD = 0.0
 _C.DATASET.RANDOM_ERASE_PROB = 0.0
+# posezoo: appearance randomisation of top-down training crops (datasets/appearance.py), all off by
+# default: colour jitter strength in [0, 1] (brightness/contrast/saturation x U[1-s, 1+s], hue
+# U[-s/2, s/2] of the circle), probability of a grey crop, probability and largest sigma (crop
+# pixels) of a Gaussian blur, largest std of Gaussian pixel noise (0-255). For synthetic sources
+# (CC-SSL trains its rendered animals with strong augmentation).
+_C.DATASET.COLOR_JITTER = 0.0
+_C.DATASET.GRAY_PROB = 0.0
+_C.DATASET.BLUR_PROB = 0.0
+_C.DATASET.BLUR_SIGMA = 0.0
+_C.DATASET.NOISE_STD = 0.0
 # posezoo, Human3.6M (h36m, synthetic_h36m): the subjects a split keeps, e.g. [S9, S11];
 # [] = protocol 1 by the split's name (train: S1 S5 S6 S7 S8; test/val: S9 S11).
 _C.DATASET.SUBJECTS = []
@@ -306,7 +316,11 @@ _C.ADAPT = EasyDict()
 # Extra domains next to DATASET.TRAIN_SET (domain 0, labelled, weight 1): a list of
 # {DATASET: name ('' = DATASET.DATASET), ROOT: path ('' = DATASET.ROOT), SET: split,
 #  LABELLED: bool, WEIGHT: pose-loss weight, OPTS: [DATASET.KEY, value, ...] overrides of that
-#  domain's DATASET.* keys, e.g. its own augmentation}. cc_ssl pseudo-labels the first unlabelled one.
+#  domain's DATASET.* keys, e.g. its own augmentation, TRUTH: split}. cc_ssl pseudo-labels the first
+#  unlabelled one.
+# TRUTH (optional, diagnosis only, never trained on): a split of the same crops with their true
+# keypoints (synthetic_animal: target_train_gt); each cc_ssl round then reports the precision of its
+# kept pseudo-labels (core.adaptation.pseudo_label_precision). A target set with labels needs none.
 _C.ADAPT.DOMAINS = []
 # ws_cda (Cao et al. 2019): discriminator on the input of the model's last conv (or
 # FEATURE_LAYER, a module name), gradient reversal with GRL_WEIGHT, domain loss weight.

@@ -28,7 +28,11 @@ others come from ``ADAPT.DOMAINS`` (see ``config/default.py``).
   sums the source loss and ``TARGET_WEIGHT`` (gamma_ 10) x the pseudo-label
   loss, one forward per domain (``CCSSL.py:199-231``). Each round's labels
   are written to ``<output>/pseudo_labels/round_<r>.json`` and read back when
-  a run resumes inside that round. ``ADAPT.TEMPORAL`` adds the temporal
+  a run resumes inside that round. Where the target's true keypoints are
+  known (its own labels, or the domain's ``TRUTH`` split: a synthetic
+  target), the file also holds ``precision``: how many kept labels lie within
+  0.05 / 0.1 of the box's longer side of the truth (``pseudo_label_precision``),
+  also logged. ``ADAPT.TEMPORAL`` adds the temporal
   (optical-flow) constraint on video frames (``temporal_consistency``).
 - **PPLO** (Cao et al., ICCV 2019, progressive pseudo-label optimisation) is
   the same strategy with other selection options: ``ADAPT.SELECTION
@@ -63,6 +67,7 @@ from ..utils.registry import resolve
 from ..utils.transforms import PIXEL_STD
 from ..utils.utils import write_text_atomic
 from .function import TrainContext, _prepare
+from .pck import pck
 from .strategy import SupervisedStrategy, stage_loss
 
 logger = logging.getLogger(__name__)
@@ -75,14 +80,16 @@ DOMAIN_OWN_KEYS = ("DATASET.DATASET", "DATASET.ROOT", "DATASET.TRAIN_SET", "DATA
 
 def domain_specs(cfg) -> list[dict]:
     """Domain 0 (the training set) and ``ADAPT.DOMAINS``, each as
-    ``{dataset, root, set, labelled, weight, opts}``."""
+    ``{dataset, root, set, labelled, weight, opts, truth}`` (``truth``: the
+    split holding the same crops' true keypoints, for ``pseudo_label_precision``
+    only; '' none)."""
     specs = [{"dataset": cfg.DATASET.DATASET, "root": cfg.DATASET.ROOT, "set": cfg.DATASET.TRAIN_SET,
-              "labelled": True, "weight": 1.0, "opts": []}]
+              "labelled": True, "weight": 1.0, "opts": [], "truth": ""}]
     for i, d in enumerate(cfg.ADAPT.DOMAINS):
         if not isinstance(d, dict) or not d.get("SET"):
             raise ValueError(f"ADAPT.DOMAINS[{i}] = {d!r}: expected {{SET: split, DATASET: name, ROOT: path, "
-                             f"LABELLED: bool, WEIGHT: float}} (SET required)")
-        unknown = set(d) - {"DATASET", "ROOT", "SET", "LABELLED", "WEIGHT", "OPTS"}
+                             f"LABELLED: bool, WEIGHT: float, OPTS: list, TRUTH: split}} (SET required)")
+        unknown = set(d) - {"DATASET", "ROOT", "SET", "LABELLED", "WEIGHT", "OPTS", "TRUTH"}
         if unknown:
             raise ValueError(f"ADAPT.DOMAINS[{i}]: unknown keys {sorted(unknown)}")
         opts = list(d.get("OPTS") or [])
@@ -92,7 +99,7 @@ def domain_specs(cfg) -> list[dict]:
                              f"(not {', '.join(DOMAIN_OWN_KEYS)}: use the entry's DATASET / ROOT / SET)")
         specs.append({"dataset": d.get("DATASET") or cfg.DATASET.DATASET, "root": d.get("ROOT") or cfg.DATASET.ROOT,
                       "set": d["SET"], "labelled": bool(d.get("LABELLED", False)),
-                      "weight": float(d.get("WEIGHT", 1.0)), "opts": opts})
+                      "weight": float(d.get("WEIGHT", 1.0)), "opts": opts, "truth": str(d.get("TRUTH") or "")})
     return specs
 
 
@@ -528,6 +535,61 @@ def labelled_copy(dataset, document: dict, min_kept: int = 1):
     return out
 
 
+PRECISION_ALPHAS = (0.05, 0.1)
+
+
+def _percent(value: float) -> Optional[float]:
+    return None if not np.isfinite(value) else round(float(value), 3)
+
+
+def pseudo_label_precision(coords: np.ndarray, kept: np.ndarray, truth: np.ndarray, truth_visible: np.ndarray,
+                           normaliser: np.ndarray, alphas: Sequence[float] = PRECISION_ALPHAS) -> dict:
+    """How right a round's pseudo-labels are where the truth is known (a
+    synthetic target, or a labelled one used as unlabelled): ``precision@a``
+    the percentage of kept labels with a true joint that lie within ``a`` x
+    the instance's ``normaliser`` of it (box PCK of the kept labels), ``all@a``
+    the same over every labelled joint, kept or not (what the selection has to
+    improve on), and the counts. A strategy whose kept labels are mostly
+    wrong trains the model on its own errors. NaN (nothing to count) is None."""
+    coords = np.asarray(coords, np.float64)
+    truth = np.asarray(truth, np.float64)[..., :2]
+    known = np.asarray(truth_visible, bool)
+    kept_known = np.asarray(kept, bool) & known
+    out: dict = {"joints_with_truth": int(known.sum()), "kept_with_truth": int(kept_known.sum())}
+    for alpha in alphas:
+        out[f"precision@{alpha:g}"] = _percent(pck(coords, truth, kept_known, normaliser, alpha).mean)
+        out[f"all@{alpha:g}"] = _percent(pck(coords, truth, known, normaliser, alpha).mean)
+    return out
+
+
+def _record_truth(records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, K, 2) joints, (N, K) labelled mask and (N,) normaliser of records:
+    the annotated box's longer side (the animal sets' PCK, ``datasets/animal.py``)
+    where records carry ``bbox``, else the crop's longer side."""
+    joints = np.stack([np.asarray(r["joints"], np.float64)[:, :2] for r in records])
+    visible = np.stack([np.asarray(r["joints_vis"])[:, 0] > 0 for r in records])
+    sizes = np.array([max(r["bbox"][2:4]) if r.get("bbox") is not None else float(np.max(r["scale"])) * PIXEL_STD
+                      for r in records], np.float64)
+    return joints, visible, sizes
+
+
+def target_truth(cfg, spec: dict, target, codec) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The true keypoints of the target crops, if any are known: the target's
+    own labels when it has some, else the domain's ``TRUTH`` split (built like
+    the target, its records in the same order: checked by image id)."""
+    if not target.db:
+        return None
+    if any(np.asarray(r["joints_vis"])[:, 0].any() for r in target.db):
+        return _record_truth(target.db)
+    if not spec.get("truth"):
+        return None
+    truth = build_domain_dataset(cfg, {**spec, "set": spec["truth"]}, False, codec)
+    if [r["image_id"] for r in truth.db] != [r["image_id"] for r in target.db]:
+        raise ValueError(f"ADAPT.DOMAINS TRUTH {spec['truth']!r} does not hold the crops of {spec['set']!r} in the "
+                         f"same order ({len(truth.db)} against {len(target.db)} records)")
+    return _record_truth(truth.db)
+
+
 class CCSSL(SupervisedStrategy):
     """``TRAIN.STRATEGY: cc_ssl`` (module docstring)."""
 
@@ -563,6 +625,13 @@ class CCSSL(SupervisedStrategy):
             return document
         model = ctx.model.module if hasattr(ctx.model, "module") else ctx.model
         document = pseudo_label(self.cfg, model, target, ctx.codec, ctx.device, round_index)
+        truth = target_truth(self.cfg, self.target_spec, target, ctx.codec)
+        if truth is not None:
+            coords = np.array([lab["keypoints"] for lab in document["labels"]], np.float64)
+            kept = np.array([lab["kept"] for lab in document["labels"]], bool)
+            document["precision"] = pseudo_label_precision(coords, kept, *truth)
+            logger.info("=> CC-SSL round %d: pseudo-labels against the truth: %s", round_index,
+                        ", ".join(f"{k} {v}" for k, v in document["precision"].items()))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_text_atomic(path, json.dumps(document))
         logger.info("=> CC-SSL round %d: kept %d of %d target joints (%s selection, confidence > %s); %s",

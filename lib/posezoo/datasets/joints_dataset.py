@@ -6,10 +6,11 @@ Subclasses fill ``self.db`` with records (see ``make_record``) and implement
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 from ..utils.transforms import PIXEL_STD, affine_transform, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
 from ..utils.strong_aug import strong_augmentation
+from .appearance import AppearanceJitter
 from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
 from .release_augment import bearpaw_augment, check_augmentation, princeton_training_crop
 
@@ -96,15 +98,21 @@ def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray =
 
 
 def crop_input(codec, image: np.ndarray, center: np.ndarray, scale: np.ndarray, rotation: float,
-               output_size: Sequence[int], mean: np.ndarray, std: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+               output_size: Sequence[int], mean: np.ndarray, std: np.ndarray,
+               appearance: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """One crop's network input (3, h, w) float32 and the image -> crop 2x3 its joints map
     with (``codec.crop_matrix``). The image is warped with that matrix, unless the codec cuts
-    its own crop (``codec.crop_image``, on [0, 1]: normalised as (crop - mean) / std)."""
+    its own crop (``codec.crop_image``, on [0, 1]: normalised as (crop - mean) / std).
+    ``appearance`` (training: ``datasets/appearance.py``) randomises the crop before it is normalised."""
     trans = codec.crop_matrix(center, scale, rotation, output_size)
     crop = codec.crop_image(image, center, scale, rotation, output_size)
     if crop is None:
         crop = cv2.warpAffine(image, trans, tuple(int(v) for v in output_size), flags=cv2.INTER_LINEAR)
+        if appearance is not None:
+            crop = appearance(crop)
         return to_input_tensor(crop, mean, std), trans
+    if appearance is not None:
+        crop = appearance(crop)
     return torch.from_numpy(((crop - mean) / std).transpose(2, 0, 1).copy()), trans
 
 
@@ -171,6 +179,10 @@ class JointsDataset(Dataset):
         self.num_joints_half_body = cfg.DATASET.NUM_JOINTS_HALF_BODY
         self.color_rgb = cfg.DATASET.COLOR_RGB
         self.augmentation = check_augmentation(cfg.DATASET.AUGMENTATION, codec)
+        self.appearance = AppearanceJitter.from_cfg(cfg)
+        if self.appearance.active and self.augmentation == "princeton":
+            raise ValueError("DATASET.COLOR_JITTER / GRAY_PROB / BLUR_PROB / NOISE_STD randomise the crop of the "
+                             "msra and bearpaw pipelines; DATASET.AUGMENTATION princeton cuts its own: set them to 0")
         self.use_joints_weight = cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT
         self.skip_corrupt = cfg.DATASET.SKIP_CORRUPT_IMAGES
         self.input_mean, self.input_std = input_normalisation(cfg)
@@ -293,6 +305,8 @@ class JointsDataset(Dataset):
         rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item())) if self.is_train and valid else None
         if rng is not None and self.strong_aug is not None:  # DATASET.STRONG_AUG: the whole image, the box kept
             image, joints, joints_vis, _ = self.strong_aug(image, joints, joints_vis, rng)
+        appearance = functools.partial(self.appearance, rng=rng) if rng is not None and self.appearance.active \
+            else None
         if rng is not None and self.augmentation == "princeton":  # its own two-warp pipeline
             inputs, joints, joints_vis, rotation, flipped = self.princeton_sample(
                 image, joints, joints_vis, center, scale, rng)
@@ -301,7 +315,7 @@ class JointsDataset(Dataset):
                 image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
                     image, joints, joints_vis, center, scale, rng)
             inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
-                                       self.input_mean, self.input_std)
+                                       self.input_mean, self.input_std, appearance)
             visible = joints_vis[:, 0] > 0
             joints[visible, :2] = affine_transform(joints[visible, :2], trans)
         if flipped and ordinal is not None:
