@@ -1,4 +1,4 @@
-"""CC-SSL's strong augmentation (``utils/strong_aug.py``) against imgaug 0.3.0: each op with
+"""CC-SSL's strong augmentation (``datasets/strong_aug.py``) against imgaug 0.3.0: each op with
 fixed parameters equals the golden output of imgaug's own augmenter
 (``tests/oracles/imgaug_strong_aug.py``, recorded under a side environment; no imgaug here)."""
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from oracles.imgaug_strong_aug import (AFFINE, BLUR, CONTRAST, HEIGHT, NOISE_SEEDS, POINTS, WIDTH, decode,
                                        input_image, load_golden, noise_map)
 
-from posezoo.utils.strong_aug import (add_noise, affine_matrix, blur_kernel_size, ccssl_strong_augment,
+from posezoo.datasets.strong_aug import (add_noise, affine_matrix, blur_kernel_size, ccssl_strong_augment,
                                       gaussian_blur, linear_contrast, strong_augmentation, transform_points,
                                       warp_affine)
 

@@ -1,4 +1,4 @@
-"""Golden values of imgaug 0.3.0 for ``posezoo.utils.strong_aug`` (CC-SSL's strong augmentation).
+"""Golden values of imgaug 0.3.0 for ``posezoo.datasets.strong_aug`` (CC-SSL's strong augmentation).
 
 The cases (fixed parameters on a fixed image) are shared with
 ``tests/datasets/test_strong_aug.py``; the values come from running this file under a side

@@ -96,7 +96,7 @@ _C.DATASET.NUM_JOINTS_HALF_BODY = 8
 # posezoo: an extra training augmentation of the whole image before the crop: none | ccssl (the
 # imgaug pipeline of CC-SSL, JitengMu/Learning-from-Synthetic-Animals synthetic_animal_sp.py:121-139:
 # affine with per-axis scale and shear, Gaussian noise, Gaussian blur, linear contrast, each with
-# probability 0.5 in a random order; utils/strong_aug.py). The crop box stays the unaugmented one, as
+# probability 0.5 in a random order; datasets/strong_aug.py). The crop box stays the unaugmented one, as
 # there; joints moved outside the image become unlabelled; DATASET.AUGMENTATION's draws (scale,
 # rotation, flip) follow it.
 _C.DATASET.STRONG_AUG = "none"

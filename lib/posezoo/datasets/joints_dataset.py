@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..utils.transforms import PIXEL_STD, affine_transform, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
-from ..utils.strong_aug import strong_augmentation
+from .strong_aug import strong_augmentation
 from .appearance import AppearanceJitter
 from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
 from .release_augment import bearpaw_augment, check_augmentation, princeton_training_crop

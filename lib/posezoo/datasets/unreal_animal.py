@@ -25,7 +25,7 @@ Normalisation: the official subtracts the animal's ``mean.pth.tar`` mean
 (141-168, 229): point ``DATASET.INPUT_MEAN_FILE`` at it.
 
 Augmentation: the official imgaug pipeline (affine with shear, noise, blur, contrast,
-121-139) is ``DATASET.STRONG_AUG: ccssl`` (``utils/strong_aug.py``), then posezoo's
+121-139) is ``DATASET.STRONG_AUG: ccssl`` (``datasets/strong_aug.py``), then posezoo's
 SCALE_FACTOR / ROT_FACTOR / FLIP. Deliberate differences: a joint outside the render
 before augmentation stays unlabelled (the official tests the bounds after the affine,
 217-219, and keeps the augmented points in float16); a missing mean file is not computed
