@@ -60,7 +60,7 @@ posezoo's on the same detections; the forward stage (CPU; float32 but the AMP ro
 official network (pose_resnet, pose_hrnet: HRNet's; lpn: lpn-pytorch's, from
 the checkout's copy of the same experiments/ YAML) as validate() does against
 posezoo's flip-test forward plain, with MODEL.CHANNELS_LAST and with
-MODEL.FOLD_BN (+ TEST.FORWARD_CHUNK 8, + TEST.AMP bf16), on the same random
+MODEL.FOLD_BN (+ TEST.FORWARD_CHUNK 8, + TEST.COMPILE, + TEST.AMP bf16), on the same random
 weights and batch; the data stage runs the official COCODataset (its
 augmentation from the checkout's YAML, torchvision's ToTensor + Normalize
 re-expressed) and posezoo's on the same DATASET.ROOT through DataLoaders

@@ -101,6 +101,9 @@ def run_test(cfg, cfg_path, detector: bool = False) -> dict:
     logger.info("=> loaded %s; %s", weights, model_summary(model, cfg))
     model = prepare_eval_model(cfg, model, device)
     if not dist.distributed and device.type == "cuda" and len(cfg.GPUS) > 1:
+        if cfg.TEST.COMPILE:
+            raise ValueError("TEST.COMPILE with several GPUS: DataParallel replicas cannot share one compiled "
+                             "model; run one process per GPU (torchrun) or set TEST.COMPILE False")
         model = torch.nn.DataParallel(model, device_ids=cfg.GPUS)
 
     codec = build_codec(cfg)

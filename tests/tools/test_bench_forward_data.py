@@ -30,8 +30,14 @@ def test_random_state_loads_strictly_and_moves_batchnorm():
 
 def test_variants_are_valid_overrides():
     cfg = load_config(None, TINY_MODEL)
-    last = update_config(cfg, FORWARD_VARIANTS[-2][1])
-    assert last.MODEL.CHANNELS_LAST and last.MODEL.FOLD_BN and last.TEST.FORWARD_CHUNK == 8
+    variants = {name: update_config(cfg, opts) for name, opts in FORWARD_VARIANTS}
+    chunked = variants["+ CHANNELS_LAST + FOLD_BN + FORWARD_CHUNK 8"]
+    assert chunked.MODEL.CHANNELS_LAST and chunked.MODEL.FOLD_BN and chunked.TEST.FORWARD_CHUNK == 8
+    assert not chunked.TEST.COMPILE
+    compiled = variants["+ CHANNELS_LAST + FOLD_BN + FORWARD_CHUNK 8 + TEST.COMPILE"]
+    assert compiled.TEST.COMPILE and compiled.TEST.FORWARD_CHUNK == 8 and compiled.TEST.AMP is None
+    # every float32 row leaves TEST.AMP off; the one AMP row says so in its name
+    assert [name for name, v in variants.items() if v.TEST.AMP] == [n for n in variants if "not float32" in n]
 
 
 def test_official_yaml_same_relative_path(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import torch
@@ -22,7 +23,9 @@ FORWARD_VARIANTS = (("inference_mode, one batch", []),
                     ("+ CHANNELS_LAST + FOLD_BN", ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True]),
                     ("+ CHANNELS_LAST + FOLD_BN + FORWARD_CHUNK 8",
                      ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True, "TEST.FORWARD_CHUNK", 8]),
-                    ("same + TEST.AMP bf16 (not float32)",
+                    ("+ CHANNELS_LAST + FOLD_BN + FORWARD_CHUNK 8 + TEST.COMPILE",
+                     ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True, "TEST.FORWARD_CHUNK", 8, "TEST.COMPILE", True]),
+                    ("same as FORWARD_CHUNK 8 + TEST.AMP bf16 (not float32)",
                      ["MODEL.CHANNELS_LAST", True, "MODEL.FOLD_BN", True, "TEST.FORWARD_CHUNK", 8, "TEST.AMP", "bf16"]))
 
 
@@ -144,8 +147,11 @@ def bench_forward_official(cfg, codec, model, cfg_path: str, root: str, reps: in
         return run
 
     fns = {"official": validate_forward, **{name: posezoo_forward(opts) for name, opts in FORWARD_VARIANTS}}
-    for fn in fns.values():  # warm-up: first-call allocations and kernel choice
+    for name, fn in fns.items():  # warm-up: first-call allocations and kernel choice (TEST.COMPILE: the compile)
+        start = time.perf_counter()
         fn()
+        if "TEST.COMPILE" in name:
+            say(f"{tag} forward side by side, {name}: first call (compile) {time.perf_counter() - start:.1f} s")
     times, first = alternate_many(fns, reps)
     scale = max(1.0, first["official"].abs().max().item())
     rows = []

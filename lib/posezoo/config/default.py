@@ -236,6 +236,11 @@ _C.TEST.AMP = None  # posezoo: false | fp16 | bf16 for the forward pass; decodin
 # posezoo: at most this many crops per model call at test time (the image + mirror batch
 # included; 0 = the whole batch at once); 8 is fastest on CPU (docs/speed.md)
 _C.TEST.FORWARD_CHUNK = 0
+# posezoo, test time only (tools/test.py, PoseEstimator, the benchmark; never training's
+# validation): the model through torch.compile (inductor) with weight freezing: prepacked
+# convolution weights, conv + add + ReLU fused (utils/compile.py); float32 results equal the
+# eager model's to rounding; one compile per input shape, tens of seconds on a CPU (docs/speed.md)
+_C.TEST.COMPILE = False
 
 # posezoo, CornerNet (codecs/cornernet.py, datasets/coco_det.py). Defaults: the
 # official CornerNet-Lite configs/CornerNet.json with core/dbs/detection.py's

@@ -86,7 +86,8 @@ class BasicBlock(nn.Module):
         residual = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + residual)
+        out += residual  # in place, as torchvision: neither BatchNorm nor conv backward reads its output
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -120,7 +121,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + residual)
+        out += residual
+        return self.relu(out)
 
 
 class CaffeBottleneck(Bottleneck):

@@ -143,13 +143,43 @@ class HighResolutionModule(nn.Module):
         x = [branch(xi) for branch, xi in zip(self.branches, x)]
         if self.fuse_layers is None:
             return x
-        fused = []
-        for paths in self.fuse_layers:
-            y = paths[0](x[0])
-            for path, xj in zip(paths[1:], x[1:]):
-                y = y + path(xj)
-            fused.append(self.relu(y))
-        return fused
+        return [self._fuse(target, paths, x) for target, paths in enumerate(self.fuse_layers)]
+
+    def _fuse(self, target: int, paths: nn.ModuleList, x: list[torch.Tensor]) -> torch.Tensor:
+        """relu(sum over sources of path(x[source])), as the official fusion
+        (pose_hrnet.py:HighResolutionModule.forward), with one accumulator: the
+        paths from higher resolutions (and UDP's widened identity) write fresh
+        tensors, the first of them takes the others in place (branch 0's own
+        output, read by the other targets, is never written), and a path from a
+        lower resolution adds its 1x1-conv output broadcast over each s x s
+        block of the accumulator instead of materialising the nearest
+        upsampling (same values: every pixel of a block is that low-resolution
+        pixel). Same terms in the same order: the same float sums. Autograd-safe: only tensors made here are written in place,
+        and nothing saved for backward is among them."""
+        acc = own = None
+        for source in range(target + 1):
+            term = paths[source](x[source])
+            if term is x[source] and acc is None:  # identity first: the branch's output, read by other targets
+                own = term
+            elif acc is None:
+                acc = term
+            else:
+                acc += term
+        for source in range(target + 1, len(paths)):
+            conv, bn, _ = paths[source]  # the nn.Upsample is the broadcast below
+            low = bn(conv(x[source]))[:, :, :, None, :, None]
+            if acc is None:  # out of place (keeps `own`'s layout, so the flatten is a view)
+                acc = (_blocks(own, low) + low).flatten(4, 5).flatten(2, 3)
+            else:
+                _blocks(acc, low).add_(low)
+        return self.relu(acc)
+
+
+def _blocks(full: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+    """`full` (N, C, H, W) viewed as (N, C, h, H / h, w, W / w) for the
+    (N, C, h, 1, w, 1) view `low` of a lower resolution: pixel (i, j) of
+    `low` sits over block [i, :, j, :], nearest upsampling's footprint."""
+    return full.unflatten(3, (low.shape[4], -1)).unflatten(2, (low.shape[2], -1))
 
 
 def _make_transition(pre_channels: Sequence[int], cur_channels: Sequence[int]) -> nn.ModuleList:

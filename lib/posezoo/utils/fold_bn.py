@@ -27,6 +27,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from .compile import FrozenCompiled
 from .utils import input_shape
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -140,11 +141,14 @@ def prepare_eval_model(cfg, model: nn.Module, device: torch.device | str) -> nn.
     """The test-time model: on `device` in eval mode; with ``MODEL.FOLD_BN`` a copy
     with its BatchNorms folded (the caller's model keeps its layers and state-dict
     keys); with ``MODEL.CHANNELS_LAST`` in NHWC layout (after the fold, whose new
-    weights are contiguous)."""
+    weights are contiguous); with ``TEST.COMPILE`` wrapped in a frozen
+    ``torch.compile`` (utils/compile.py; compiled at the first call)."""
     model = model.to(device).eval()
     if cfg.MODEL.FOLD_BN:
         model = copy.deepcopy(model)
         fold_batchnorm(model, torch.zeros(1, *input_shape(model, cfg), device=device))
     if cfg.MODEL.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.TEST.COMPILE:
+        model = FrozenCompiled(model).eval()
     return model
