@@ -143,6 +143,8 @@ class HighResolutionModule(nn.Module):
         x = [branch(xi) for branch, xi in zip(self.branches, x)]
         if self.fuse_layers is None:
             return x
+        if torch.jit.is_tracing():  # ONNX export: the official out-of-place sum (views written in place do not trace)
+            return [self.relu(sum(path(xj) for path, xj in zip(paths, x))) for paths in self.fuse_layers]
         return [self._fuse(target, paths, x) for target, paths in enumerate(self.fuse_layers)]
 
     def _fuse(self, target: int, paths: nn.ModuleList, x: list[torch.Tensor]) -> torch.Tensor:
