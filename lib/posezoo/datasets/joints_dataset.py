@@ -106,14 +106,17 @@ def crop_input(codec, image: np.ndarray, center: np.ndarray, scale: np.ndarray, 
     ``appearance`` (training: ``datasets/appearance.py``) randomises the crop before it is normalised."""
     trans = codec.crop_matrix(center, scale, rotation, output_size)
     crop = codec.crop_image(image, center, scale, rotation, output_size)
-    if crop is None:
+    warped = crop is None
+    if warped:
         crop = cv2.warpAffine(image, trans, tuple(int(v) for v in output_size), flags=cv2.INTER_LINEAR)
-        if appearance is not None:
-            crop = appearance(crop)
-        return to_input_tensor(crop, mean, std), trans
     if appearance is not None:
         crop = appearance(crop)
-    return torch.from_numpy(((crop - mean) / std).transpose(2, 0, 1).copy()), trans
+    return (to_input_tensor(crop, mean, std) if warped else unit_crop_tensor(crop, mean, std)), trans
+
+
+def unit_crop_tensor(crop: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """A crop already on [0, 1] (HWC, a codec's or a release's own) as the (3, h, w) input (crop - mean) / std."""
+    return torch.from_numpy(((crop - mean) / std).transpose(2, 0, 1).copy())
 
 
 def target_tensors(target: Any) -> Any:
@@ -274,10 +277,9 @@ class JointsDataset(Dataset):
         pixels, points, drawn, rotation, flipped = princeton_training_crop(
             image, joints, joints_vis[:, 0] > 0, center, float(scale[1]), rng, self.image_size,
             self.codec.heatmap_size, self.scale_factor, self.rotation_factor, self.flip_pairs, self.flip)
-        inputs = torch.from_numpy(((pixels - self.input_mean) / self.input_std).transpose(2, 0, 1).copy())
         flags = np.repeat(drawn[:, None].astype(np.float32), joints_vis.shape[1], axis=1)
-        return inputs, np.concatenate([points, np.zeros((len(points), joints.shape[1] - 2))], 1), flags, \
-            rotation, flipped
+        points = np.concatenate([points, np.zeros((len(points), joints.shape[1] - 2))], axis=1)
+        return unit_crop_tensor(pixels, self.input_mean, self.input_std), points, flags, rotation, flipped
 
     def read_or_blank(self, path: str) -> tuple[np.ndarray, int]:
         """The image and 1; under ``DATASET.SKIP_CORRUPT_IMAGES`` an unreadable one

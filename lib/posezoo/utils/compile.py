@@ -21,7 +21,7 @@ from torch import nn
 
 
 class FrozenCompiled(nn.Module):
-    """`model` (registered as ``module``, so ``eval()``/``to()`` reach it) whose
+    """`model` (registered as ``module``, so the train/eval switch and ``.to`` reach it) whose
     forward runs compiled by inductor with freezing."""
 
     def __init__(self, model: nn.Module):
