@@ -32,6 +32,7 @@ import torch
 
 import test as test_tool
 from conftest import COCO_SAMPLES, ROOT, deterministic_state, link_coco_samples, needs_shared
+from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.models import build_model
 
@@ -43,6 +44,8 @@ for _stage, _branches in (("STAGE2", 2), ("STAGE3", 3), ("STAGE4", 4)):
                     f"MODEL.EXTRA.{_stage}.NUM_CHANNELS", str([8, 16, 32, 64][:_branches])]
 
 FINAL_GAIN = 5.0
+NOISE = 3e-6  # relative: float32 differences between CPUs' forward kernels are ~1e-6
+NOISE_DRAWS = 5
 #: per output map: added to the rescaled final bias (heatmaps; for UDP's offset
 #: head the classification maps, its offset maps get 0)
 FINAL_BIAS = {
@@ -91,9 +94,10 @@ def coco_root(tmp_path_factory):
     return link_coco_samples(tmp_path_factory.mktemp("coco"))
 
 
-def run_flow(flow: str, root: str, tmp_path) -> dict:
-    """posezoo's tools/test.py on the flow's YAML and weights; its results file
-    grouped by image in file order, as the golden values are."""
+def run_flow(flow: str, root: str, tmp_path, monkeypatch=None) -> tuple[dict, tuple]:
+    """posezoo's tools/test.py on the flow's YAML and weights: its results file grouped
+    by image in file order, as the golden values are, and (with ``monkeypatch``) the
+    codec's own decode with what each of its calls saw: (codec, maps, meta, coordinates)."""
     folder, yaml_name, bias_kind, maps_per_joint = FLOWS[flow]
     cfg_path = os.path.join(ROOT, "experiments", "coco", folder, yaml_name)
     weights = str(tmp_path / f"{flow}.pth")
@@ -101,6 +105,16 @@ def run_flow(flow: str, root: str, tmp_path) -> dict:
     cfg = load_config(cfg_path, opts)
     model = build_model(cfg, is_train=False)
     torch.save(small_state(model, bias_kind, maps_per_joint), weights)
+    calls, plain_decode = [], None
+    if monkeypatch is not None:
+        codec_class = type(build_codec(cfg))
+        plain_decode = codec_class.decode
+
+        def recording_decode(codec, output, meta):
+            coords, scores = plain_decode(codec, output, meta)
+            calls.append((codec, output.detach().clone(), dict(meta), coords.detach().clone()))
+            return coords, scores
+        monkeypatch.setattr(codec_class, "decode", recording_decode)
     test_tool.main(["--cfg", cfg_path, *opts])
     final = os.path.join(str(tmp_path / "out"), "coco", cfg.MODEL.NAME, yaml_name[:-len(".yaml")])
     with open(os.path.join(final, "results", "keypoints_val2017_det_results_0.json")) as f:
@@ -108,29 +122,60 @@ def run_flow(flow: str, root: str, tmp_path) -> dict:
     per_image = {}
     for r in results:
         per_image.setdefault(str(r["image_id"]), []).append([r["score"], *r["keypoints"]])
-    return per_image
+    return per_image, (plain_decode, calls)
+
+
+def noise_sensitivity(plain_decode, calls: list) -> tuple[np.ndarray, np.ndarray]:
+    """Every decoded crop's image coordinates (N, K, 2) and how far each joint moves (N, K)
+    when its maps carry float32-level noise: ``NOISE`` relative, the most of ``NOISE_DRAWS``
+    draws. The official results were made on another CPU, whose kernels sum the forward in
+    another order: a joint decoded from a near tie (two equal maxima, a quarter-offset
+    neighbour pair, a flat DARK Hessian) lands elsewhere there for reasons no decoder controls."""
+    coords, moved = [], []
+    for codec, maps, meta, decoded in calls:
+        shifts = []
+        for draw in range(NOISE_DRAWS):
+            noise = torch.randn(maps.shape, generator=torch.Generator().manual_seed(draw), dtype=maps.dtype)
+            noisy, _ = plain_decode(codec, maps * (1 + NOISE * noise), meta)
+            shifts.append((noisy - decoded).abs().amax(-1))
+        coords.append(decoded.numpy())
+        moved.append(torch.stack(shifts).amax(0).numpy())
+    return np.concatenate(coords), np.concatenate(moved)
 
 
 @needs_shared
 @pytest.mark.parametrize("flow", list(FLOWS))
-def test_results_file_equals_the_official_one(flow, coco_root, tmp_path):
+def test_results_file_equals_the_official_one(flow, coco_root, tmp_path, monkeypatch):
     """Same people kept per image (OKS-NMS after rescoring) in the same order,
     scores within 1e-4 and every keypoint within 1e-3 px (plus the 5e-5 of the
-    golden rounding). No joint is exempt: on these weights no DARK step is
-    Taylor-singular by the rule of ``codecs/dark.py`` (|det H| < 1e-4 |H|_F^2).
-    Without this branch's two DarkPose fixes (crop matrix, float32 log) the
-    DarkPose flow here is up to 2.8e-3 px off (on all 118 boxes of unscaled
-    weights: 0.3 px)."""
+    golden rounding) plus twice what float32 noise on its maps moves it
+    (``noise_sensitivity``). That slack matters for a few near-tie joints only: on
+    the AVX2 CPU of 2026-12-07, 6 of the DarkPose flow's 561 maps move more than
+    1e-3 px (one argmax tie 29 px), and exactly those differed from the golden
+    values made on an AVX-512 CPU; the test fails if more than 2 % of the joints
+    need it. On these weights no DARK step is Taylor-singular by the rule of
+    ``codecs/dark.py`` (|det H| < 1e-4 |H|_F^2). Without this branch's two DarkPose
+    fixes (crop matrix, float32 log) the DarkPose flow here is up to 2.8e-3 px off
+    (on all 118 boxes of unscaled weights: 0.3 px)."""
     with open(GOLDEN) as f:
         golden = json.load(f)[flow]
-    ours = run_flow(flow, coco_root, tmp_path)
+    ours, decodes = run_flow(flow, coco_root, tmp_path, monkeypatch)
+    decoded, moved = noise_sensitivity(*decodes)
     assert {k: len(v) for k, v in ours.items()} == {k: len(v) for k, v in golden.items()}
+    slack_joints = 0
     for image_id, expected in golden.items():
         got = np.asarray(ours[image_id], np.float64)
         want = np.asarray(expected, np.float64) * 1e-4
         np.testing.assert_allclose(got[:, 0], want[:, 0], atol=1.5e-4, rtol=0, err_msg=f"{flow} {image_id} score")
         kpts, want_kpts = got[:, 1:].reshape(-1, 17, 3), want[:, 1:].reshape(-1, 17, 3)
-        np.testing.assert_allclose(kpts[..., :2], want_kpts[..., :2], atol=1e-3 + 5e-5, rtol=0,
-                                   err_msg=f"{flow} {image_id} keypoints")
+        # each kept person's crop: the decode whose coordinates the results file holds (to 1e-4)
+        crop = np.abs(decoded[None] - kpts[:, None, :, :2]).reshape(len(kpts), len(decoded), -1).max(-1)
+        assert (crop.min(1) < 1e-3).all(), f"{flow} {image_id}: a kept person matches no decoded crop"
+        slack = 2 * moved[crop.argmin(1)]
+        slack_joints += int((slack > 1e-3).sum())
+        error = np.abs(kpts[..., :2] - want_kpts[..., :2]).max(-1)
+        assert (error <= 1e-3 + 5e-5 + slack).all(), \
+            f"{flow} {image_id} keypoints: {error.max():.2e} px off, slack {slack[error == error.max()].max():.2e}"
         np.testing.assert_allclose(kpts[..., 2], want_kpts[..., 2], atol=1.5e-4, rtol=0,
                                    err_msg=f"{flow} {image_id} joint scores")
+    assert slack_joints <= 0.02 * sum(len(v) for v in golden.values()) * 17
