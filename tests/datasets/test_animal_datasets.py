@@ -96,6 +96,21 @@ def test_coco_format_animal_sets_read_every_species(tmp_path, name, kp, ann, img
     assert np.isnan(stats[f"PCK {kp.names[0]}"])  # never labelled
 
 
+# mmpose configs/_base_/datasets/{animalpose,ap10k}.py (open-mmlab/mmpose 759b39c): the sigmas its
+# published Animal-Pose / AP-10K APs were scored with (docs/adaptation.md, "Published numbers").
+MMPOSE_ANIMALPOSE_SIGMAS = (0.025, 0.025, 0.026, 0.035, 0.035, 0.10, 0.10, 0.10, 0.107, 0.107,
+                            0.107, 0.107, 0.087, 0.087, 0.087, 0.087, 0.089, 0.089, 0.089, 0.089)
+MMPOSE_AP10K_SIGMAS = (0.025, 0.025, 0.026, 0.035, 0.035, 0.079, 0.072, 0.062, 0.079, 0.072,
+                       0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089)
+
+
+@pytest.mark.parametrize("kp, official", [(ANIMALPOSE, MMPOSE_ANIMALPOSE_SIGMAS), (AP10K, MMPOSE_AP10K_SIGMAS)])
+def test_sigmas_match_the_published_model_zoo(kp, official):
+    """OKS AP here is comparable to mmpose's published tables only with their sigmas."""
+    assert len(kp.sigmas) == kp.num_joints == len(official)
+    np.testing.assert_array_equal(np.asarray(kp.sigmas), np.asarray(official))
+
+
 def test_ap10k_oks_uses_its_sigmas(tmp_path):
     """One prediction off by d on one joint: the per-instance OKS COCOeval
     computes with AP-10K's sigma for that joint, checked by hand."""

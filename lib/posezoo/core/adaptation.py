@@ -39,8 +39,11 @@ others come from ``ADAPT.DOMAINS`` (see ``config/default.py``).
   per_joint`` ranks each joint on its own (a hard joint is not crowded out by
   confident easy ones), ``ADAPT.THRESHOLDS`` gives fixed confidence thresholds
   per round, and ``ADAPT.MIN_KEPT_JOINTS`` drops crops with fewer kept joints.
-  The paper's exact schedule is not reproduced (its text was not available
-  here): these are the options its description calls for, set in the YAML.
+  The paper's own schedule (thresholds per round, number of rounds, which
+  samples and joints are kept) is not reproduced and no YAML claims it: no
+  training code was released and no stored copy of the paper's text reaches
+  that section (docs/adaptation.md lists the searches). These are the
+  options its description calls for, set in the YAML.
 """
 from __future__ import annotations
 
