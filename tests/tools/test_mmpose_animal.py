@@ -8,7 +8,7 @@ code: GT box ``base_coco_style_dataset.py:284-290``, ``bbox_xyxy2cs`` with paddi
 (``GetBBoxCenterScale``), ``TopdownAffine._fix_aspect_ratio`` and ``get_warp_matrix``, the
 data preprocessor's BGR->RGB and mean/std, flip test with ``flip_heatmaps(shift_heatmap=True)``
 (``models/utils/tta.py:64-66``), ``MSRAHeatmap.decode`` (``get_heatmap_maximum`` +
-``refine_keypoints``) and ``TopdownPoseEstimator.add_pred_to_datasample``'s map back."""
+``refine_keypoints`` with its border rule, ``TEST.HEATMAP_DECODE mmpose``) and ``TopdownPoseEstimator.add_pred_to_datasample``'s map back."""
 import glob
 import json
 import os
@@ -92,15 +92,14 @@ def mmpose_predict(net, image, center, scale):
     locs = np.stack([x, y], -1).astype(np.float64)
     vals = flat.max(1)
     locs[vals <= 0] = -1
-    interior = np.zeros(K, bool)
     for k in range(K):
         px, py = locs[k].astype(int)
         dx = maps[k, py, px + 1] - maps[k, py, px - 1] if 1 < px < HEATMAP - 1 and 0 < py < HEATMAP else 0.0
         dy = maps[k, py + 1, px] - maps[k, py - 1, px] if 1 < py < HEATMAP - 1 and 0 < px < HEATMAP else 0.0
         locs[k] += np.sign([dx, dy]) * 0.25
-        interior[k] = 1 < px < HEATMAP - 1 and 1 < py < HEATMAP - 1
     keypoints = locs * (INPUT / HEATMAP) / INPUT * scale + center - 0.5 * scale
-    return keypoints, vals, interior
+    border = (locs < 1.5).any(1) | (locs > HEATMAP - 2.5).any(1)  # where mmpose's rule differs from HRNet's
+    return keypoints, vals, border
 
 
 def test_mmpose_animalpose_checkpoint_runs_through_tools_test(tmp_path):
@@ -124,23 +123,21 @@ def test_mmpose_animalpose_checkpoint_runs_through_tools_test(tmp_path):
     assert [r["image_id"] for r in results] == [1, 2, 3]
     assert [r["category_id"] for r in results] == [1, 2, 1]
 
-    compared = 0
+    borders = 0
     for result, box, info in zip(results, BOXES, images):
         center, scale = mmpose_center_scale(box)
         np.testing.assert_allclose(result["center"], center, atol=1e-4)
         np.testing.assert_allclose(np.array(result["scale"]) * 200, scale, rtol=1e-6)
         image = cv2.imread(str(root / info["file_name"]))
-        keypoints, scores, interior = mmpose_predict(official, image, center, scale)
+        keypoints, scores, border = mmpose_predict(official, image, center, scale)
         got = np.array(result["keypoints"]).reshape(K, 3)
-        # mmpose refines x and y separately at the heatmap's border; HRNet's rule (posezoo's codec) needs
-        # both inside: the two agree on every joint whose peak is not on the border
-        np.testing.assert_allclose(got[interior, :2], keypoints[interior], atol=1e-4)  # 4 decimals kept
+        np.testing.assert_allclose(got[:, :2], keypoints, atol=1e-4)  # the results file keeps 4 decimals
+        borders += border.sum()
         np.testing.assert_allclose(got[:, 2], scores, atol=5e-5)  # the results file keeps 4 decimals
-        compared += interior.sum()
         valid = scores > 0.2
         expected_score = scores[valid].mean() if valid.any() else 0.0  # CocoMetric bbox_keypoint, box score 1
         assert abs(result["score"] - expected_score) < 1e-4
-    assert compared >= 0.75 * K * len(BOXES)
+    assert borders > 0  # peaks on the border, where TEST.HEATMAP_DECODE mmpose matters, were among them
 
 
 def test_gt_box_rules_by_hand():

@@ -233,6 +233,8 @@ _C.TEST.UDP_FLAVOUR = "master"
 # msra: SimpleBaseline/HRNet (codecs/gaussian.py). bearpaw | princeton: the stacked-hourglass
 # releases' own (codecs/hourglass.py: Gaussian at the truncated position; bearpaw final_preds,
 # princeton HeatmapParser + test.py, around the 1-based MATLAB centre); their YAMLs set it.
+# mmpose: msra with mmpose 1.x's MSRAHeatmap border rule for the quarter-pixel step (non-positive
+# maxima at -1; x and y steps each where that axis is inside; codecs/utils/refinement.py:31-44).
 _C.TEST.HEATMAP_DECODE = "msra"
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN
