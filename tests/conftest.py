@@ -129,18 +129,19 @@ def deterministic_state(model, seed=0):
     return state
 
 
-def assert_loads_spec_strictly(model, spec: dict) -> None:
+def assert_loads_spec_strictly(model, spec: dict, rename=lambda key: key) -> None:
     """A state dict built from an official checkpoint spec loads with strict=True,
     every tensor lands under its own key (each is a distinct constant), and the key
-    order, parameter count and buffer size equal the official model's."""
+    order, parameter count and buffer size equal the official model's. `rename`
+    gives the model's name of a file key where the loader renames (mmpose 0.x files)."""
     state = {k: torch.full(s, float(i)) if dtype == "float32" else torch.zeros(s, dtype=torch.int64)
              for i, (k, s, dtype) in enumerate(spec["state_dict"])}
     from posezoo.models import load_checkpoint
 
     load_checkpoint(model, state, strict=True)
     own = model.state_dict()
-    assert list(own) == [k for k, _, _ in spec["state_dict"]]
-    assert all(torch.equal(own[k], v) for k, v in state.items())
+    assert list(own) == [rename(k) for k, _, _ in spec["state_dict"]]
+    assert all(torch.equal(own[rename(k)], v) for k, v in state.items())
     assert sum(p.numel() for p in model.parameters()) == spec["num_params"]
     if "num_buffer_elements" in spec:
         assert sum(b.numel() for b in model.buffers()) == spec["num_buffer_elements"]

@@ -65,7 +65,7 @@ Which one is chosen follows the official YAMLs: ``MODEL.TARGET_TYPE`` names it,
 except that ``gaussian`` means LPN's soft-argmax when ``TEST.SOFT_ARGMAX`` is set
 and DARK when ``TEST.BLUR_KERNEL`` > 0 (DarkPose's YAMLs), the hourglass releases'
 own conventions (``hourglass``) when ``TEST.HEATMAP_DECODE`` is ``bearpaw`` or
-``princeton`` (their YAMLs), and ``offset`` is
+``princeton`` (their YAMLs; ``mmpose`` keeps ``gaussian`` with mmpose's border rule), and ``offset`` is
 UDP's classification + offset target. This module is the only place these
 keys choose anything (a codec's own ``get_codec`` reads its settings).
 """
@@ -88,6 +88,8 @@ def codec_name(cfg) -> str:
             if cfg.TEST.SOFT_ARGMAX or cfg.TEST.BLUR_KERNEL > 0:
                 raise ValueError(f"TEST.HEATMAP_DECODE {decode!r} is a decode of its own: it takes neither "
                                  f"TEST.SOFT_ARGMAX nor TEST.BLUR_KERNEL > 0 (set HEATMAP_DECODE msra for those)")
+            if decode == "mmpose":  # the MSRA codec with mmpose 1.x's border rule (codecs/gaussian.py)
+                return "gaussian"
             return "hourglass"
         if cfg.TEST.SOFT_ARGMAX:
             return "soft_argmax"

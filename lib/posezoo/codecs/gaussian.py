@@ -4,7 +4,8 @@
 Encode: a Gaussian of std SIGMA at the joint rounded to the heatmap grid,
 truncated to 3 sigma. Decode: argmax, a quarter-pixel step towards the higher
 neighbour (``TEST.POST_PROCESS``), then the inverse crop transform. Both give the
-official numbers; encode is vectorised over joints and decode over batch and
+official numbers; ``TEST.HEATMAP_DECODE mmpose`` takes mmpose 1.x's border rule for that
+step (``mmpose_quarter_step``); encode is vectorised over joints and decode over batch and
 joints, in torch on the heatmaps' device.
 """
 from __future__ import annotations
@@ -226,6 +227,21 @@ def quarter_step(coords: torch.Tensor, diff_x: torch.Tensor, diff_y: torch.Tenso
     return coords + torch.sign(diff).to(coords.dtype) * 0.25 * inside.unsqueeze(-1)
 
 
+def mmpose_quarter_step(coords: torch.Tensor, maxvals: torch.Tensor, window: torch.Tensor, h: int, w: int
+                        ) -> torch.Tensor:
+    """mmpose 1.x's ``MSRAHeatmap`` decode after the argmax: a non-positive maximum sits at -1
+    (``get_heatmap_maximum``, ``codecs/utils/post_processing.py:188-192``), and the x step is taken
+    where 1 < x < W-1 (and 0 < y < H), the y step where 1 < y < H-1 (and 0 < x < W), each on its
+    own (``refine_keypoints``, ``codecs/utils/refinement.py:31-44``); HRNet needs both at once.
+    ``window`` (..., 3, 3) holds the pixels around each peak (``peak_windows``)."""
+    coords = torch.where((maxvals > 0).unsqueeze(-1), coords, torch.full_like(coords, -1))
+    px, py = coords[..., 0], coords[..., 1]
+    step_x = (px > 1) & (px < w - 1) & (py > 0) & (py < h)
+    step_y = (py > 1) & (py < h - 1) & (px > 0) & (px < w)
+    diff = torch.stack([window[..., 1, 2] - window[..., 1, 0], window[..., 2, 1] - window[..., 0, 1]], dim=-1)
+    return coords + torch.sign(diff).to(coords.dtype) * 0.25 * torch.stack([step_x, step_y], dim=-1)
+
+
 def peak_coords(maxvals: torch.Tensor, idx: torch.Tensor, w: int, dtype: torch.dtype) -> torch.Tensor:
     """(x, y) (..., 2) in ``dtype`` of flat argmax indices ``idx`` on maps ``w``
     wide; (0, 0) where the maximum is not positive (``get_max_preds``)."""
@@ -274,10 +290,14 @@ class HeatmapCodec(Codec):
 
 
 class GaussianHeatmapCodec(HeatmapCodec):
-    """``image_size`` and ``heatmap_size`` are (width, height)."""
+    """``image_size`` and ``heatmap_size`` are (width, height); ``refine`` ``hrnet`` or
+    ``mmpose`` names the quarter-pixel step's border rule (``TEST.HEATMAP_DECODE msra|mmpose``)."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
-                 post_process: bool = True, shift_heatmap: bool = True):
+                 post_process: bool = True, shift_heatmap: bool = True, refine: str = "hrnet"):
+        if refine not in ("hrnet", "mmpose"):
+            raise ValueError(f"quarter-pixel refine {refine!r}: expected hrnet or mmpose")
+        self.refine = refine
         self.image_size = np.asarray(image_size, dtype=np.float64)
         self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
         self.sigma = float(sigma)
@@ -340,7 +360,9 @@ class GaussianHeatmapCodec(HeatmapCodec):
         # the argmax and the 3x3 pixels around it, read in one pass (peak_windows)
         maxvals, idx, window = peak_windows(heatmaps.reshape(n * k, h, w), 3)
         coords = peak_coords(maxvals, idx, w, heatmaps.dtype).reshape(n, k, 2)
-        if self.post_process:
+        if self.post_process and self.refine == "mmpose":
+            coords = mmpose_quarter_step(coords, maxvals.reshape(n, k), window.reshape(n, k, 3, 3), h, w)
+        elif self.post_process:
             px, py = coords[..., 0], coords[..., 1]
             inside = (px >= 2) & (px < w - 1) & (py >= 2) & (py < h - 1)
             window = window.reshape(n, k, 3, 3)
@@ -359,4 +381,5 @@ class GaussianHeatmapCodec(HeatmapCodec):
 
 def get_codec(cfg) -> GaussianHeatmapCodec:
     return GaussianHeatmapCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
-                                post_process=cfg.TEST.POST_PROCESS, shift_heatmap=cfg.TEST.SHIFT_HEATMAP)
+                                post_process=cfg.TEST.POST_PROCESS, shift_heatmap=cfg.TEST.SHIFT_HEATMAP,
+                                refine="mmpose" if cfg.TEST.HEATMAP_DECODE == "mmpose" else "hrnet")

@@ -208,7 +208,7 @@ class HourglassReleaseCodec(GaussianHeatmapCodec):
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float, release: str):
         if release not in RELEASES:
-            raise ValueError(f"TEST.HEATMAP_DECODE = {release!r}: expected msra (codecs/gaussian.py) or a "
+            raise ValueError(f"TEST.HEATMAP_DECODE = {release!r}: expected msra or mmpose (codecs/gaussian.py) or a "
                              f"stacked-hourglass release, {' or '.join(RELEASES)}")
         super().__init__(image_size, heatmap_size, sigma, post_process=True, shift_heatmap=False)
         self.release = release

@@ -117,6 +117,10 @@ _C.DATASET.UPPER_BODY_IDS = []
 # (offset 0; HRNet, SimpleBaseline, UDP) | darkpose (offset 1); '' follows the codec
 # (the DARK codec of DarkPose's YAMLs: darkpose; every other: hrnet).
 _C.DATASET.BOX_CENTER = ""
+# posezoo: how COCO-format GT boxes are clipped and kept (datasets/coco.py clean_gt_box): hrnet
+# (x2 = x1 + w - 1, HRNet/SimpleBaseline) | mmpose (x2 = x + w clipped to the image, mmpose 1.x
+# base_coco_style_dataset.py:284-290) | mmpose_0x (x2 = x1 + w, mmpose 0.x animal_pose_dataset.py:139-145).
+_C.DATASET.GT_BOX = "hrnet"
 # posezoo: the test-time box of Megvii's code (MSPN/RSN/CPN, COCO-format datasets): [] = HRNet's
 # (aspect fit, then x1.25); [ex, ey] = width x ex and height x ey first, then the aspect fit,
 # no 1.25 (MSPN/RSN JointsDataset.__getitem__ [1.09, 1.135]; pytorch-cpn mscocoMulti [1.2, 1.3]).
@@ -229,6 +233,8 @@ _C.TEST.UDP_FLAVOUR = "master"
 # msra: SimpleBaseline/HRNet (codecs/gaussian.py). bearpaw | princeton: the stacked-hourglass
 # releases' own (codecs/hourglass.py: Gaussian at the truncated position; bearpaw final_preds,
 # princeton HeatmapParser + test.py, around the 1-based MATLAB centre); their YAMLs set it.
+# mmpose: msra with mmpose 1.x's MSRAHeatmap border rule for the quarter-pixel step (non-positive
+# maxima at -1; x and y steps each where that axis is inside; codecs/utils/refinement.py:31-44).
 _C.TEST.HEATMAP_DECODE = "msra"
 _C.TEST.SOFT_ARGMAX = False  # LPN
 _C.TEST.BIAS = 0.0  # LPN

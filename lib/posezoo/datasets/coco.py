@@ -51,6 +51,42 @@ class AnnotationError(ValueError):
     """A malformed annotation or detection file, named with the offending entry."""
 
 
+#: ``DATASET.GT_BOX``: how a GT box [x, y, w, h] is clipped to the image and which boxes are kept.
+GT_BOX_RULES = ("hrnet", "mmpose", "mmpose_0x")
+
+
+def clean_gt_box(ann: dict, width: int, height: int, rule: str = "hrnet") -> list[float] | None:
+    """The GT box [x1, y1, w', h'] a top-down loader crops, or None where it drops the annotation.
+
+    - ``hrnet`` (HRNet ``lib/dataset/coco.py:_load_coco_keypoint_annotation_kernel``): x2 = min(W - 1,
+      x1 + max(0, w - 1)), kept when area > 0 and x2 >= x1 (so w' = w - 1 inside the image).
+    - ``mmpose`` (mmpose 1.x ``datasets/base/base_coco_style_dataset.py:284-290``, validity :333-352):
+      x1 = clip(x, 0, W - 1), x2 = clip(x + w, 0, W - 1) (w' = w inside the image); dropped when
+      crowd, ``num_keypoints`` 0, or w' or h' <= 0.
+    - ``mmpose_0x`` (mmpose 0.x ``datasets/animal/animal_pose_dataset.py:131-158``, the same in
+      ``animal_ap10k_dataset.py``): x2 = min(W - 1, x1 + max(0, w)), kept when area > 0 (or absent)
+      and x2 > x1; crowd and ``num_keypoints`` 0 dropped.
+    Annotations without a labelled keypoint are dropped by the caller under every rule."""
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    if rule == "hrnet":
+        x1, y1 = max(0, x), max(0, y)
+        x2, y2 = min(width - 1, x1 + max(0, w - 1)), min(height - 1, y1 + max(0, h - 1))
+        if not (ann.get("area", 0) > 0 and x2 >= x1 and y2 >= y1) or w <= 0 or h <= 0:
+            return None
+        return [x1, y1, x2 - x1, y2 - y1]
+    if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) == 0:
+        return None
+    if rule == "mmpose":
+        x1, y1 = float(np.clip(x, 0, width - 1)), float(np.clip(y, 0, height - 1))
+        x2, y2 = float(np.clip(x + w, 0, width - 1)), float(np.clip(y + h, 0, height - 1))
+        return [x1, y1, x2 - x1, y2 - y1] if x2 - x1 > 0 and y2 - y1 > 0 else None
+    if rule == "mmpose_0x":
+        x1, y1 = max(0, x), max(0, y)
+        x2, y2 = min(width - 1, x1 + max(0, w)), min(height - 1, y1 + max(0, h))
+        return [x1, y1, x2 - x1, y2 - y1] if ann.get("area", 1) > 0 and x2 > x1 and y2 > y1 else None
+    raise ValueError(f"DATASET.GT_BOX = {rule!r}: expected one of {', '.join(GT_BOX_RULES)}")
+
+
 def _finite_numbers(values, count: int) -> bool:
     return (isinstance(values, list) and len(values) == count and
             all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
@@ -178,6 +214,9 @@ class COCODataset(JointsDataset):
         self.image_dir = self.images_folder(root, image_set)
         self.image_ids = sorted(self.coco.getImgIds())
         self.use_gt_bbox = is_train or cfg.TEST.USE_GT_BBOX
+        if cfg.DATASET.GT_BOX not in GT_BOX_RULES:
+            raise ValueError(f"DATASET.GT_BOX = {cfg.DATASET.GT_BOX!r}: expected one of {', '.join(GT_BOX_RULES)}")
+        self.gt_box = cfg.DATASET.GT_BOX
         self.skipped_boxes = 0
         self.db = self._gt_db() if self.use_gt_bbox else self._detection_db()
         if is_train and cfg.DATASET.SELECT_DATA:
@@ -223,11 +262,8 @@ class COCODataset(JointsDataset):
                 if not _finite_numbers(bbox, 4):
                     raise AnnotationError(f"{self.ann_file}: annotation id {ann['id']} (image {image_id}): bbox "
                                           f"{bbox!r} is not 4 finite numbers [x, y, w, h]")
-                x, y, w, h = bbox
-                x1, y1 = max(0, x), max(0, y)
-                x2 = min(width - 1, x1 + max(0, w - 1))
-                y2 = min(height - 1, y1 + max(0, h - 1))
-                if not (ann.get("area", 0) > 0 and x2 >= x1 and y2 >= y1) or w <= 0 or h <= 0:
+                box = clean_gt_box(ann, width, height, self.gt_box)
+                if box is None:
                     self.skipped_boxes += 1
                     continue
                 kp = np.asarray(kpts, dtype=np.float32).reshape(k, 3)
@@ -237,10 +273,10 @@ class COCODataset(JointsDataset):
                 joints[:, :2] = kp[:, :2]
                 joints_vis = np.zeros((k, 3), np.float32)
                 joints_vis[:, :2] = np.minimum(kp[:, 2:3], 1)
-                center, scale = box_to_center_scale([x1, y1, x2 - x1, y2 - y1], self.aspect_ratio,
-                                                    center_rule=self.box_center, **self.box_rule)
+                center, scale = box_to_center_scale(box, self.aspect_ratio, center_rule=self.box_center,
+                                                    **self.box_rule)
                 record = make_record(self.image_path(image_id), image_id, center, scale, joints, joints_vis)
-                record["category_id"], record["bbox"] = ann["category_id"], [x1, y1, x2 - x1, y2 - y1]
+                record["category_id"], record["bbox"] = ann["category_id"], box
                 record["ordinal_key"] = str(ann["id"])  # DATASET.ORDINAL_FILE
                 record["joints_visible"] = kp[:, 2] == 2  # for codecs that read visibility (Codec.reads_visibility)
                 db.append(record)

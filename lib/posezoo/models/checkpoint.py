@@ -68,6 +68,39 @@ def unwrap_state_dict(obj: Mapping, source: str = "checkpoint") -> "OrderedDict[
     return OrderedDict(obj)
 
 
+# mmpose 1.x's own upgrade of 0.x files (BasePoseEstimator._load_state_dict_pre_hook,
+# mmpose/models/pose_estimators/base.py:213-245): 'keypoint_head' became 'head', and
+# the data preprocessor's mean/std buffers are not weights.
+MMPOSE_0X_HEAD, MMPOSE_HEAD = "keypoint_head.", "head."
+MMPOSE_PREPROCESSOR_KEYS = ("data_preprocessor.mean", "data_preprocessor.std")
+
+
+def mmpose_upgrade(state: StateDict, own: Iterable[str]) -> "OrderedDict[str, torch.Tensor]":
+    """An mmpose-0.x state dict in mmpose 1.x's names, as mmpose 1.x itself
+    loads it (``base.py:213-245``): for a model with a ``head.`` and no
+    ``keypoint_head.`` (``MODEL.EXTRA.LAYOUT mmpose``), ``keypoint_head.*`` keys
+    become ``head.*`` and ``data_preprocessor.mean/std`` are dropped. Any other
+    model or state dict comes back unchanged."""
+    own = list(own)
+    if not any(k.startswith(MMPOSE_HEAD) for k in own) or any(k.startswith(MMPOSE_0X_HEAD) for k in own):
+        return OrderedDict(state)
+    return OrderedDict((MMPOSE_HEAD + k[len(MMPOSE_0X_HEAD):] if k.startswith(MMPOSE_0X_HEAD) else k, v)
+                       for k, v in state.items() if k not in MMPOSE_PREPROCESSOR_KEYS)
+
+
+def _layout_hint(own: Iterable[str], state: StateDict) -> str:
+    """What to set when the file is the other layout of the same net: mmpose's
+    trees put the net under ``backbone.`` (and its head under ``head.`` /
+    ``keypoint_head.``), the official ones do not."""
+    own_mm = any(k.startswith("backbone.") for k in own)
+    file_mm = any(k.startswith("backbone.") for k in state)
+    if file_mm and not own_mm:
+        return "it is in mmpose's layout (backbone.*, head.*): set MODEL.EXTRA.LAYOUT mmpose"
+    if own_mm and not file_mm:
+        return "it is not in mmpose's layout (no backbone.* keys): set MODEL.EXTRA.LAYOUT official"
+    return "is it a checkpoint for another architecture or config?"
+
+
 def _mismatch_report(model: nn.Module, state: StateDict, ignore: Iterable[str] = ()) -> tuple[list, list, list]:
     own = model.state_dict()
     ignore = tuple(ignore)
@@ -85,6 +118,7 @@ def _summary(names: list, limit: int = 5) -> str:
 
 def load_checkpoint(model: nn.Module, path: Union[str, Mapping], strict: bool = True) -> nn.Module:
     """Load a checkpoint file (or an in-memory state dict) into `model`.
+    mmpose-0.x files are read in mmpose 1.x's names first (:func:`mmpose_upgrade`).
 
     With ``strict=True`` every key and shape must match; otherwise the error lists
     the missing and unexpected keys and the shape differences. With ``strict=False``
@@ -92,7 +126,7 @@ def load_checkpoint(model: nn.Module, path: Union[str, Mapping], strict: bool = 
     """
     source = path if isinstance(path, str) else "state dict"
     obj = read_checkpoint(path) if isinstance(path, str) else path
-    state = unwrap_state_dict(obj, source)
+    state = mmpose_upgrade(unwrap_state_dict(obj, source), model.state_dict())
     missing, unexpected, shapes = _mismatch_report(model, state)
     # Files saved before PyTorch 0.4.1 lack BatchNorm's step counter; it is unused.
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
@@ -106,7 +140,7 @@ def load_checkpoint(model: nn.Module, path: Union[str, Mapping], strict: bool = 
         if shapes:
             parts.append(f"shape differs for {_summary(shapes, 3)}")
         raise CheckpointError(f"{source} does not fit {name} ({'; '.join(parts)}); "
-                              f"is it a checkpoint for another architecture or config?")
+                              f"{_layout_hint(model.state_dict(), state)}")
     if missing or unexpected:
         logger.warning("%s: %d keys missing, %d unexpected (strict=False)", source, len(missing), len(unexpected))
     model.load_state_dict(state, strict=False)  # everything was checked above

@@ -261,3 +261,42 @@ class PrincetonHourglass(nn.Module):
         up1 = self.up1(x)
         low3 = self.low3(self.low2(self.low1(self.pool1(x))))
         return up1 + upsample_to(low3, up1)
+
+
+# mmpose's module tree around a single-head heatmap net (pose_hrnet, pose_resnet: MODEL.EXTRA.LAYOUT mmpose).
+LAYOUTS = ("official", "mmpose")
+
+
+class MMPoseTopdown(nn.Module):
+    """mmpose's ``TopdownPoseEstimator`` tree around a posezoo net: ``backbone``
+    is the net without its head, ``head`` holds the head modules under mmpose's
+    ``HeatmapHead`` names (``deconv_layers``, ``final_layer``; mmpose
+    ``pose_estimators/base.py:52-64``, ``heads/heatmap_heads/heatmap_head.py:91-127``).
+    So the state-dict keys are the official ones with ``backbone.`` before the
+    body and ``head.`` before the head, in the same order; the maths is unchanged.
+
+    The head modules move out of `net` (left there as parameter-free identities),
+    so ``net.forward`` returns the features that mmpose's backbone returns.
+    """
+
+    def __init__(self, net: nn.Module, head_modules: tuple[str, ...]):
+        super().__init__()
+        self.backbone = net
+        self.head = nn.Module()
+        self.head_modules = tuple(head_modules)
+        for name in self.head_modules:
+            setattr(self.head, name, getattr(net, name))
+            setattr(net, name, nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.backbone(x)
+        for name in self.head_modules:
+            x = getattr(self.head, name)(x)
+        return x
+
+
+def checkpoint_layout(net: nn.Module, layout: str, head_modules: tuple[str, ...], owner: str) -> nn.Module:
+    """`net` as is (``official``) or in mmpose's tree (``mmpose``, :class:`MMPoseTopdown`)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"{owner}: MODEL.EXTRA.LAYOUT = {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    return net if layout == "official" else MMPoseTopdown(net, head_modules)

@@ -40,7 +40,7 @@ from torch import nn
 from ..codecs import build_codec
 from ..config import Config, ConfigError, read_extra
 from .checkpoint import CheckpointError, read_checkpoint, unwrap_state_dict
-from .common import BN_MOMENTUM, BasicBlock, Bottleneck, make_res_layer
+from .common import BN_MOMENTUM, BasicBlock, Bottleneck, checkpoint_layout, make_res_layer
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ EXTRA_DEFAULTS = {
     "STAGE2": None,
     "STAGE3": None,
     "STAGE4": None,
+    "LAYOUT": "official",
 }
 
 STEM_CHANNELS = 64
@@ -363,10 +364,12 @@ def parse_stage(name: str, node: Any) -> StageSpec:
                      num_channels=_int_list(name, "NUM_CHANNELS", node["NUM_CHANNELS"], branches))
 
 
-def get_pose_net(cfg: Config, is_train: bool) -> PoseHighResolutionNet:
+def get_pose_net(cfg: Config, is_train: bool) -> nn.Module:
     """HRNet from ``cfg.MODEL``; the UDP variant when the config's codec has
     UDP's 3 maps per joint (``MODEL.TARGET_TYPE: offset``). Official initialisation (and ImageNet weights from
-    ``MODEL.PRETRAINED``) when training with ``MODEL.INIT_WEIGHTS``."""
+    ``MODEL.PRETRAINED``) when training with ``MODEL.INIT_WEIGHTS``. ``MODEL.EXTRA.LAYOUT mmpose`` builds
+    mmpose's tree (``backbone.*`` = mmpose ``backbones/hrnet.py`` HRNet, ``head.final_layer``), the layout of
+    its model-zoo checkpoints (``common.MMPoseTopdown``)."""
     extra = read_extra(cfg, EXTRA_DEFAULTS, "pose_hrnet")
     stages = [parse_stage(name, extra[name]) for name in STAGE_NAMES]
     if extra.FINAL_CONV_KERNEL not in (1, 3):
@@ -379,4 +382,4 @@ def get_pose_net(cfg: Config, is_train: bool) -> PoseHighResolutionNet:
                                   udp=build_codec(cfg).channels_per_joint == UDP_MAPS_PER_JOINT)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED, layers)
-    return model
+    return checkpoint_layout(model, extra.LAYOUT, ("final_layer",), "pose_hrnet")

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..config import read_extra
 from .checkpoint import CheckpointError, load_pretrained_backbone
-from .common import (BN_MOMENTUM, BasicBlock, Bottleneck, CaffeBottleneck, check_deconv_head,
+from .common import (BN_MOMENTUM, BasicBlock, Bottleneck, CaffeBottleneck, check_deconv_head, checkpoint_layout,
                      deconv_head, init_conv_bn_, make_res_layer)
 
 logger = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ EXTRA_DEFAULTS = {
     "NUM_DECONV_FILTERS": [256, 256, 256],
     "NUM_DECONV_KERNELS": [4, 4, 4],
     "FINAL_CONV_KERNEL": 1,
+    "LAYOUT": "official",
 }
 
 
@@ -90,7 +91,10 @@ class PoseResNet(nn.Module):
             load_pretrained_backbone(self, pretrained)
 
 
-def get_pose_net(cfg, is_train: bool) -> PoseResNet:
+def get_pose_net(cfg, is_train: bool) -> nn.Module:
+    """SimpleBaseline from ``cfg.MODEL``. ``MODEL.EXTRA.LAYOUT mmpose`` builds mmpose's tree
+    (``backbone.*`` = mmpose ``backbones/resnet.py`` ResNet, torchvision names; ``head.deconv_layers``,
+    ``head.final_layer`` = ``HeatmapHead``), the layout of its model-zoo checkpoints (``common.MMPoseTopdown``)."""
     extra = read_extra(cfg, EXTRA_DEFAULTS, "pose_resnet")
     if extra.NUM_LAYERS not in RESNET_SPEC:
         raise ValueError(f"MODEL.EXTRA.NUM_LAYERS = {extra.NUM_LAYERS}: pose_resnet supports {sorted(RESNET_SPEC)}")
@@ -104,4 +108,4 @@ def get_pose_net(cfg, is_train: bool) -> PoseResNet:
                        extra.DECONV_WITH_BIAS, extra.FINAL_CONV_KERNEL)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED)
-    return model
+    return checkpoint_layout(model, extra.LAYOUT, ("deconv_layers", "final_layer"), "pose_resnet")
