@@ -59,17 +59,22 @@ static inline int64_t reflect101(int64_t i, int64_t n) {
 
 // The blur of an h x w float map with the k float taps along both axes, reflect-101 border, in float32
 // (vertical taps first, then horizontal; OpenCV sums in the other order, a difference of float32 roundings):
-// `ext` holds w + k - 1 floats, `out` h * w. The minimum and maximum of the blurred map, and the first index of
+// `ext` holds h * (w + k - 1) floats, `out` h * w. The minimum and maximum of the blurred map, and the first index of
 // its maximum when `at` is given. Needs k / 2 < h and k / 2 < w.
-static void blur_map(const float* __restrict map, int64_t h, int64_t w, int64_t k, const float* __restrict taps,
-                     float* __restrict ext, float* __restrict out, float* lo, float* hi, int64_t* at) {
+// KN > 0 fixes k at compile time (the loops over the taps unroll); KN == 0 reads it from `kernel`.
+template <int KN>
+static void blur_map_k(const float* __restrict map, int64_t h, int64_t w, int64_t kernel,
+                       const float* __restrict taps, float* __restrict ext, float* __restrict out, float* lo,
+                       float* hi, int64_t* at) {
+  const int64_t k = KN > 0 ? KN : kernel;
   const int64_t r = k / 2;
   float mn = INFINITY, mx = -INFINITY;
   int64_t best = 0;
-  float* __restrict row = ext + r;
+  const int64_t stride = w + 2 * r;  // ext: the vertically blurred map, each row padded by r on both sides
   for (int64_t y = 0; y < h; ++y) {
     const float* src[64];  // the k source rows of output row y (k <= 63)
     for (int64_t i = 0; i < k; ++i) src[i] = map + reflect101(y + i - r, h) * w;
+    float* __restrict row = ext + y * stride + r;
     int64_t x = 0;
 #if defined(__AVX512F__)
     for (; x + 16 <= w; x += 16) {  // taps accumulated in a register
@@ -91,25 +96,29 @@ static void blur_map(const float* __restrict map, int64_t h, int64_t w, int64_t 
       row[x] = acc;
     }
     for (int64_t j = 1; j <= r; ++j) { row[-j] = row[j]; row[w - 1 + j] = row[w - 1 - j]; }
+  }
+  // the horizontal pass reads rows written a whole map earlier (no store-to-load forwarding stalls)
+  for (int64_t y = 0; y < h; ++y) {
+    const float* __restrict padded = ext + y * stride;
     float* __restrict dst = out + y * w;
-    x = 0;
+    int64_t x = 0;
 #if defined(__AVX512F__)
     for (; x + 16 <= w; x += 16) {
-      __m512 acc = _mm512_mul_ps(_mm512_set1_ps(taps[0]), _mm512_loadu_ps(ext + x));
-      for (int64_t j = 1; j < k; ++j) acc = _mm512_fmadd_ps(_mm512_set1_ps(taps[j]), _mm512_loadu_ps(ext + x + j), acc);
+      __m512 acc = _mm512_mul_ps(_mm512_set1_ps(taps[0]), _mm512_loadu_ps(padded + x));
+      for (int64_t j = 1; j < k; ++j) acc = _mm512_fmadd_ps(_mm512_set1_ps(taps[j]), _mm512_loadu_ps(padded + x + j), acc);
       _mm512_storeu_ps(dst + x, acc);
     }
 #endif
 #if defined(__AVX2__)
     for (; x + 8 <= w; x += 8) {
-      __m256 acc = _mm256_mul_ps(_mm256_set1_ps(taps[0]), _mm256_loadu_ps(ext + x));
-      for (int64_t j = 1; j < k; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(taps[j]), _mm256_loadu_ps(ext + x + j), acc);
+      __m256 acc = _mm256_mul_ps(_mm256_set1_ps(taps[0]), _mm256_loadu_ps(padded + x));
+      for (int64_t j = 1; j < k; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(taps[j]), _mm256_loadu_ps(padded + x + j), acc);
       _mm256_storeu_ps(dst + x, acc);
     }
 #endif
     for (; x < w; ++x) {
-      float acc = taps[0] * ext[x];
-      for (int64_t j = 1; j < k; ++j) acc = std::fma(taps[j], ext[x + j], acc);
+      float acc = taps[0] * padded[x];
+      for (int64_t j = 1; j < k; ++j) acc = std::fma(taps[j], padded[x + j], acc);
       dst[x] = acc;
     }
     float rmn = INFINITY, rmx = -INFINITY;
@@ -123,6 +132,13 @@ static void blur_map(const float* __restrict map, int64_t h, int64_t w, int64_t 
   }
   *lo = mn; *hi = mx;
   if (at) *at = best;
+}
+
+static void blur_map(const float* map, int64_t h, int64_t w, int64_t k, const float* taps, float* ext, float* out,
+                     float* lo, float* hi, int64_t* at) {
+  if (k == 7) blur_map_k<7>(map, h, w, k, taps, ext, out, lo, hi, at);
+  else if (k == 15) blur_map_k<15>(map, h, w, k, taps, ext, out, lo, hi, at);
+  else blur_map_k<0>(map, h, w, k, taps, ext, out, lo, hi, at);
 }
 
 // The k x k blur (double taps, reflect-101 border) of one map at pixel (y, x), in double.
@@ -161,11 +177,17 @@ extern "C" void dark_decode(const float* maps, int64_t count, int64_t h, int64_t
     coords[2 * m + 1] = (double)py;
     if (nan || h < 5 || w < 5 || !(px > 1 && px < w - 2 && py > 1 && py < h - 2)) continue;
     float win[40][40];  // the raw window around the argmax, zero off the map (kernel <= 35)
-    for (int64_t i = 0; i < s; ++i) {
-      const int64_t y = py - 2 - r + i;
-      for (int64_t j = 0; j < s; ++j) {
-        const int64_t x = px - 2 - r + j;
-        win[i][j] = (y >= 0 && y < h && x >= 0 && x < w) ? map[y * w + x] : 0.0f;
+    const int64_t top_row = py - 2 - r, left = px - 2 - r;
+    if (top_row >= 0 && top_row + s <= h && left >= 0 && left + s <= w) {  // inside the map: row copies
+      for (int64_t i = 0; i < s; ++i)
+        for (int64_t j = 0; j < s; ++j) win[i][j] = map[(top_row + i) * w + left + j];
+    } else {
+      for (int64_t i = 0; i < s; ++i) {
+        const int64_t y = top_row + i;
+        for (int64_t j = 0; j < s; ++j) {
+          const int64_t x = left + j;
+          win[i][j] = (y >= 0 && y < h && x >= 0 && x < w) ? map[y * w + x] : 0.0f;
+        }
       }
     }
     double across[40][5];
@@ -228,7 +250,7 @@ extern "C" void udp_gaussian_decode(const float* maps, int64_t count, int64_t h,
                                     double* coords, uint8_t* redo, int64_t threads) {
   #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> ext(w + kernel), out(h * w);
+    std::vector<float> ext(h * (w + kernel)), out(h * w);
     #pragma omp for schedule(static)
     for (int64_t m = 0; m < count; ++m) {
       const float* map = maps + m * h * w;
@@ -283,7 +305,7 @@ extern "C" void udp_offset_decode(const float* output, int64_t crops, int64_t jo
   const int64_t count = crops * joints, plane = h * w;
   #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> ext(w + kernel), out(plane);
+    std::vector<float> ext(h * (w + kernel)), out(plane);
     #pragma omp for schedule(static)
     for (int64_t m = 0; m < count; ++m) {
       const float* cls = output + 3 * m * plane;
