@@ -3,11 +3,14 @@ equality checks and the absent-checkout fallback, on fake checkouts written here
 file layout and function names, implemented by calling posezoo's loop oracles (tests/oracles), plus what the
 real ones need from the runner: bare packages (its __init__ files fail if run), the Cython NMS imports of
 lib/nms/nms.py, numpy 1.x aliases (np.float)."""
+import re
 import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from posezoo.codecs import compiled
 import torch
 
 import benchmark
@@ -155,7 +158,11 @@ def test_side_by_side_with_fake_checkouts(tiny_cfg_file, tmp_path, capsys, resto
     write_checkout(root, "DarkPose", {"core/inference.py": DARK_INFERENCE})
     result = run(tiny_cfg_file, "--official", str(root))
     decoders = result["decoders"]
-    assert [name for name, d in decoders.items() if d["official"]] == ["gaussian", "dark"]
+    twins = [" compiled 1t", " compiled 2t"] if compiled.library() is not None else []
+    assert [name for name, d in decoders.items() if d["official"]] == ["gaussian", "dark"] + [
+        "dark" + twin for twin in twins]
+    for base in ("udp", "udp_offset"):  # the compiled rows of the loop-reference decoders, same reference
+        assert [name for name in decoders if name.startswith(base + " ")] == [base + twin for twin in twins]
     assert decoders["gaussian"]["reference"] == "deep-high-resolution-net.pytorch core/inference.py get_final_preds"
     assert decoders["dark"]["reference"] == "DarkPose core/inference.py get_final_preds"
     assert decoders["soft_argmax"]["reference"] == "_reference_soft_argmax.get_final_preds_soft_argmax_loop"
@@ -178,7 +185,7 @@ def test_side_by_side_with_fake_checkouts(tiny_cfg_file, tmp_path, capsys, resto
     assert f"{root / 'UDP-Pose'} absent: UDPHeatmapCodec against the {LOOP_LABEL}" in printed
     assert f"{root / 'lpn-pytorch'} absent: SoftArgmaxCodec against the {LOOP_LABEL}" in printed
     assert "side by side with the official code (2 alternating runs each" in printed
-    assert "\nencode GaussianHeatmapCodec (40 crops)  official: deep-high" in printed
+    assert re.search(r"\nencode GaussianHeatmapCodec \(40 crops\) +official: deep-high", printed)
     assert "posezoo loop (not official): _reference_udp.get_final_preds_udp_loop" in printed
     assert "creating index" not in printed
     assert [name for name in sys.modules if name.split(".")[0] in ("core", "nms", "dataset")] == []

@@ -2,10 +2,13 @@
 against its loop reference or, with --official, against the official code."""
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
 import torch
+
+from posezoo.codecs import compiled
 
 from posezoo.codecs.dark import DarkCodec
 from posezoo.codecs.gaussian import GaussianHeatmapCodec, argmax_rows
@@ -46,6 +49,30 @@ def selected_codecs(names=None) -> dict:
         raise ValueError(f"--decoder-names: unknown decoder(s) {', '.join(unknown) or '(none given)'}; "
                          f"choose from {', '.join(codecs)}")
     return {name: codecs[name] for name in names}
+
+
+COMPILED_THREADS = (1, 2)  # OpenMP threads of the compiled rows (the official decode is single-threaded NumPy)
+
+
+def compiled_twins(codec) -> dict:
+    """Copies of `codec` that decode with the compiled kernels (``TEST.COMPILE``), one per thread count of
+    COMPILED_THREADS, named ``compiled Nt``; none for a codec without a compiled path or where the kernels
+    cannot be built here (then compiled.library() has said why, once)."""
+    if not hasattr(codec, "compiled") or compiled.library() is None:
+        return {}
+    twins = {}
+    for threads in COMPILED_THREADS:
+        twin = copy.copy(codec)
+        twin.compiled, twin.compiled_threads = True, threads
+        twins[f"compiled {threads}t"] = twin
+    return twins
+
+
+def kernel_build_seconds() -> float:
+    """Seconds to build (or load from inductor's on-disk cache) the compiled kernels in this process."""
+    start = time.perf_counter()
+    compiled.library()
+    return time.perf_counter() - start
 
 
 def decode_cycled(codec, crops: tuple, count: int, batch: int) -> list:
@@ -131,10 +158,15 @@ def bench_decoders_official(device, n: int, batch: int, root: str, reps: int, rn
     """Every codec of decoder_codecs() (or those in `names`) side by side with the official decode from the checkouts in `root`
     (official.decode_official; posezoo's loop reference where a checkout is absent, labelled so): both
     decode the same n crops in chunks of `batch`, `reps` times each in turn; the first results are checked
-    within 1e-3 px and the scores within the reference's tolerance."""
+    within 1e-3 px and the scores within the reference's tolerance. On a CPU the codecs with a compiled path
+    (DARK, UDP) get rows ``<name> compiled 1t`` / ``2t`` too (compiled_twins), timed in the same rounds."""
     sync = make_sync(device)
     w, h = DECODERS_HEATMAP_SIZE
     out = {}
+    if device.type == "cpu":
+        seconds = kernel_build_seconds()
+        say(f"{tag} decoders: compiled kernels {'built or loaded' if compiled.library() else 'unavailable'} "
+            f"in {seconds:.1f} s (inductor's on-disk cache makes a second process's load ~1 s)")
     for name, codec in selected_codecs(names).items():
         ref, is_official, note = decode_official(root, codec, decode_reference(codec))
         say(f"{tag} decoders: {name}: {note}")
@@ -149,23 +181,32 @@ def bench_decoders_official(device, n: int, batch: int, root: str, reps: int, rn
             parts = decode_cycled(c, t, n, batch)
             return torch.cat([p for p, _ in parts]), torch.cat([v for _, v in parts])
 
-        times, first = alternate_many({
-            "reference": lambda r=ref, o=outputs, c=center, s=scale: reference_chunked(r, o, c, s, batch),
-            "ours": ours, "floor": lambda t=crops: argmax_floor(t[0], batch)}, reps, sync)
-        (ref_preds, ref_maxvals), (preds, maxvals) = first["reference"], first["ours"]
-        px, vals = check_decode(codec, ref, preds, maxvals, ref_preds, ref_maxvals)
-        (ref_min, ref_med), (our_min, our_med) = rates(n, times["reference"]), rates(n, times["ours"])
-        floor_min, floor_med = rates(n, times["floor"])
-        out[name] = {"codec": type(codec).__name__, "reference": ref.name, "official": is_official,
-                     "shape": shape, "crops": n, "reps": reps, "ref_crops_s": ref_min, "ref_median_crops_s": ref_med,
-                     "crops_s": our_min, "median_crops_s": our_med, "speedup": our_min / ref_min,
-                     "median_speedup": our_med / ref_med, "max_px_diff": px, "max_score_diff": vals,
-                     "floor_crops_s": floor_min, "floor_median_crops_s": floor_med,
-                     "floor_share": our_min / floor_min, "floor_median_share": our_med / floor_med}
-        say(f"{tag} decoders: {name} {n} x {shape} on {device.type}, {reps} alternating runs: "
-            f"{'official' if is_official else 'loop reference'} {ref_min:,.0f} / {ref_med:,.0f} crops/s "
-            f"(min time / median), posezoo {our_min:,.0f} / {our_med:,.0f}, x{our_min / ref_min:.1f}; "
-            f"argmax floor {floor_min:,.0f} / {floor_med:,.0f} (posezoo reaches {our_min / floor_min:.2f} / "
-            f"{our_med / floor_med:.2f} of it); max diff {px:.1e} px")
-        del outputs, crops, preds, maxvals, ref_preds, ref_maxvals
+        twins = compiled_twins(codec) if device.type == "cpu" else {}
+        fns = {"reference": lambda r=ref, o=outputs, c=center, s=scale: reference_chunked(r, o, c, s, batch),
+               "ours": ours, "floor": lambda t=crops: argmax_floor(t[0], batch)}
+        for label, twin in twins.items():
+            decode_cycled(twin, crops, min(n, batch), batch)  # warm-up (the build happened in compiled_twins)
+            fns[label] = lambda c=twin, t=crops: ours(c, t)
+        times, first = alternate_many(fns, reps, sync)
+        ref_preds, ref_maxvals = first["reference"]
+        (ref_min, ref_med), (floor_min, floor_med) = rates(n, times["reference"]), rates(n, times["floor"])
+        for label in ["ours", *twins]:
+            preds, maxvals = first[label]
+            px, vals = check_decode(codec, ref, preds, maxvals, ref_preds, ref_maxvals)
+            our_min, our_med = rates(n, times[label])
+            row = name if label == "ours" else f"{name} {label}"
+            out[row] = {"codec": type(codec).__name__, "reference": ref.name, "official": is_official,
+                        "shape": shape, "crops": n, "reps": reps, "ref_crops_s": ref_min,
+                        "ref_median_crops_s": ref_med, "crops_s": our_min, "median_crops_s": our_med,
+                        "speedup": our_min / ref_min, "median_speedup": our_med / ref_med, "max_px_diff": px,
+                        "max_score_diff": vals, "floor_crops_s": floor_min, "floor_median_crops_s": floor_med,
+                        "floor_share": our_min / floor_min, "floor_median_share": our_med / floor_med,
+                        "bytes_per_s": our_min * float(np.prod(shape)) * 4}
+            say(f"{tag} decoders: {row} {n} x {shape} on {device.type}, {reps} alternating runs: "
+                f"{'official' if is_official else 'loop reference'} {ref_min:,.0f} / {ref_med:,.0f} crops/s "
+                f"(min time / median), posezoo {our_min:,.0f} / {our_med:,.0f}, x{our_min / ref_min:.1f} / "
+                f"x{our_med / ref_med:.1f}; argmax floor {floor_min:,.0f} / {floor_med:,.0f} (posezoo reaches "
+                f"{our_min / floor_min:.2f} / {our_med / floor_med:.2f} of it; reads the maps at "
+                f"{out[row]['bytes_per_s'] / 1e9:.1f} GB/s); max diff {px:.1e} px")
+        del outputs, crops, first, ref_preds, ref_maxvals
     return out

@@ -65,10 +65,12 @@ import numpy as np
 import torch
 
 from ..utils.transforms import PIXEL_STD, crop_to_image, flip_back, get_affine_transform
+from . import compiled as compiled_kernels
 from .base import single_threaded_on_cpu
 from .gaussian import HeatmapCodec, map_windows, peak_coords, peak_windows  # noqa: F401 (udp.py imports map_windows from here)
 
 LOG_FLOOR = 1e-10  # DarkPose clamps the modulated map here before the log
+COMPILED_MAX_KERNEL = 35  # the compiled kernel's window buffer holds kernel + 4 <= 40 pixels a side
 
 def _float64_or_32(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
@@ -340,10 +342,13 @@ def dark_scale(scale: np.ndarray | torch.Tensor):
 class DarkCodec(HeatmapCodec):
     box_center = "darkpose"
     """``image_size`` and ``heatmap_size`` are (width, height). ``blur_kernel`` is
-    DarkPose's ``TEST.BLUR_KERNEL``. It must be odd, and 1 means no blur."""
+    DarkPose's ``TEST.BLUR_KERNEL``. It must be odd, and 1 means no blur. ``compiled``
+    (``TEST.COMPILE``) decodes float32 CPU maps with the compiled kernel (``codecs.compiled``),
+    ``compiled_threads`` OpenMP threads; the plain path otherwise, and for the maps it hands back."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
-                 blur_kernel: int = 11, shift_heatmap: bool = False):
+                 blur_kernel: int = 11, shift_heatmap: bool = False, compiled: bool = False,
+                 compiled_threads: int = 1):
         if int(blur_kernel) != blur_kernel or blur_kernel < 1 or blur_kernel % 2 == 0:
             raise ValueError(f"TEST.BLUR_KERNEL = {blur_kernel}: DARK needs an odd positive Gaussian kernel size "
                              f"(DarkPose uses 11)")
@@ -352,6 +357,8 @@ class DarkCodec(HeatmapCodec):
         self.sigma = float(sigma)
         self.blur_kernel = int(blur_kernel)
         self.shift_heatmap = shift_heatmap
+        self.compiled = bool(compiled)
+        self.compiled_threads = int(compiled_threads)
 
     def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
                     ) -> np.ndarray:
@@ -391,13 +398,24 @@ class DarkCodec(HeatmapCodec):
             heatmaps = heatmaps.float()
         n, k, h, w = heatmaps.shape
         maps = heatmaps.reshape(n * k, h, w)
-        # the argmax and the raw pixels its 5x5 blurred values need, read in one pass
-        maxvals, idx, window = peak_windows(maps, self.blur_kernel + 4)
-        coords = dark_refine(maps, peak_coords(maxvals, idx, w, heatmaps.dtype), window, self.blur_kernel)
+        if self.compiled and self.blur_kernel <= COMPILED_MAX_KERNEL and compiled_kernels.usable(maps, 1):
+            maxvals, _, coords, redo = compiled_kernels.dark_peaks(maps, self.blur_kernel, self.compiled_threads)
+            todo = redo.nonzero()[:, 0]
+            if todo.numel():  # NaN maps and steps the kernel's bound does not trust: the plain path
+                maxvals[todo], coords[todo] = self._plain_peaks(maps[todo])
+        else:
+            maxvals, coords = self._plain_peaks(maps)
         coords, maxvals = coords.reshape(n, k, 2), maxvals.reshape(n, k, 1)
         scale = dark_scale(scale.to(heatmaps.device, coords.dtype))
         preds = crop_to_image(coords, center.to(heatmaps.device), scale, (w - 1, h - 1))
         return preds, maxvals
+
+    def _plain_peaks(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw maxima (L,) and refined heatmap coordinates (L, 2) of (L, H, W) maps, in torch and numpy:
+        the argmax and the raw pixels its 5x5 blurred values need, read in one pass, then ``dark_refine``."""
+        maxvals, idx, window = peak_windows(maps, self.blur_kernel + 4)
+        return maxvals, dark_refine(maps, peak_coords(maxvals, idx, maps.shape[2], maps.dtype), window,
+                                    self.blur_kernel)
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mirror back and swap pairs; no shift unless TEST.SHIFT_HEATMAP (module docstring)."""
@@ -406,4 +424,5 @@ class DarkCodec(HeatmapCodec):
 
 def get_codec(cfg) -> DarkCodec:
     return DarkCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
-                     blur_kernel=cfg.TEST.BLUR_KERNEL or 11, shift_heatmap=cfg.TEST.SHIFT_HEATMAP)
+                     blur_kernel=cfg.TEST.BLUR_KERNEL or 11, shift_heatmap=cfg.TEST.SHIFT_HEATMAP,
+                     compiled=cfg.TEST.COMPILE)

@@ -68,6 +68,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import flip_back, flip_permutation, get_udp_warp_matrix, udp_crop_to_image
+from . import compiled as compiled_kernels
 from .base import single_threaded_on_cpu
 from .dark import band_rows, map_windows
 from .gaussian import HeatmapCodec, get_max_preds
@@ -560,10 +561,13 @@ MMPOSE_KERNEL = 11  # mmpose's keypoints_from_heatmaps default ``kernel`` (test_
 
 class _UDPGeometry(HeatmapCodec):
     """Crop matrix and back-mapping shared by both UDP target types.
-    ``image_size`` and ``heatmap_size`` are (width, height)."""
+    ``image_size`` and ``heatmap_size`` are (width, height). ``compiled`` (``TEST.COMPILE``)
+    decodes float32 CPU outputs with the compiled kernels (``codecs.compiled``: master's
+    Gaussian decode, both flavours' offset decode), ``compiled_threads`` OpenMP threads; the
+    plain path otherwise, and for the maps a kernel hands back."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], flavour: str = "master",
-                 kernel: int = 0):
+                 kernel: int = 0, compiled: bool = False, compiled_threads: int = 1):
         if flavour not in FLAVOURS:
             raise ValueError(f"TEST.UDP_FLAVOUR must be one of {list(FLAVOURS)}, got {flavour!r}")
         if flavour == "master" and kernel not in (0, MASTER_KERNEL):
@@ -573,6 +577,7 @@ class _UDPGeometry(HeatmapCodec):
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"TEST.BLUR_KERNEL must be odd and positive for UDP, got {kernel}")
         self.flavour, self.kernel = flavour, int(kernel)
+        self.compiled, self.compiled_threads = bool(compiled), int(compiled_threads)
         self.image_size = np.asarray(image_size, dtype=np.float64)
         self.heatmap_size = np.asarray(heatmap_size, dtype=np.int64)
         if (self.heatmap_size < 2).any() or (self.image_size < 2).any():
@@ -615,8 +620,9 @@ class UDPHeatmapCodec(_UDPGeometry):
     """UDP Gaussian heatmaps (``MODEL.TARGET_TYPE: udp``)."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
-                 post_process: bool = True, flavour: str = "master", kernel: int = 0):
-        super().__init__(image_size, heatmap_size, flavour, kernel)
+                 post_process: bool = True, flavour: str = "master", kernel: int = 0, compiled: bool = False,
+                 compiled_threads: int = 1):
+        super().__init__(image_size, heatmap_size, flavour, kernel, compiled, compiled_threads)
         self.sigma = float(sigma)
         self.post_process = post_process
 
@@ -660,8 +666,21 @@ class UDPHeatmapCodec(_UDPGeometry):
         heatmaps = _float(output.detach())
         if heatmaps.shape[0] == 0:
             return self._empty(heatmaps, heatmaps.shape[1])
+        master = self.post_process and self.flavour == "master"
+        if master and self.compiled and compiled_kernels.usable(heatmaps, self.kernel):
+            n, k, h, w = heatmaps.shape
+            maxvals, coords, redo = compiled_kernels.udp_gaussian(heatmaps.reshape(n * k, h, w), self.kernel,
+                                                                  self.compiled_threads)
+            todo = redo.nonzero()[:, 0]
+            if todo.numel():  # NaN maps: the plain path
+                sub = heatmaps.reshape(n * k, h, w)[todo][None]
+                sub_coords, sub_max = get_max_preds(sub)
+                coords[todo] = udp_taylor_refine(sub, sub_coords, sub_max)[0]
+                maxvals[todo] = sub_max[0, :, 0]
+            coords, maxvals = coords.reshape(n, k, 2), maxvals.reshape(n, k, 1)
+            return self._to_image(coords, center, scale, heatmaps), maxvals
         coords, maxvals = get_max_preds(heatmaps)
-        if self.post_process and self.flavour == "master":
+        if master:
             coords = udp_taylor_refine(heatmaps, coords, maxvals)
         elif self.post_process:
             coords = udp_taylor_refine(heatmaps, coords, maxvals, self.kernel, rescale=False,
@@ -681,8 +700,8 @@ class UDPOffsetCodec(_UDPGeometry):
     channels_per_joint = 3
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], kpd: float = 4.0,
-                 flavour: str = "master", kernel: int = 0):
-        super().__init__(image_size, heatmap_size, flavour, kernel)
+                 flavour: str = "master", kernel: int = 0, compiled: bool = False, compiled_threads: int = 1):
+        super().__init__(image_size, heatmap_size, flavour, kernel, compiled, compiled_threads)
         if kpd <= 0:
             raise ValueError(f"LOSS.KPD must be positive, got {kpd}")
         self.kpd = float(kpd)
@@ -724,15 +743,30 @@ class UDPOffsetCodec(_UDPGeometry):
             raise ValueError(f"offset output needs 3 channels per joint, got {output.shape[1]} channels")
         if output.shape[0] == 0:
             return self._empty(output, output.shape[1] // 3)
+        if self.compiled and compiled_kernels.usable(output, 2 * self.kernel + 1):
+            n, c, h, w = output.shape
+            maxvals, coords, redo = compiled_kernels.udp_offset(output, 2 * self.kernel + 1, self.kernel, self.kpd,
+                                                                NEAR_TIE_RTOL, self.compiled_threads)
+            where = redo.nonzero(as_tuple=True)
+            if where[0].numel():  # NaN maps and near ties of the blurred maximum: the plain path
+                sub = output.reshape(n, c // 3, 3, h, w)[where].reshape(1, -1, h, w)
+                sub_coords, sub_max = self._plain_offsets(sub)
+                coords[where], maxvals[where] = sub_coords[0], sub_max[0]
+        else:
+            coords, maxvals = self._plain_offsets(output)
+        maxvals = maxvals.unsqueeze(2)
+        return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, output), maxvals
+
+    def _plain_offsets(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmap coordinates (N, K, 2) and blurred classification maxima (N, K) of an (N, 3K, H, W)
+        output, in torch, numpy and OpenCV: the certified blurred argmax, then the offsets blurred there."""
         fdt = torch.float32 if output.device.type == "mps" else torch.float64
         idx, maxvals = certified_argmax(output, 2 * self.kernel + 1)
         maxvals = maxvals.to(output.dtype)
         w = output.shape[3]
         coords = torch.stack([idx % w, torch.div(idx, w, rounding_mode="floor")], dim=2)
         coords = coords * (maxvals > 0).unsqueeze(2)  # (0, 0) where no positive maximum, as officially
-        maxvals = maxvals.unsqueeze(2)
-        coords = coords.to(fdt) + blurred_offsets(output.contiguous(), coords, self.kernel, fdt) * self.kpd
-        return self._to_image(self._mmpose_missing(coords, maxvals), center, scale, output), maxvals
+        return coords.to(fdt) + blurred_offsets(output.contiguous(), coords, self.kernel, fdt) * self.kpd, maxvals
 
     def flip_back(self, output_flipped: torch.Tensor, flip_pairs: Sequence[Sequence[int]]) -> torch.Tensor:
         """Mirror every map, negate the x offsets, swap left/right joints
@@ -746,6 +780,8 @@ class UDPOffsetCodec(_UDPGeometry):
 def get_codec(cfg) -> UDPHeatmapCodec | UDPOffsetCodec:
     flavour, kernel = cfg.TEST.UDP_FLAVOUR, cfg.TEST.BLUR_KERNEL
     if cfg.MODEL.TARGET_TYPE == "offset":
-        return UDPOffsetCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.LOSS.KPD, flavour, kernel)
+        return UDPOffsetCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.LOSS.KPD, flavour, kernel,
+                              compiled=cfg.TEST.COMPILE)
     return UDPHeatmapCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
-                           post_process=cfg.TEST.POST_PROCESS, flavour=flavour, kernel=kernel)
+                           post_process=cfg.TEST.POST_PROCESS, flavour=flavour, kernel=kernel,
+                           compiled=cfg.TEST.COMPILE)

@@ -245,7 +245,9 @@ _C.TEST.FORWARD_CHUNK = 0
 # posezoo, test time only (tools/test.py, PoseEstimator, the benchmark; never training's
 # validation): the model through torch.compile (inductor) with weight freezing: prepacked
 # convolution weights, conv + add + ReLU fused (utils/compile.py); float32 results equal the
-# eager model's to rounding; one compile per input shape, tens of seconds on a CPU (docs/speed.md)
+# eager model's to rounding; one compile per input shape, tens of seconds on a CPU (docs/speed.md).
+# Also the DARK and UDP decoders: compiled C++ kernels on CPU float32 outputs (codecs/compiled.py,
+# built once with inductor's compiler, seconds; the plain decode where no compiler is found)
 _C.TEST.COMPILE = False
 
 # posezoo, CornerNet (codecs/cornernet.py, datasets/coco_det.py). Defaults: the

@@ -1,0 +1,180 @@
+"""Compiled decode kernels (codecs/compiled.py, TEST.COMPILE): the DARK, UDP Gaussian (master) and UDP offset
+decodes equal the plain decode and the official-formula loop oracles to 1e-3 px on adversarial maps (flat,
+exact ties, peaks on borders and corners, near-zero and negative maps, noise where the step is
+ill-conditioned), hand the maps they cannot vouch for back to the plain path, and fall back to the plain path
+with one log line when the kernels cannot be built. The kernels are built once per session (seconds; then
+inductor's on-disk cache)."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from oracles import reference_udp as R
+from oracles.reference_dark import get_final_preds_dark_loop
+from posezoo.codecs import build_codec, compiled
+from posezoo.codecs.dark import DarkCodec
+from posezoo.codecs.udp import NEAR_TIE_RTOL, UDPHeatmapCodec, UDPOffsetCodec
+from posezoo.config import load_config
+from test_codec_dark import blob_maps, golden_fixture
+from test_codec_udp import golden_decode_inputs, offset_tie_inputs
+
+IMG, HM = (192, 256), (48, 64)
+
+needs_kernels = pytest.mark.skipif(compiled.library() is None, reason="no C++ compiler: the kernels cannot be built")
+
+
+def adversarial_maps(rng: np.random.Generator, h: int = 64, w: int = 48) -> np.ndarray:
+    """(6, 17, h, w) float32: noisy blobs (some over the border), flat maps, exact ties, peaks on each border
+    and corner, near-zero positive maps (1e-12 scale, NaN-free), all-zero and all-negative maps, noise."""
+    maps = np.concatenate([blob_maps(rng, 2, 17, h, w, 0.05), blob_maps(rng, 1, 17, h, w, 0.1, blobs=3),
+                           rng.random((1, 17, h, w)).astype(np.float32),
+                           rng.normal(0, 1, (1, 17, h, w)).astype(np.float32),
+                           (rng.random((1, 17, h, w)) ** 8).astype(np.float32)])
+    ys, xs = np.mgrid[0:h, 0:w]
+    special = maps[0]
+    special[0] = 0.5  # flat
+    special[1] = 0.0
+    special[2] = -np.abs(special[2]) - 0.1
+    special[3] = 0.0
+    special[3, 20, 10] = special[3, 20, 30] = special[3, 40, 10] = 0.7  # exact ties: the first wins
+    for j, (y, x) in enumerate([(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1), (0, 20), (h - 1, 20), (30, 0),
+                                (30, w - 1), (1, 1), (h - 2, w - 2)]):
+        special[4 + j] = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 8.0) + 0.01 * rng.random((h, w))
+    special[14] = (1e-12 * (np.exp(-((xs - 20.3) ** 2 + (ys - 30.6) ** 2) / 8.0) + 1e-3)).astype(np.float32)
+    special[15] = (1e-30 * rng.random((h, w))).astype(np.float32)
+    special[16] = np.where((xs // 4 + ys // 4) % 2 == 0, 0.3, 0.1)  # plateaus
+    return maps.astype(np.float32)
+
+
+def _boxes(rng, n):
+    return rng.uniform(100, 500, (n, 2)).astype(np.float32), rng.uniform(0.5, 2.0, (n, 2)).astype(np.float32)
+
+
+def _meta(center, scale):
+    return {"center": torch.from_numpy(center), "scale": torch.from_numpy(scale)}
+
+
+@needs_kernels
+@pytest.mark.parametrize("kernel,size", [(11, (64, 48)), (3, (64, 48)), (17, (96, 72))])
+def test_dark_compiled_equals_plain_and_darkpose_loop(kernel, size):
+    rng = np.random.default_rng(kernel)
+    maps = adversarial_maps(rng, *size)
+    if kernel == 11:
+        golden, center, scale = golden_fixture()
+        maps = np.concatenate([maps, golden])
+    center, scale = _boxes(rng, len(maps))
+    args = ((4 * size[1], 4 * size[0]), (size[1], size[0]), 2)
+    plain = DarkCodec(*args, blur_kernel=kernel)
+    fast = DarkCodec(*args, blur_kernel=kernel, compiled=True)
+    tensor = torch.from_numpy(maps.copy())
+    preds, maxvals = fast.decode(tensor, _meta(center, scale))
+    assert torch.equal(tensor, torch.from_numpy(maps))  # input untouched
+    plain_preds, plain_maxvals = plain.decode(torch.from_numpy(maps), _meta(center, scale))
+    np.testing.assert_allclose(preds.numpy(), plain_preds.numpy(), atol=1e-3, rtol=0)
+    assert torch.equal(maxvals, plain_maxvals)
+    ref_preds, ref_maxvals = get_final_preds_dark_loop(maps.copy(), center, scale, kernel)
+    np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3, rtol=1e-9)
+    np.testing.assert_array_equal(maxvals.numpy(), ref_maxvals)
+    # the ties: the first maximum, as np.argmax; noise maps are handed back to the plain path, peaked ones rarely
+    _, index, _, redo = compiled.dark_peaks(torch.from_numpy(maps).reshape(-1, *size), kernel)
+    assert int(index.reshape(len(maps), 17)[0, 3]) == 20 * size[1] + 10
+    redo = redo.reshape(len(maps), 17)
+    assert float(redo[1:3].float().mean()) <= 0.25 and int(redo[3:5].sum()) >= 5
+
+
+@needs_kernels
+def test_dark_compiled_two_threads_equals_one():
+    rng = np.random.default_rng(3)
+    maps = torch.from_numpy(adversarial_maps(rng)).reshape(-1, 64, 48)
+    one, two = compiled.dark_peaks(maps, 11, threads=1), compiled.dark_peaks(maps, 11, threads=2)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+
+
+@needs_kernels
+def test_udp_gaussian_compiled_equals_plain_and_official_loop():
+    rng = np.random.default_rng(5)
+    golden, *_ = golden_decode_inputs()["gauss_post"]
+    maps = adversarial_maps(rng)
+    center, scale = _boxes(rng, len(maps))
+    plain = UDPHeatmapCodec(IMG, HM, 2, post_process=True)
+    fast = UDPHeatmapCodec(IMG, HM, 2, post_process=True, compiled=True)
+    preds, maxvals = fast.decode(torch.from_numpy(maps), _meta(center, scale))
+    plain_preds, plain_maxvals = plain.decode(torch.from_numpy(maps), _meta(center, scale))
+    assert torch.equal(maxvals, plain_maxvals)
+    ref_preds, ref_maxvals = R.get_final_preds_udp_loop(maps.copy(), center, scale, True)
+    np.testing.assert_array_equal(maxvals.numpy(), ref_maxvals)
+    # as tests/codecs/test_codec_udp.py: where the step is ill-conditioned (noise, plateaus, flat maps) the
+    # official float32 rounding moves it; there the comparison is relative to the step
+    step = np.abs(ref_preds - R.get_final_preds_udp_loop(maps.copy(), center, scale, False)[0]).max(2)
+    assert (np.abs(preds.numpy() - ref_preds).max(2) <= 1e-3 + 1e-3 * step).all()
+    np.testing.assert_allclose(preds.numpy(), plain_preds.numpy(), atol=1e-3, rtol=0)
+    peaked = slice(1, 3)  # the blob crops: absolute
+    np.testing.assert_allclose(preds.numpy()[peaked], ref_preds[peaked], atol=1e-3)
+    g_center, g_scale = _boxes(rng, len(golden))
+    g_preds, _ = fast.decode(torch.from_numpy(golden), _meta(g_center, g_scale))
+    ref_preds, _ = R.get_final_preds_udp_loop(golden.copy(), g_center, g_scale, True)
+    np.testing.assert_allclose(g_preds.numpy(), ref_preds, atol=1e-3)
+
+
+@needs_kernels
+def test_udp_offset_compiled_equals_plain_and_official_loop():
+    rng = np.random.default_rng(6)
+    cls = adversarial_maps(rng)
+    n = len(cls)
+    offsets = 0.3 * rng.standard_normal((n, 17, 2, 64, 48)).astype(np.float32)
+    output = np.concatenate([cls[:, :, None], offsets], axis=2).reshape(n, 51, 64, 48)
+    ties, tie_center, tie_scale = offset_tie_inputs()
+    golden, g_center, g_scale = golden_decode_inputs()["offset"]
+    plain, fast = UDPOffsetCodec(IMG, HM, 4.0), UDPOffsetCodec(IMG, HM, 4.0, compiled=True)
+    center, scale = _boxes(rng, n)
+    for maps, c, s in ((output, center, scale), (ties, tie_center, tie_scale), (golden, g_center, g_scale)):
+        preds, maxvals = fast.decode(torch.from_numpy(maps), _meta(c, s))
+        plain_preds, plain_maxvals = plain.decode(torch.from_numpy(maps), _meta(c, s))
+        np.testing.assert_allclose(preds.numpy(), plain_preds.numpy(), atol=1e-3, rtol=0)
+        np.testing.assert_allclose(maxvals.numpy(), plain_maxvals.numpy(), atol=1e-6, rtol=0)
+        ref_preds, ref_maxvals = R.get_final_preds_offset_loop(maps.copy(), c, s, 4.0)
+        np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3)
+        np.testing.assert_allclose(maxvals.numpy(), ref_maxvals, atol=1e-6)
+    # the exact and the 3e-8 twins are near ties: handed back to OpenCV's own argmax
+    redo = compiled.udp_offset(torch.from_numpy(ties), 15, 7, 4.0, NEAR_TIE_RTOL)[2]
+    assert redo[:, 0].all() and redo[:, 1].all() and not redo[:, 5].any()
+
+
+def test_compiled_unavailable_falls_back_with_one_log_line(monkeypatch, caplog):
+    """Without a C++ compiler (the build raises) the codecs decode with the plain path, logging one line."""
+    def no_compiler(source):
+        raise RuntimeError("Compiler: g++ is not found")
+
+    rng = np.random.default_rng(7)
+    maps = adversarial_maps(rng)
+    center, scale = _boxes(rng, len(maps))
+    offset = np.repeat(maps, 3, axis=1)
+    expected = [DarkCodec(IMG, HM, 2).decode(torch.from_numpy(maps), _meta(center, scale)),
+                UDPHeatmapCodec(IMG, HM, 2).decode(torch.from_numpy(maps), _meta(center, scale)),
+                UDPOffsetCodec(IMG, HM).decode(torch.from_numpy(offset), _meta(center, scale))]
+    monkeypatch.setattr(compiled, "_build", no_compiler)
+    compiled.library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="posezoo.codecs.compiled"):
+            got = [DarkCodec(IMG, HM, 2, compiled=True).decode(torch.from_numpy(maps), _meta(center, scale)),
+                   UDPHeatmapCodec(IMG, HM, 2, compiled=True).decode(torch.from_numpy(maps), _meta(center, scale)),
+                   UDPOffsetCodec(IMG, HM, compiled=True).decode(torch.from_numpy(offset), _meta(center, scale))]
+        lines = [r for r in caplog.records if r.name == "posezoo.codecs.compiled"]
+        assert len(lines) == 1 and "compiled decode unavailable" in lines[0].getMessage()
+        assert "g++ is not found" in lines[0].getMessage()
+        for (p, v), (q, u) in zip(got, expected):
+            assert torch.equal(p, q) and torch.equal(v, u)
+    finally:
+        compiled.library.cache_clear()
+
+
+def test_test_compile_selects_the_compiled_decode():
+    """TEST.COMPILE (the compiled forward) also compiles the DARK and UDP decoders; off by default."""
+    for overrides, cls in ((["MODEL.TARGET_TYPE", "gaussian", "TEST.BLUR_KERNEL", "11"], DarkCodec),
+                           (["MODEL.TARGET_TYPE", "udp", "TEST.POST_PROCESS", "True"], UDPHeatmapCodec),
+                           (["MODEL.TARGET_TYPE", "offset"], UDPOffsetCodec)):
+        default = build_codec(load_config(None, overrides))
+        on = build_codec(load_config(None, overrides + ["TEST.COMPILE", "True"]))
+        assert isinstance(on, cls) and on.compiled and not default.compiled
