@@ -218,6 +218,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.official = official_dir(args.official)
     except ValueError as err:
         parser.error(str(err))
+    if side and args.device == "cuda":
+        parser.error("--side-by-side compares with the official code on the CPU: drop --device cuda")
     if side and args.official is None:
         parser.error(f"--side-by-side needs --official DIR (or ${ENV}): a folder of the official checkouts")
     if args.data_root is not None and not os.path.isdir(args.data_root):

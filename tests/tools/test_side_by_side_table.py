@@ -83,6 +83,7 @@ def test_machine_header_fields():
     (["--side-by-side"], "needs --official"),
     (["--side-by-side", "--official", ".", "--cfg", "x.yaml"], "drop --cfg"),
     (["--side-by-side", "--official", ".", "--data-root", "/no/such/dir"], "--data-root"),
+    (["--side-by-side", "--official", ".", "--device", "cuda"], "on the CPU"),
     ([], "--cfg (or --side-by-side)"),
 ])
 def test_side_by_side_command_line_errors(argv, message, capsys, monkeypatch):
