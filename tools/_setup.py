@@ -10,10 +10,11 @@ if LIB not in sys.path:
     sys.path.insert(0, LIB)
 
 
-def config_parser(doc: str, example: str) -> argparse.ArgumentParser:
-    """``--cfg X.yaml`` and trailing config overrides; a tool adds its own flags."""
+def config_parser(doc: str, example: str, cfg_required: bool = True) -> argparse.ArgumentParser:
+    """``--cfg X.yaml`` and trailing config overrides; a tool adds its own flags (and, with `cfg_required`
+    False, checks itself that --cfg is there when it needs one)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="experiment YAML (official HRNet/SimpleBaseline ones load as is)")
+    parser.add_argument("--cfg", required=cfg_required, help="experiment YAML (official HRNet/SimpleBaseline ones load as is)")
     parser.add_argument("opts", nargs=argparse.REMAINDER,
                         help=f"config overrides: KEY VALUE pairs, e.g. {example}")
     return parser

@@ -76,6 +76,18 @@ Pure noise is no test input: there the Taylor steps of DARK and UDP are
 ill-conditioned and float rounding alone separates the batched decoders from
 the loops (on random^8 maps with these boxes: DARK 3e-3 px, UDP 0.8 px).
 
+--side-by-side [PATH] (with --official DIR, no --cfg): every row of the README's side-by-side table
+from one run, in a fixed order (tools/bench/side_by_side.py): the five decoders on --decoders crops
+(default 5000), OKS-NMS and the whole evaluate on --num-dets detections (default 65000, TEST.COCOEVAL
+faster_coco_eval), the flip-test forwards of PoseResNet-50, HRNet-W32 (eager and TEST.COMPILE) and
+LPN-50 with MODEL.CHANNELS_LAST + MODEL.FOLD_BN + TEST.FORWARD_CHUNK 8, and the w32 COCO data loaders
+(epochs of 12 x --iters samples, default 32, each --workers count) on --data-root (default: the shared
+COCO samples linked into a temporary COCO layout). It writes the markdown table with the machine,
+threads, load, date and command to PATH (default output/benchmark/side_by_side.md) and the rows as
+JSON next to it:
+
+    python tools/benchmark.py --side-by-side --official /path/to/checkouts
+
 --iters N scales stages 1-4: N samples per transform, 20 N joint sets for
 encode, max(2, N / 25) forward batches, max(3, N / 10) vectorised and
 max(1, N / 100) reference decode passes. Missing synthetic data is generated
@@ -102,6 +114,8 @@ from bench.forward import bench_forward, bench_forward_3d, bench_forward_officia
 from bench.inputs import output_shape
 from bench.memory import peak_memory
 from bench.scaling import parse_sizes, scaling_decode, scaling_evaluate
+from bench.side_by_side import (DEFAULT_DATA_ITERS, DEFAULT_DECODERS, DEFAULT_NUM_DETS, DEFAULT_OUTPUT,
+                                run_side_by_side)
 from bench.official import ENV, official_dir
 from bench.tables import decoders_table, side_by_side_table, summary_table
 from posezoo.codecs import build_codec
@@ -132,15 +146,17 @@ def _sizes(text: str) -> list:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = _setup.config_parser(__doc__, "DATASET.ROOT /tmp/synthetic")
+    parser = _setup.config_parser(__doc__, "DATASET.ROOT /tmp/synthetic", cfg_required=False)
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
                         help="where the model forward and decode run (default: cuda if available, else cpu)")
     parser.add_argument("--stages", type=parse_stages, default=list(STAGES), metavar="LIST",
                         help=f"comma-separated stages to run, from {','.join(STAGES)} (default: all), or none "
                              "(e.g. with --decoders); only data needs the dataset on disk")
-    parser.add_argument("--iters", type=int, default=100, help="scales the work of stages 1-4 (default 100)")
-    parser.add_argument("--num-dets", type=int, default=50000,
-                        help="at least this many generated detections for the evaluation stage (default 50000)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help=f"scales the work of stages 1-4 (default 100; --side-by-side: {DEFAULT_DATA_ITERS})")
+    parser.add_argument("--num-dets", type=int, default=None,
+                        help="at least this many generated detections for the evaluation stage (default 50000; "
+                             f"--side-by-side: {DEFAULT_NUM_DETS})")
     parser.add_argument("--decode-batch", type=int, default=1024,
                         help="heatmaps per decode call, in the decode and decoders stages (default 1024)")
     parser.add_argument("--decoders", type=int, default=0, metavar="N",
@@ -168,7 +184,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scaling-dets", type=_sizes, default=[], metavar="D1,D2",
                         help="time the evaluation on generated sets of each number of detections "
                              "(e.g. 1000,10000,100000,200000): us per detection")
+    parser.add_argument("--side-by-side", nargs="?", const=DEFAULT_OUTPUT, default=None, metavar="PATH",
+                        help="run every row of the README's side-by-side table in one run (needs --official, "
+                             f"no --cfg) and write the markdown table to PATH (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="--side-by-side: a COCO layout (train2017, val2017) for the data rows (default: the "
+                             "shared COCO samples linked into a temporary folder)")
     args = parser.parse_args(argv)
+    side = args.side_by_side is not None
+    if side and (args.cfg or args.opts):
+        parser.error("--side-by-side runs its own fixed experiments: drop --cfg and the KEY VALUE overrides")
+    if not side and not args.cfg:
+        parser.error("the following arguments are required: --cfg (or --side-by-side)")
+    if args.iters is None:
+        args.iters = DEFAULT_DATA_ITERS if side else 100
+    if args.num_dets is None:
+        args.num_dets = DEFAULT_NUM_DETS if side else 50000
+    if side and not args.decoders:
+        args.decoders = DEFAULT_DECODERS
     for name in ("iters", "num_dets", "decode_batch", "decoders_ref", "threads", "reps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -179,12 +212,18 @@ def parse_args(argv=None) -> argparse.Namespace:
             selected_codecs(args.decoder_names)
         except ValueError as err:
             parser.error(str(err))
-    if not args.stages and not args.decoders and not args.scaling and not args.scaling_dets:
+    if not side and not args.stages and not args.decoders and not args.scaling and not args.scaling_dets:
         parser.error("--stages none and no --decoders or --scaling: nothing to run")
     try:
         args.official = official_dir(args.official)
     except ValueError as err:
         parser.error(str(err))
+    if side and args.device == "cuda":
+        parser.error("--side-by-side compares with the official code on the CPU: drop --device cuda")
+    if side and args.official is None:
+        parser.error(f"--side-by-side needs --official DIR (or ${ENV}): a folder of the official checkouts")
+    if args.data_root is not None and not os.path.isdir(args.data_root):
+        parser.error(f"--data-root {args.data_root!r} is not a directory (a COCO layout with train2017 and val2017)")
     return args
 
 
@@ -200,6 +239,10 @@ def choose_device(cfg, requested) -> torch.device:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.side_by_side is not None:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return run_side_by_side(args, argv)
     cfg = load_config(args.cfg, args.opts)
     configure_backends(cfg)
     if args.threads:

@@ -108,12 +108,13 @@ def random_eval_state(model: torch.nn.Module, seed: int) -> dict:
 
 
 def bench_forward_official(cfg, codec, model, cfg_path: str, root: str, reps: int, flip_pairs,
-                           tag: str = "[3/6]") -> list[dict]:
+                           tag: str = "[3/6]", variants=FORWARD_VARIANTS) -> list[dict]:
     """The flip-test forward of a batch of TEST.BATCH_SIZE_PER_GPU crops on the CPU, float32, same random
     weights: the official validate() (HRNet lib/core/function.py:116-145, LPN's is the same: no_grad,
     model(input) then model(input.flip(3)), numpy flip_back, SHIFT_HEATMAP, average) against posezoo's
-    forward_test (image and mirror in one batch, inference_mode) under each of FORWARD_VARIANTS, all
-    alternating `reps` rounds; rows for the side-by-side table, [] when no official model is there."""
+    forward_test (image and mirror in one batch, inference_mode) under each of `variants` ((name, overrides)
+    pairs; default FORWARD_VARIANTS), all alternating `reps` rounds; rows for the side-by-side table, [] when
+    no official model is there."""
     official, info = official_model(root, cfg_path, cfg.MODEL.NAME)
     if official is None:
         say(f"{tag} forward side by side: {info}")
@@ -146,7 +147,7 @@ def bench_forward_official(cfg, codec, model, cfg_path: str, root: str, reps: in
                 return forward_test(forward, inputs, codec, pairs, True)
         return run
 
-    fns = {"official": validate_forward, **{name: posezoo_forward(opts) for name, opts in FORWARD_VARIANTS}}
+    fns = {"official": validate_forward, **{name: posezoo_forward(opts) for name, opts in variants}}
     for name, fn in fns.items():  # warm-up: first-call allocations and kernel choice (TEST.COMPILE: the compile)
         start = time.perf_counter()
         fn()
@@ -155,7 +156,7 @@ def bench_forward_official(cfg, codec, model, cfg_path: str, root: str, reps: in
     times, first = alternate_many(fns, reps)
     scale = max(1.0, first["official"].abs().max().item())
     rows = []
-    for name, _ in FORWARD_VARIANTS:
+    for name, _ in variants:
         diff = (first[name] - first["official"]).abs().max().item()
         check = f"max diff {diff:.1e} (|output| <= {scale:.2g})" + ("" if diff <= 1e-5 * scale else ", over 1e-5")
         rows.append(side_row(f"forward+flip {cfg.MODEL.NAME}, {name}", info["label"], True, batch,
