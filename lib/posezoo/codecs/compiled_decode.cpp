@@ -50,6 +50,24 @@ static inline int64_t first_max(const float* p, int64_t n, float* best, bool* na
 }
 
 // OpenCV's BORDER_REFLECT_101 (gfedcb|abcdefgh|gfedcba) for -n < i < 2n - 1.
+// A map's first maximum, written out as the decoders' starting point: maxval, flat index, the integer peak
+// (0, 0) where the maximum is not > 0, and redo for a map holding a NaN. Returns the maximum and the peak.
+static inline float start_at_first_max(const float* map, int64_t h, int64_t w, int64_t m, float* maxval,
+                                       int64_t* index, double* coords, uint8_t* redo, int64_t* px, int64_t* py) {
+  float top;
+  bool nan;
+  const int64_t at = first_max(map, h * w, &top, &nan);
+  maxval[m] = top;
+  index[m] = at;
+  redo[m] = nan ? 1 : 0;
+  *px = at % w;
+  *py = at / w;
+  if (!(top > 0)) { *px = 0; *py = 0; }
+  coords[2 * m] = (double)*px;
+  coords[2 * m + 1] = (double)*py;
+  return top;
+}
+
 static inline int64_t reflect101(int64_t i, int64_t n) {
   if (n == 1) return 0;
   if (i < 0) i = -i;
@@ -165,16 +183,9 @@ extern "C" void dark_decode(const float* maps, int64_t count, int64_t h, int64_t
   #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t m = 0; m < count; ++m) {
     const float* map = maps + m * h * w;
-    float top;
-    bool nan;
-    const int64_t at = first_max(map, h * w, &top, &nan);
-    maxval[m] = top;
-    index[m] = at;
-    redo[m] = nan ? 1 : 0;
-    int64_t px = at % w, py = at / w;
-    if (!(top > 0)) { px = 0; py = 0; }
-    coords[2 * m] = (double)px;
-    coords[2 * m + 1] = (double)py;
+    int64_t px, py;
+    const float top = start_at_first_max(map, h, w, m, maxval, index, coords, redo, &px, &py);
+    const bool nan = redo[m];
     if (nan || h < 5 || w < 5 || !(px > 1 && px < w - 2 && py > 1 && py < h - 2)) continue;
     float win[40][40];  // the raw window around the argmax, zero off the map (kernel <= 35)
     const int64_t top_row = py - 2 - r, left = px - 2 - r;
@@ -254,17 +265,9 @@ extern "C" void udp_gaussian_decode(const float* maps, int64_t count, int64_t h,
     #pragma omp for schedule(static)
     for (int64_t m = 0; m < count; ++m) {
       const float* map = maps + m * h * w;
-      float top;
-      bool nan;
-      const int64_t at = first_max(map, h * w, &top, &nan);
-      maxval[m] = top;
-      index[m] = at;
-      redo[m] = nan ? 1 : 0;
-      int64_t px = at % w, py = at / w;
-      if (!(top > 0)) { px = 0; py = 0; }
-      coords[2 * m] = (double)px;
-      coords[2 * m + 1] = (double)py;
-      if (nan) continue;
+      int64_t px, py;
+      const float top = start_at_first_max(map, h, w, m, maxval, index, coords, redo, &px, &py);
+      if (redo[m]) continue;
       float lo, hi;
       blur_map(map, h, w, kernel, taps32, ext.data(), out.data(), &lo, &hi, nullptr);
       const double bmin = lo, range = (double)hi - (double)lo, raw = top;
