@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from posezoo.codecs import build_codec
-from posezoo.config import load_config, update_config
+from posezoo.config import load_config
 from posezoo.models import build_model
 
 from .common import say
