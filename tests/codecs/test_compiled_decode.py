@@ -92,14 +92,18 @@ def test_dark_compiled_two_threads_equals_one():
         assert torch.equal(a, b)
 
 
+def _udp_args(size):
+    return (4 * size[1], 4 * size[0]), (size[1], size[0])
+
+
 @needs_kernels
-def test_udp_gaussian_compiled_equals_plain_and_official_loop():
+@pytest.mark.parametrize("size", [(64, 48), (45, 37)])  # 37 wide: a partial vector at the end of every row
+def test_udp_gaussian_compiled_equals_plain_and_official_loop(size):
     rng = np.random.default_rng(5)
-    golden, *_ = golden_decode_inputs()["gauss_post"]
-    maps = adversarial_maps(rng)
+    maps = adversarial_maps(rng, *size)
     center, scale = _boxes(rng, len(maps))
-    plain = UDPHeatmapCodec(IMG, HM, 2, post_process=True)
-    fast = UDPHeatmapCodec(IMG, HM, 2, post_process=True, compiled=True)
+    plain = UDPHeatmapCodec(*_udp_args(size), 2, post_process=True)
+    fast = UDPHeatmapCodec(*_udp_args(size), 2, post_process=True, compiled=True)
     preds, maxvals = fast.decode(torch.from_numpy(maps), _meta(center, scale))
     plain_preds, plain_maxvals = plain.decode(torch.from_numpy(maps), _meta(center, scale))
     assert torch.equal(maxvals, plain_maxvals)
@@ -112,24 +116,32 @@ def test_udp_gaussian_compiled_equals_plain_and_official_loop():
     np.testing.assert_allclose(preds.numpy(), plain_preds.numpy(), atol=1e-3, rtol=0)
     peaked = slice(1, 3)  # the blob crops: absolute
     np.testing.assert_allclose(preds.numpy()[peaked], ref_preds[peaked], atol=1e-3)
-    g_center, g_scale = _boxes(rng, len(golden))
-    g_preds, _ = fast.decode(torch.from_numpy(golden), _meta(g_center, g_scale))
-    ref_preds, _ = R.get_final_preds_udp_loop(golden.copy(), g_center, g_scale, True)
-    np.testing.assert_allclose(g_preds.numpy(), ref_preds, atol=1e-3)
+    if size == (64, 48):
+        golden, *_ = golden_decode_inputs()["gauss_post"]
+        g_center, g_scale = _boxes(rng, len(golden))
+        g_preds, _ = fast.decode(torch.from_numpy(golden), _meta(g_center, g_scale))
+        ref_preds, _ = R.get_final_preds_udp_loop(golden.copy(), g_center, g_scale, True)
+        np.testing.assert_allclose(g_preds.numpy(), ref_preds, atol=1e-3)
+
+
+def _offset_output(rng, cls):
+    n, k, h, w = cls.shape
+    offsets = 0.3 * rng.standard_normal((n, k, 2, h, w)).astype(np.float32)
+    return np.concatenate([cls[:, :, None], offsets], axis=2).reshape(n, 3 * k, h, w)
 
 
 @needs_kernels
-def test_udp_offset_compiled_equals_plain_and_official_loop():
+@pytest.mark.parametrize("size", [(64, 48), (45, 37)])
+def test_udp_offset_compiled_equals_plain_and_official_loop(size):
     rng = np.random.default_rng(6)
-    cls = adversarial_maps(rng)
-    n = len(cls)
-    offsets = 0.3 * rng.standard_normal((n, 17, 2, 64, 48)).astype(np.float32)
-    output = np.concatenate([cls[:, :, None], offsets], axis=2).reshape(n, 51, 64, 48)
-    ties, tie_center, tie_scale = offset_tie_inputs()
-    golden, g_center, g_scale = golden_decode_inputs()["offset"]
-    plain, fast = UDPOffsetCodec(IMG, HM, 4.0), UDPOffsetCodec(IMG, HM, 4.0, compiled=True)
+    output = _offset_output(rng, adversarial_maps(rng, *size))
+    n = len(output)
+    plain, fast = UDPOffsetCodec(*_udp_args(size), 4.0), UDPOffsetCodec(*_udp_args(size), 4.0, compiled=True)
     center, scale = _boxes(rng, n)
-    for maps, c, s in ((output, center, scale), (ties, tie_center, tie_scale), (golden, g_center, g_scale)):
+    cases = [(output, center, scale)]
+    if size == (64, 48):
+        cases += [offset_tie_inputs(), golden_decode_inputs()["offset"]]
+    for maps, c, s in cases:
         preds, maxvals = fast.decode(torch.from_numpy(maps), _meta(c, s))
         plain_preds, plain_maxvals = plain.decode(torch.from_numpy(maps), _meta(c, s))
         np.testing.assert_allclose(preds.numpy(), plain_preds.numpy(), atol=1e-3, rtol=0)
@@ -137,9 +149,69 @@ def test_udp_offset_compiled_equals_plain_and_official_loop():
         ref_preds, ref_maxvals = R.get_final_preds_offset_loop(maps.copy(), c, s, 4.0)
         np.testing.assert_allclose(preds.numpy(), ref_preds, atol=1e-3)
         np.testing.assert_allclose(maxvals.numpy(), ref_maxvals, atol=1e-6)
-    # the exact and the 3e-8 twins are near ties: handed back to OpenCV's own argmax
-    redo = compiled.udp_offset(torch.from_numpy(ties), 15, 7, 4.0, NEAR_TIE_RTOL)[2]
-    assert redo[:, 0].all() and redo[:, 1].all() and not redo[:, 5].any()
+    if size == (64, 48):  # the exact and the 3e-8 twins are near ties: handed back to OpenCV's own argmax
+        ties = offset_tie_inputs()[0]
+        redo = compiled.udp_offset(torch.from_numpy(ties), 15, 7, 4.0, NEAR_TIE_RTOL)[2]
+        assert redo[:, 0].all() and redo[:, 1].all() and not redo[:, 5].any()
+
+
+@needs_kernels
+def test_udp_offset_finds_a_blurred_maximum_far_from_the_raw_one():
+    """The offset kernel blurs only the rows whose bound (from the raw row maxima) can reach the blurred maximum.
+    A one-pixel spike (the raw maximum, row 8) blurs to far less than a broad blob at row 50: the rows near the
+    blob must be blurred, and the answer is OpenCV's argmax of the whole blurred map, not marked for redo."""
+    import cv2
+
+    h, w = 64, 48
+    ys, xs = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(8)
+    cls = np.zeros((2, 3, h, w), np.float32)
+    cls[:, :] = 0.02 * rng.random((2, 3, h, w))
+    for j, (blob_y, blob_x, width) in enumerate([(50.3, 20.6, 4.0), (3.2, 40.1, 3.0), (60.0, 2.0, 5.0)]):
+        cls[:, j] += (0.6 * np.exp(-((xs - blob_x) ** 2 + (ys - blob_y) ** 2) / (2 * width ** 2))).astype(np.float32)
+    cls[:, 0, 8, 10] = cls[:, 1, 40, 5] = cls[:, 2, 20, 30] = 1.0  # the raw maxima, one pixel each
+    output = _offset_output(rng, cls)
+    maxvals, coords, redo = compiled.udp_offset(torch.from_numpy(output), 15, 7, 4.0, NEAR_TIE_RTOL)
+    assert not redo.any()
+    for n in range(2):
+        for j in range(3):
+            blurred = cv2.GaussianBlur(cls[n, j], (15, 15), 0)
+            at = int(np.argmax(blurred))
+            raw_row = int(np.argmax(cls[n, j])) // w
+            assert abs(at // w - raw_row) > 10  # the blurred maximum is far from the raw maximum's row
+            offsets = [cv2.GaussianBlur(output[n, 3 * j + c], (7, 7), 0).astype(np.float64)[at // w, at % w]
+                       for c in (1, 2)]
+            np.testing.assert_allclose(coords[n, j].numpy(), [at % w + 4 * offsets[0], at // w + 4 * offsets[1]],
+                                       atol=1e-5)
+            np.testing.assert_allclose(float(maxvals[n, j]), blurred.max(), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def narrow_builds():
+    """The kernels built with the AVX2 and the scalar vector type (on this machine's compiler), or a skip."""
+    if compiled.library() is None:
+        pytest.skip("no C++ compiler: the kernels cannot be built")
+    return {bits: compiled._build(compiled.kernel_source(bits)) for bits in (256, 32)}
+
+
+@needs_kernels
+def test_kernels_give_the_same_bits_in_every_vector_build(narrow_builds, monkeypatch):
+    """AVX-512, AVX2 and scalar builds sum in the same order with fused multiply-adds: bit-identical results, at a
+    width that leaves a partial vector at the end of each row (37) and at 48."""
+    runs = {}
+    for bits, lib in [(512, compiled.library()), *narrow_builds.items()]:
+        monkeypatch.setattr(compiled, "library", lambda lib=lib: lib)
+        got = []
+        for size in ((45, 37), (64, 48)):
+            maps = torch.from_numpy(adversarial_maps(np.random.default_rng(size[1]), *size))
+            flat = maps.reshape(-1, *size)
+            output = torch.from_numpy(_offset_output(np.random.default_rng(size[0]), maps.numpy()))
+            got += [*compiled.dark_peaks(flat, 11), *compiled.udp_gaussian(flat, 7),
+                    *compiled.udp_offset(output, 15, 7, 4.0, NEAR_TIE_RTOL)]
+        runs[bits] = got
+    for bits in (256, 32):
+        for a, b in zip(runs[512], runs[bits]):
+            assert torch.equal(a, b), bits
 
 
 def test_compiled_unavailable_falls_back_with_one_log_line(monkeypatch, caplog):

@@ -3,8 +3,11 @@
 The kernels are C++ (``compiled_decode.cpp``, posezoo's own), built on first use by inductor's C++ toolchain
 (``torch._inductor.codecache.CppCodeCache``: the compiler, ``-O3 -march=native``, OpenMP and the on-disk cache that
 ``torch.compile`` uses on a CPU), so they need no new dependency, only the C++ compiler that ``TEST.COMPILE``
-needs anyway. Each one reads every map once and does the refinement while the map is in cache: DARK's argmax,
-13 blurred values, log and Taylor step; UDP's whole-map blur fused with its minimum/maximum or argmax.
+needs anyway. Each one reads every map once, prefetching the next, and does the refinement while the map is in
+cache: DARK's argmax, 13 blurred values, log and Taylor step; UDP Gaussian's whole-map blur fused with its
+minimum and maximum; UDP offset's blur of only the rows that can hold the blurred maximum (a bound per row from
+the raw row maxima). One vector type serves the AVX-512, AVX2 and scalar builds, all with fused multiply-adds, so
+a result does not depend on the build (tested).
 
 Why not ``torch.compile`` of the decode written in torch ops: inductor's CPU code for the gathered 15x15
 windows vectorises along the 5-wide window axis with per-lane scratch gathers and index checks, 16 us per map
@@ -41,13 +44,20 @@ def _build(source: str) -> ctypes.CDLL:
     return CppCodeCache.load(source, device_type="cpu", extra_flags=EXTRA_FLAGS, needs_vec_isa=True)
 
 
+def kernel_source(vector_bits: int = 512) -> str:
+    """The kernels' C++ with the DARK rounding bound it shares with dark.py; ``vector_bits`` 256 or 32 builds the
+    AVX2 or scalar path on a machine with wider vectors (tests)."""
+    from .dark import MAX_ROUNDING_SHIFT
+
+    return (f"#define MAX_SHIFT {MAX_ROUNDING_SHIFT!r}\n#define POSEZOO_VECTOR_BITS {int(vector_bits)}\n"
+            + SOURCE.read_text())
+
+
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The built kernels, or None (logged once) where they cannot be built here."""
-    from .dark import MAX_ROUNDING_SHIFT
-
     try:
-        return _build(f"#define MAX_SHIFT {MAX_ROUNDING_SHIFT!r}\n" + SOURCE.read_text())
+        return _build(kernel_source())
     except Exception as err:  # no compiler, a failed build or an inductor without this API: the plain path
         reason = (str(err).strip().splitlines() or [""])[0][:200]
         logger.warning("posezoo: compiled decode unavailable (%s: %s); decoding with the plain path",

@@ -7,56 +7,137 @@
 #include <cstdint>
 #include <cmath>
 #include <cfloat>
+#include <type_traits>
 #include <vector>
 #include <omp.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
-// np.argmax (first index of the maximum) of n floats, the maximum, and whether any value is NaN.
-static inline int64_t first_max(const float* p, int64_t n, float* best, bool* nan) {
-  int64_t i = 0;
-  float m = -INFINITY;
-  bool bad = false;
-#if defined(__AVX2__)
-  if (n >= 32) {
-    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-    __m256 u = _mm256_setzero_ps();
-    for (; i + 32 <= n; i += 32) {
-      const __m256 a = _mm256_loadu_ps(p + i), b = _mm256_loadu_ps(p + i + 8);
-      const __m256 c = _mm256_loadu_ps(p + i + 16), d = _mm256_loadu_ps(p + i + 24);
-      m0 = _mm256_max_ps(m0, a); m1 = _mm256_max_ps(m1, b); m2 = _mm256_max_ps(m2, c); m3 = _mm256_max_ps(m3, d);
-      u = _mm256_or_ps(u, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q), _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
-    }
-    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, m0);
-    for (int k = 0; k < 8; ++k) m = lanes[k] > m ? lanes[k] : m;
-    bad = _mm256_movemask_ps(u) != 0;
-  }
+// One vector type for the three builds: AVX-512 (16 lanes), AVX2 (8) or scalar (1); POSEZOO_VECTOR_BITS 256 or 32
+// picks a narrower one on a wider machine (the tests compare the three). A load or store of the
+// last, partial vector of a row takes `n` < L lanes (masked; masked-off lanes are never read or written). Every
+// multiply-add is a fused one in all three, so a blurred value is the same whatever the build.
+#ifndef POSEZOO_VECTOR_BITS
+#define POSEZOO_VECTOR_BITS 512
 #endif
+namespace vec {
+#if defined(__AVX512F__) && POSEZOO_VECTOR_BITS >= 512
+constexpr int64_t L = 16;
+using F = __m512;
+static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1); }
+static inline F load(const float* p, int64_t n) { return n >= L ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes(n), p); }
+static inline F load_or(const float* p, int64_t n, float fill) {
+  return n >= L ? _mm512_loadu_ps(p) : _mm512_mask_loadu_ps(_mm512_set1_ps(fill), lanes(n), p);
+}
+static inline void store(float* p, F v, int64_t n) { if (n >= L) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, lanes(n), v); }
+static inline F keep(F v, int64_t n, float fill) { return n >= L ? v : _mm512_mask_blend_ps(lanes(n), _mm512_set1_ps(fill), v); }
+static inline F set(float a) { return _mm512_set1_ps(a); }
+static inline F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+static inline F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+static inline F min(F a, F b) { return _mm512_min_ps(a, b); }
+static inline F max(F a, F b) { return _mm512_max_ps(a, b); }
+static inline bool any_nan(F a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
+static inline float hmin(F a) { return _mm512_reduce_min_ps(a); }
+static inline float hmax(F a) { return _mm512_reduce_max_ps(a); }
+static inline int64_t first_equal(F a, float x, int64_t n) {  // first lane < n equal to x, else -1
+  const unsigned m = _mm512_cmp_ps_mask(a, _mm512_set1_ps(x), _CMP_EQ_OQ) & lanes(n);
+  return m ? __builtin_ctz(m) : -1;
+}
+#elif defined(__AVX2__) && POSEZOO_VECTOR_BITS >= 256
+constexpr int64_t L = 8;
+using F = __m256;
+static inline __m256i lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline F load(const float* p, int64_t n) { return n >= L ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes(n)); }
+static inline F load_or(const float* p, int64_t n, float fill) {
+  return n >= L ? _mm256_loadu_ps(p)
+                : _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, lanes(n)), _mm256_castsi256_ps(lanes(n)));
+}
+static inline void store(float* p, F v, int64_t n) { if (n >= L) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, lanes(n), v); }
+static inline F keep(F v, int64_t n, float fill) {
+  return n >= L ? v : _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(lanes(n)));
+}
+static inline F set(float a) { return _mm256_set1_ps(a); }
+static inline F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+static inline F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+static inline F min(F a, F b) { return _mm256_min_ps(a, b); }
+static inline F max(F a, F b) { return _mm256_max_ps(a, b); }
+static inline bool any_nan(F a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
+static inline float hmin(F a) {
+  alignas(32) float t[8]; _mm256_store_ps(t, a);
+  float m = t[0]; for (int i = 1; i < 8; ++i) m = t[i] < m ? t[i] : m;
+  return m;
+}
+static inline float hmax(F a) {
+  alignas(32) float t[8]; _mm256_store_ps(t, a);
+  float m = t[0]; for (int i = 1; i < 8; ++i) m = t[i] > m ? t[i] : m;
+  return m;
+}
+static inline int64_t first_equal(F a, float x, int64_t n) {
+  const unsigned m = _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(x), _CMP_EQ_OQ)) & ((1u << (n >= L ? L : n)) - 1);
+  return m ? __builtin_ctz(m) : -1;
+}
+#else
+constexpr int64_t L = 1;
+using F = float;
+static inline F load(const float* p, int64_t) { return *p; }
+static inline F load_or(const float* p, int64_t, float) { return *p; }
+static inline void store(float* p, F v, int64_t) { *p = v; }
+static inline F keep(F v, int64_t, float) { return v; }
+static inline F set(float a) { return a; }
+static inline F mul(F a, F b) { return a * b; }
+static inline F fma(F a, F b, F c) { return std::fma(a, b, c); }
+static inline F min(F a, F b) { return b < a ? b : a; }
+static inline F max(F a, F b) { return b > a ? b : a; }
+static inline bool any_nan(F a) { return a != a; }
+static inline float hmin(F a) { return a; }
+static inline float hmax(F a) { return a; }
+static inline int64_t first_equal(F a, float x, int64_t) { return a == x ? 0 : -1; }
+#endif
+}  // namespace vec
+
+// Asks for the cache lines of bytes [from, to) of the next map, so that it streams in while this one is worked on
+// (the decoders read each map once: memory bandwidth, not arithmetic, bounds them).
+static inline void prefetch(const float* next, int64_t from, int64_t to) {
+  if (!next) return;
+  const char* base = reinterpret_cast<const char*>(next);
+  for (int64_t b = from & ~int64_t(63); b < to; b += 64) __builtin_prefetch(base + b, 0, 2);
+}
+
+// np.argmax (first index of the maximum) of n floats, the maximum, and whether any value is NaN; prefetches the
+// n floats of `next` (or nothing where it is null).
+static inline int64_t first_max(const float* p, int64_t n, float* best, bool* nan, const float* next) {
+  using namespace vec;
+  F m0 = set(-INFINITY), m1 = m0;
+  bool bad = false;
+  int64_t i = 0;
+  for (; i + 2 * L <= n; i += 2 * L) {
+    prefetch(next, 4 * i, 4 * (i + 2 * L));
+    const F a = load(p + i, L), b = load(p + i + L, L);
+    bad |= any_nan(a) || any_nan(b);
+    m0 = max(m0, a); m1 = max(m1, b);
+  }
+  prefetch(next, 4 * i, 4 * n);
+  float m = hmax(max(m0, m1));
   for (int64_t j = i; j < n; ++j) { m = p[j] > m ? p[j] : m; bad |= (p[j] != p[j]); }
   *best = m; *nan = bad;
-  i = 0;
-#if defined(__AVX2__)
-  const __m256 target = _mm256_set1_ps(m);
-  for (; i + 8 <= n; i += 8) {
-    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + i), target, _CMP_EQ_OQ));
-    if (mask) return i + __builtin_ctz(mask);
+  for (i = 0; i < n; i += L) {
+    const int64_t lane = first_equal(load(p + i, n - i), m, n - i);
+    if (lane >= 0) return i + lane;
   }
-#endif
-  for (; i < n; ++i) if (p[i] == m) return i;
   return 0;
 }
 
-// OpenCV's BORDER_REFLECT_101 (gfedcb|abcdefgh|gfedcba) for -n < i < 2n - 1.
 // A map's first maximum, written out as the decoders' starting point: maxval, flat index, the integer peak
 // (0, 0) where the maximum is not > 0, and redo for a map holding a NaN. Returns the maximum and the peak.
 static inline float start_at_first_max(const float* map, int64_t h, int64_t w, int64_t m, float* maxval,
-                                       int64_t* index, double* coords, uint8_t* redo, int64_t* px, int64_t* py) {
+                                       int64_t* index, double* coords, uint8_t* redo, int64_t* px, int64_t* py,
+                                       const float* next) {
   float top;
   bool nan;
-  const int64_t at = first_max(map, h * w, &top, &nan);
+  const int64_t at = first_max(map, h * w, &top, &nan, next);
   maxval[m] = top;
   index[m] = at;
   redo[m] = nan ? 1 : 0;
@@ -68,6 +149,7 @@ static inline float start_at_first_max(const float* map, int64_t h, int64_t w, i
   return top;
 }
 
+// OpenCV's BORDER_REFLECT_101 (gfedcb|abcdefgh|gfedcba) for -n < i < 2n - 1.
 static inline int64_t reflect101(int64_t i, int64_t n) {
   if (n == 1) return 0;
   if (i < 0) i = -i;
@@ -75,91 +157,76 @@ static inline int64_t reflect101(int64_t i, int64_t n) {
   return i;
 }
 
-// The blur of an h x w float map with the k float taps along both axes, reflect-101 border, in float32
-// (vertical taps first, then horizontal; OpenCV sums in the other order, a difference of float32 roundings):
-// `ext` holds h * (w + k - 1) floats, `out` h * w. The minimum and maximum of the blurred map, and the first index of
-// its maximum when `at` is given. Needs k / 2 < h and k / 2 < w.
-// KN > 0 fixes k at compile time (the loops over the taps unroll); KN == 0 reads it from `kernel`.
+// A vector of `n` lanes at p: a whole one (FULL, n >= L) or the last, partial one of a row.
+template <bool FULL>
+static inline vec::F lanes_at(const float* p, int64_t n) {
+  if constexpr (FULL) return vec::load(p, vec::L);
+  else return vec::load(p, n);
+}
+template <bool FULL>
+static inline void store_lanes(float* p, vec::F v, int64_t n) {
+  if constexpr (FULL) vec::store(p, v, vec::L);
+  else vec::store(p, v, n);
+}
+
+// Calls body(x, n, std::true_type) for the whole vectors of a row of w floats, then body(x, n, std::false_type)
+// for its last, partial one.
+template <class Body>
+static inline void for_vectors(int64_t w, Body body) {
+  int64_t x = 0;
+  for (; x + vec::L <= w; x += vec::L) body(x, vec::L, std::true_type{});
+  if (x < w) body(x, w - x, std::false_type{});
+}
+
+// Output rows y0 .. y1 - 1 of the k x k float32 blur (the k float taps along both axes, reflect-101 border; vertical
+// taps first, then horizontal: OpenCV sums in the other order, a difference of float32 roundings) of an h x w map:
+// `ext` holds h * (w + k - 1) floats, `out` h * w (only rows y0 .. y1 - 1 are written); with `lo` and `hi` the
+// minimum and maximum of those rows too. Each sum is fused multiply-adds in tap order; `next` (or null) is the map
+// to prefetch, a row per row. Needs k / 2 < h, w.
 template <int KN>
-static void blur_map_k(const float* __restrict map, int64_t h, int64_t w, int64_t kernel,
-                       const float* __restrict taps, float* __restrict ext, float* __restrict out, float* lo,
-                       float* hi, int64_t* at) {
-  const int64_t k = KN > 0 ? KN : kernel;
-  const int64_t r = k / 2;
-  float mn = INFINITY, mx = -INFINITY;
-  int64_t best = 0;
-  const int64_t stride = w + 2 * r;  // ext: the vertically blurred map, each row padded by r on both sides
-  for (int64_t y = 0; y < h; ++y) {
+static void blur_rows_k(const float* __restrict map, int64_t h, int64_t w, int64_t kernel,
+                        const float* __restrict taps, float* __restrict ext, float* __restrict out, int64_t y0,
+                        int64_t y1, const float* next, float* lo, float* hi) {
+  using namespace vec;
+  const int64_t k = KN > 0 ? KN : kernel, r = k / 2, stride = w + 2 * r;
+  F mn = set(INFINITY), mx = set(-INFINITY);
+  for (int64_t y = y0; y < y1; ++y) {  // down the rows, into ext (each row padded by r reflected values)
     const float* src[64];  // the k source rows of output row y (k <= 63)
     for (int64_t i = 0; i < k; ++i) src[i] = map + reflect101(y + i - r, h) * w;
-    float* __restrict row = ext + y * stride + r;
-    int64_t x = 0;
-#if defined(__AVX512F__)
-    for (; x + 16 <= w; x += 16) {  // taps accumulated in a register
-      __m512 acc = _mm512_mul_ps(_mm512_set1_ps(taps[0]), _mm512_loadu_ps(src[0] + x));
-      for (int64_t i = 1; i < k; ++i) acc = _mm512_fmadd_ps(_mm512_set1_ps(taps[i]), _mm512_loadu_ps(src[i] + x), acc);
-      _mm512_storeu_ps(row + x, acc);
-    }
-#endif
-#if defined(__AVX2__)
-    for (; x + 8 <= w; x += 8) {
-      __m256 acc = _mm256_mul_ps(_mm256_set1_ps(taps[0]), _mm256_loadu_ps(src[0] + x));
-      for (int64_t i = 1; i < k; ++i) acc = _mm256_fmadd_ps(_mm256_set1_ps(taps[i]), _mm256_loadu_ps(src[i] + x), acc);
-      _mm256_storeu_ps(row + x, acc);
-    }
-#endif
-    for (; x < w; ++x) {
-      float acc = taps[0] * src[0][x];
-      for (int64_t i = 1; i < k; ++i) acc = std::fma(taps[i], src[i][x], acc);
-      row[x] = acc;
-    }
-    for (int64_t j = 1; j <= r; ++j) { row[-j] = row[j]; row[w - 1 + j] = row[w - 1 - j]; }
+    float* row = ext + y * stride + r;
+    prefetch(next, 4 * y * w, 4 * (y + 1) * w);
+    for_vectors(w, [&](int64_t x, int64_t n, auto full) {
+      constexpr bool FULL = decltype(full)::value;
+      F acc = mul(set(taps[0]), lanes_at<FULL>(src[0] + x, n));
+      for (int64_t i = 1; i < k; ++i) acc = fma(set(taps[i]), lanes_at<FULL>(src[i] + x, n), acc);
+      store_lanes<FULL>(row + x, acc, n);
+    });
+    for (int64_t j = 1; j <= r; ++j) { row[-j] = row[reflect101(-j, w)]; row[w - 1 + j] = row[reflect101(w - 1 + j, w)]; }
   }
-  // the horizontal pass reads rows written a whole map earlier (no store-to-load forwarding stalls)
-  for (int64_t y = 0; y < h; ++y) {
-    const float* __restrict padded = ext + y * stride;
-    float* __restrict dst = out + y * w;
-    int64_t x = 0;
-#if defined(__AVX512F__)
-    for (; x + 16 <= w; x += 16) {
-      __m512 acc = _mm512_mul_ps(_mm512_set1_ps(taps[0]), _mm512_loadu_ps(padded + x));
-      for (int64_t j = 1; j < k; ++j) acc = _mm512_fmadd_ps(_mm512_set1_ps(taps[j]), _mm512_loadu_ps(padded + x + j), acc);
-      _mm512_storeu_ps(dst + x, acc);
-    }
-#endif
-#if defined(__AVX2__)
-    for (; x + 8 <= w; x += 8) {
-      __m256 acc = _mm256_mul_ps(_mm256_set1_ps(taps[0]), _mm256_loadu_ps(padded + x));
-      for (int64_t j = 1; j < k; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(taps[j]), _mm256_loadu_ps(padded + x + j), acc);
-      _mm256_storeu_ps(dst + x, acc);
-    }
-#endif
-    for (; x < w; ++x) {
-      float acc = taps[0] * padded[x];
-      for (int64_t j = 1; j < k; ++j) acc = std::fma(taps[j], padded[x + j], acc);
-      dst[x] = acc;
-    }
-    float rmn = INFINITY, rmx = -INFINITY;
-    #pragma omp simd reduction(min:rmn) reduction(max:rmx)
-    for (int64_t x = 0; x < w; ++x) { rmn = dst[x] < rmn ? dst[x] : rmn; rmx = dst[x] > rmx ? dst[x] : rmx; }
-    mn = rmn < mn ? rmn : mn;
-    if (rmx > mx) {
-      mx = rmx;
-      if (at) for (int64_t x = 0; x < w; ++x) if (dst[x] == rmx) { best = y * w + x; break; }
-    }
+  // across, from rows written a whole block earlier (no store-to-load forwarding stalls)
+  for (int64_t y = y0; y < y1; ++y) {
+    const float* padded = ext + y * stride;
+    float* dst = out + y * w;
+    for_vectors(w, [&](int64_t x, int64_t n, auto full) {
+      constexpr bool FULL = decltype(full)::value;
+      F acc = mul(set(taps[0]), lanes_at<FULL>(padded + x, n));
+      for (int64_t j = 1; j < k; ++j) acc = fma(set(taps[j]), lanes_at<FULL>(padded + x + j, n), acc);
+      store_lanes<FULL>(dst + x, acc, n);
+      if (lo) { mn = min(mn, keep(acc, n, INFINITY)); mx = max(mx, keep(acc, n, -INFINITY)); }
+    });
   }
-  *lo = mn; *hi = mx;
-  if (at) *at = best;
+  if (lo) { *lo = hmin(mn); *hi = hmax(mx); }
 }
 
-static void blur_map(const float* map, int64_t h, int64_t w, int64_t k, const float* taps, float* ext, float* out,
-                     float* lo, float* hi, int64_t* at) {
-  if (k == 7) blur_map_k<7>(map, h, w, k, taps, ext, out, lo, hi, at);
-  else if (k == 15) blur_map_k<15>(map, h, w, k, taps, ext, out, lo, hi, at);
-  else blur_map_k<0>(map, h, w, k, taps, ext, out, lo, hi, at);
+static void blur_rows(const float* map, int64_t h, int64_t w, int64_t k, const float* taps, float* ext, float* out,
+                      int64_t y0, int64_t y1, const float* next = nullptr, float* lo = nullptr, float* hi = nullptr) {
+  if (k == 7) blur_rows_k<7>(map, h, w, k, taps, ext, out, y0, y1, next, lo, hi);
+  else if (k == 15) blur_rows_k<15>(map, h, w, k, taps, ext, out, y0, y1, next, lo, hi);
+  else blur_rows_k<0>(map, h, w, k, taps, ext, out, y0, y1, next, lo, hi);
 }
 
-// The k x k blur (double taps, reflect-101 border) of one map at pixel (y, x), in double.
+// The k x k blur (double taps, reflect-101 border) of one map at pixel (y, x), in double: each source row across
+// first, then down the rows.
 static inline double blur_at(const float* map, int64_t h, int64_t w, int64_t k, const double* taps, int64_t y,
                              int64_t x) {
   const int64_t r = k / 2;
@@ -173,6 +240,31 @@ static inline double blur_at(const float* map, int64_t h, int64_t w, int64_t k, 
   return acc;
 }
 
+// blur_at on the 3 x 3 pixels (ys[d], xs[c]), ys and xs each non-decreasing by at most 1: the source rows they share
+// are blurred across once (the same sums, in the same order, as blur_at's).
+static inline void blur_3x3(const float* map, int64_t h, int64_t w, int64_t k, const double* taps,
+                            const int64_t ys[3], const int64_t xs[3], double out[3][3]) {
+  const int64_t r = k / 2, first = ys[0] - r, rows = ys[2] - ys[0] + k;
+  int64_t cols[3][64];
+  for (int c = 0; c < 3; ++c)
+    for (int64_t j = 0; j < k; ++j) cols[c][j] = reflect101(xs[c] + j - r, w);
+  double line[66][3];
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* row = map + reflect101(first + t, h) * w;
+    for (int c = 0; c < 3; ++c) {
+      double acc = 0.0;
+      for (int64_t j = 0; j < k; ++j) acc += taps[j] * (double)row[cols[c][j]];
+      line[t][c] = acc;
+    }
+  }
+  for (int d = 0; d < 3; ++d)
+    for (int c = 0; c < 3; ++c) {
+      double acc = 0.0;
+      for (int64_t i = 0; i < k; ++i) acc += taps[i] * line[ys[d] - ys[0] + i][c];
+      out[d][c] = acc;
+    }
+}
+
 // DARK (DarkPose lib/core/inference.py get_final_preds): per map the raw argmax and maximum, the 13 stencil
 // values of the zero-padded blur (double, rounded to float32), the float32 clamp + log, the Taylor step in double
 // and its rounding bound, as dark._windowed_steps in its double tier. coords gets the refined (or integer) point.
@@ -184,7 +276,8 @@ extern "C" void dark_decode(const float* maps, int64_t count, int64_t h, int64_t
   for (int64_t m = 0; m < count; ++m) {
     const float* map = maps + m * h * w;
     int64_t px, py;
-    const float top = start_at_first_max(map, h, w, m, maxval, index, coords, redo, &px, &py);
+    const float top = start_at_first_max(map, h, w, m, maxval, index, coords, redo, &px, &py,
+                                         m + 1 < count ? map + h * w : nullptr);
     const bool nan = redo[m];
     if (nan || h < 5 || w < 5 || !(px > 1 && px < w - 2 && py > 1 && py < h - 2)) continue;
     float win[40][40];  // the raw window around the argmax, zero off the map (kernel <= 35)
@@ -252,9 +345,23 @@ extern "C" void dark_decode(const float* maps, int64_t count, int64_t h, int64_t
   }
 }
 
+// The minimum and maximum of the blurred rows y0 .. y1 - 1 in `out` (h x w).
+static inline void rows_min_max(const float* out, int64_t w, int64_t y0, int64_t y1, float* lo, float* hi) {
+  using namespace vec;
+  F mn = set(INFINITY), mx = set(-INFINITY);
+  const int64_t n = (y1 - y0) * w;
+  const float* p = out + y0 * w;
+  for (int64_t i = 0; i < n; i += L) {
+    mn = min(mn, load_or(p + i, n - i, INFINITY));
+    mx = max(mx, load_or(p + i, n - i, -INFINITY));
+  }
+  *lo = hmin(mn); *hi = hmax(mx);
+}
+
 // UDP-Pose master's Gaussian decode (deep-high-resolution-net.pytorch/lib/core/inference.py get_max_preds + post):
-// the raw argmax and maximum; the whole k x k float32 blur for its minimum and maximum; the nine blurred values
-// around the point in double (neighbours off the map repeat the edge pixel), rescaled to
+// the raw argmax and maximum; the whole k x k float32 blur for its minimum and maximum (the rescale subtracts the
+// minimum inside the log, so no window can stand in for the whole map: udp.py's module docstring); the nine
+// blurred values around the point in double (neighbours off the map repeat the edge pixel), rescaled to
 // (b - min) / (max - min) * raw max, clipped to [0.001, 50], log; one Newton step, none where it is singular.
 extern "C" void udp_gaussian_decode(const float* maps, int64_t count, int64_t h, int64_t w, int64_t kernel,
                                     const float* taps32, const double* taps, float* maxval, int64_t* index,
@@ -266,18 +373,18 @@ extern "C" void udp_gaussian_decode(const float* maps, int64_t count, int64_t h,
     for (int64_t m = 0; m < count; ++m) {
       const float* map = maps + m * h * w;
       int64_t px, py;
-      const float top = start_at_first_max(map, h, w, m, maxval, index, coords, redo, &px, &py);
+      const float top = start_at_first_max(map, h, w, m, maxval, index, coords, redo, &px, &py, nullptr);
       if (redo[m]) continue;
       float lo, hi;
-      blur_map(map, h, w, kernel, taps32, ext.data(), out.data(), &lo, &hi, nullptr);
+      blur_rows(map, h, w, kernel, taps32, ext.data(), out.data(), 0, h, m + 1 < count ? map + h * w : nullptr, &lo, &hi);
       const double bmin = lo, range = (double)hi - (double)lo, raw = top;
+      const int64_t ys[3] = {py > 0 ? py - 1 : 0, py, py + 1 < h ? py + 1 : h - 1};
+      const int64_t xs[3] = {px > 0 ? px - 1 : 0, px, px + 1 < w ? px + 1 : w - 1};
       double p[3][3];
+      blur_3x3(map, h, w, kernel, taps, ys, xs, p);
       for (int dy = 0; dy < 3; ++dy)
         for (int dx = 0; dx < 3; ++dx) {
-          int64_t y = py + dy - 1, x = px + dx - 1;
-          y = y < 0 ? 0 : (y >= h ? h - 1 : y);
-          x = x < 0 ? 0 : (x >= w ? w - 1 : x);
-          double v = (blur_at(map, h, w, kernel, taps, y, x) - bmin) / range * raw;
+          double v = (p[dy][dx] - bmin) / range * raw;
           v = v < 0.001 ? 0.001 : (v > 50 ? 50 : v);  // NaN stays NaN, as torch.clamp
           p[dy][dx] = std::log(v);
         }
@@ -297,38 +404,106 @@ extern "C" void udp_gaussian_decode(const float* maps, int64_t count, int64_t h,
   }
 }
 
+// One pass over a map: the maximum of each row, the map's maximum and minimum, whether a value is NaN, and the
+// row of the first maximum; prefetches `next`.
+static inline int64_t scan_rows(const float* map, int64_t h, int64_t w, float* rowmax, float* top, float* bottom,
+                                bool* nan, const float* next) {
+  using namespace vec;
+  F mn = set(INFINITY);
+  float best = -INFINITY;
+  int64_t best_row = 0;
+  bool bad = false;
+  for (int64_t y = 0; y < h; ++y) {
+    const float* row = map + y * w;
+    prefetch(next, 4 * y * w, 4 * (y + 1) * w);
+    F mx = set(-INFINITY);
+    for (int64_t x = 0; x < w; x += L) {
+      const F a = load_or(row + x, w - x, row[0]);
+      bad |= any_nan(a);
+      mx = max(mx, a); mn = min(mn, a);
+    }
+    rowmax[y] = hmax(mx);
+    if (rowmax[y] > best) { best = rowmax[y]; best_row = y; }
+  }
+  *top = best; *bottom = hmin(mn); *nan = bad;
+  return best_row;
+}
+
 // UDP-Pose master's offset decode (lib/core/inference.py get_final_preds, TARGET_TYPE offset): per joint of an
 // (N, 3K, H, W) output the argmax and maximum of the float32 k x k blurred classification map, then the x and y
-// offset maps blurred ok x ok (double) at that pixel times kpd. A map where another blurred value, or zero, comes
-// within rtol of the largest |blurred value| of its maximum is marked: rounding may decide its argmax.
+// offset maps blurred ok x ok (double) at that pixel times kpd.
+//
+// Only the blurred rows that can hold the maximum are computed. The blur is a convex combination of map pixels
+// (positive taps summing to S ~ 1, reflect-101 folds into the weights), so every blurred value in output row y is
+// at most bound(y) = S * sum_i taps[i] * rowmax[reflect(y + i - r)]. The row of the raw maximum is blurred first;
+// then every row whose bound comes within 2 tol of the best value so far, tol = rtol * max |raw value|, which is
+// far above the float32 rounding of either this blur or OpenCV's (2 k eps of the largest |value|). The rows left
+// out therefore hold no value within tol of the maximum in either rounding, and the argmax is the first maximum
+// of the computed rows. A map whose maximum has another computed value, or zero, within tol is marked: rounding
+// may decide its argmax (compiled.py hands it to the plain path), as are NaN maps.
 extern "C" void udp_offset_decode(const float* output, int64_t crops, int64_t joints, int64_t h, int64_t w,
                                   int64_t kernel, const float* taps32, int64_t offset_kernel, const double* taps,
                                   double kpd, double rtol, float* maxval, double* coords, uint8_t* redo,
                                   int64_t threads) {
-  const int64_t count = crops * joints, plane = h * w;
+  const int64_t count = crops * joints, plane = h * w, r = kernel / 2;
+  double tap_sum = 0.0;
+  for (int64_t i = 0; i < kernel; ++i) tap_sum += (double)taps32[i];
   #pragma omp parallel num_threads(threads)
   {
-    std::vector<float> ext(h * (w + kernel)), out(plane);
+    std::vector<float> ext(h * (w + kernel)), out(plane), rowmax(h), blurred_max(h);
+    std::vector<double> padded(h + 2 * r), bound(h);
+    std::vector<uint8_t> done(h);
     #pragma omp for schedule(static)
     for (int64_t m = 0; m < count; ++m) {
       const float* cls = output + 3 * m * plane;
-      float top, lo;
-      int64_t at;
-      bool nan = false;
-      for (int64_t i = 0; i < plane; ++i) nan |= cls[i] != cls[i];
-      redo[m] = nan ? 1 : 0;
       maxval[m] = 0.0f;
       coords[2 * m] = coords[2 * m + 1] = 0.0;
-      if (nan) continue;
-      blur_map(cls, h, w, kernel, taps32, ext.data(), out.data(), &lo, &top, &at);
-      const float tol = (float)rtol * std::fmax(std::fabs(top), std::fabs(lo));
-      const float near = top - tol;
-      int64_t close = 0;
-      for (int64_t i = 0; i < plane; ++i) close += out[i] >= near;
-      if (close > 1 || std::fabs(top) <= tol) { redo[m] = 1; continue; }
-      maxval[m] = top;
+      float raw_top, raw_bottom;
+      bool nan;
+      const int64_t peak_row = scan_rows(cls, h, w, rowmax.data(), &raw_top, &raw_bottom, &nan,
+                                         m + 1 < count ? cls + 3 * plane : nullptr);
+      const double scale = std::fmax(std::fabs((double)raw_top), std::fabs((double)raw_bottom));
+      redo[m] = nan || !std::isfinite(scale) ? 1 : 0;
+      if (redo[m]) continue;
+      const double tol = rtol * scale;
+      for (int64_t i = 0; i < h + 2 * r; ++i) padded[i] = tap_sum * (double)rowmax[reflect101(i - r, h)];
+      std::fill(bound.begin(), bound.end(), 0.0);
+      for (int64_t i = 0; i < kernel; ++i)  // bound(y) for every row at once (independent sums: vectorised)
+        for (int64_t y = 0; y < h; ++y) bound[y] += (double)taps32[i] * padded[y + i];
+      std::fill(done.begin(), done.end(), 0);
+      float lo, best;
+      blur_rows(cls, h, w, kernel, taps32, ext.data(), out.data(), peak_row, peak_row + 1);
+      rows_min_max(out.data(), w, peak_row, peak_row + 1, &lo, &best);
+      done[peak_row] = 1;
+      blurred_max[peak_row] = best;
+      for (int64_t y = 0; y < h;) {  // the runs of rows whose bound reaches best - 2 tol, a run at a time
+        const double reach = (double)best - 2 * tol;
+        int64_t end = y;
+        while (end < h && !done[end] && bound[end] >= reach) ++end;
+        if (end == y) { ++y; continue; }
+        blur_rows(cls, h, w, kernel, taps32, ext.data(), out.data(), y, end);
+        for (int64_t row = y; row < end; ++row) {
+          done[row] = 1;
+          rows_min_max(out.data(), w, row, row + 1, &lo, &blurred_max[row]);
+          best = blurred_max[row] > best ? blurred_max[row] : best;
+        }
+        y = end;
+      }
+      // the first maximum, and how many computed values come within tol of it
+      const float near = (float)((double)best - tol);
+      int64_t at = -1, close = 0;
+      for (int64_t y = 0; y < h; ++y) {
+        if (!done[y] || !(blurred_max[y] >= near)) continue;
+        for (int64_t x = 0; x < w; ++x) {
+          const float v = out[y * w + x];
+          if (at < 0 && v == best) at = y * w + x;
+          close += v >= near;
+        }
+      }
+      if (close > 1 || std::fabs((double)best) <= tol || at < 0) { redo[m] = 1; continue; }
+      maxval[m] = best;
       int64_t px = at % w, py = at / w;
-      if (!(top > 0)) { px = 0; py = 0; }
+      if (!(best > 0)) { px = 0; py = 0; }
       const double ox = blur_at(cls + plane, h, w, offset_kernel, taps, py, px);
       const double oy = blur_at(cls + 2 * plane, h, w, offset_kernel, taps, py, px);
       coords[2 * m] = px + ox * kpd;
