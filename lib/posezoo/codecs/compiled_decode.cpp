@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <cmath>
 #include <cfloat>
-#include <type_traits>
 #include <vector>
 #include <omp.h>
 #if defined(__AVX2__)
@@ -169,52 +168,69 @@ static inline void store_lanes(float* p, vec::F v, int64_t n) {
   else vec::store(p, v, n);
 }
 
-// Calls body(x, n, std::true_type) for the whole vectors of a row of w floats, then body(x, n, std::false_type)
-// for its last, partial one.
-template <class Body>
-static inline void for_vectors(int64_t w, Body body) {
-  int64_t x = 0;
-  for (; x + vec::L <= w; x += vec::L) body(x, vec::L, std::true_type{});
-  if (x < w) body(x, w - x, std::false_type{});
+// Rows y0 .. y1 - 1 of the vertical pass over one strip of `n` columns from x (one vector wide) into `ext`
+// (row stride w + 2r, each row starting r floats in): the k source vectors of output row y stay in registers and
+// row y + 1 loads one more, one load per k multiply-adds. `next` (or null) is prefetched a row per row.
+template <int KN, bool FULL>
+static inline void vertical_strip(const float* __restrict map, int64_t h, int64_t w, int64_t kernel,
+                                  const float* __restrict taps, float* __restrict ext, int64_t y0, int64_t y1,
+                                  int64_t x, int64_t n, const float* next) {
+  using namespace vec;
+  const int64_t k = KN > 0 ? KN : kernel, r = k / 2, stride = w + 2 * r;
+  F window[KN > 0 ? KN : 64];  // window[i]: source row reflect(y + i - r) of output row y
+  F tap[KN > 0 ? KN : 64];
+  for (int64_t i = 0; i < k; ++i) tap[i] = set(taps[i]);
+  for (int64_t i = 1; i < k; ++i) window[i] = lanes_at<FULL>(map + reflect101(y0 + i - 1 - r, h) * w + x, n);
+  for (int64_t y = y0; y < y1; ++y) {
+    if (x == 0) prefetch(next, 4 * y * w, 4 * (y + 1) * w);
+    for (int64_t i = 0; i + 1 < k; ++i) window[i] = window[i + 1];
+    window[k - 1] = lanes_at<FULL>(map + reflect101(y + r, h) * w + x, n);
+    F acc = mul(tap[0], window[0]);
+    for (int64_t i = 1; i < k; ++i) acc = fma(tap[i], window[i], acc);
+    store_lanes<FULL>(ext + y * stride + r + x, acc, n);
+  }
+}
+
+// Rows y0 .. y1 - 1 of the horizontal pass over one strip: `out` = the k taps along the padded `ext` rows; with
+// `mn` / `mx` their minimum and maximum folded in.
+template <int KN, bool FULL>
+static inline void horizontal_strip(const float* __restrict ext, int64_t w, int64_t kernel,
+                                    const float* __restrict taps, float* __restrict out, int64_t y0, int64_t y1,
+                                    int64_t x, int64_t n, vec::F* mn, vec::F* mx) {
+  using namespace vec;
+  const int64_t k = KN > 0 ? KN : kernel, stride = w + 2 * (k / 2);
+  F tap[KN > 0 ? KN : 64];
+  for (int64_t j = 0; j < k; ++j) tap[j] = set(taps[j]);
+  for (int64_t y = y0; y < y1; ++y) {
+    const float* padded = ext + y * stride + x;
+    F acc = mul(tap[0], lanes_at<FULL>(padded, n));
+    for (int64_t j = 1; j < k; ++j) acc = fma(tap[j], lanes_at<FULL>(padded + j, n), acc);
+    store_lanes<FULL>(out + y * w + x, acc, n);
+    if (mn) { *mn = min(*mn, keep(acc, n, INFINITY)); *mx = max(*mx, keep(acc, n, -INFINITY)); }
+  }
 }
 
 // Output rows y0 .. y1 - 1 of the k x k float32 blur (the k float taps along both axes, reflect-101 border; vertical
 // taps first, then horizontal: OpenCV sums in the other order, a difference of float32 roundings) of an h x w map:
 // `ext` holds h * (w + k - 1) floats, `out` h * w (only rows y0 .. y1 - 1 are written); with `lo` and `hi` the
 // minimum and maximum of those rows too. Each sum is fused multiply-adds in tap order; `next` (or null) is the map
-// to prefetch, a row per row. Needs k / 2 < h, w.
+// to prefetch. Needs k / 2 < h, w.
 template <int KN>
-static void blur_rows_k(const float* __restrict map, int64_t h, int64_t w, int64_t kernel,
-                        const float* __restrict taps, float* __restrict ext, float* __restrict out, int64_t y0,
-                        int64_t y1, const float* next, float* lo, float* hi) {
+static void blur_rows_k(const float* map, int64_t h, int64_t w, int64_t kernel, const float* taps, float* ext,
+                        float* out, int64_t y0, int64_t y1, const float* next, float* lo, float* hi) {
   using namespace vec;
-  const int64_t k = KN > 0 ? KN : kernel, r = k / 2, stride = w + 2 * r;
-  F mn = set(INFINITY), mx = set(-INFINITY);
-  for (int64_t y = y0; y < y1; ++y) {  // down the rows, into ext (each row padded by r reflected values)
-    const float* src[64];  // the k source rows of output row y (k <= 63)
-    for (int64_t i = 0; i < k; ++i) src[i] = map + reflect101(y + i - r, h) * w;
+  const int64_t r = (KN > 0 ? KN : kernel) / 2, stride = w + 2 * r;
+  int64_t x = 0;
+  for (; x + L <= w; x += L) vertical_strip<KN, true>(map, h, w, kernel, taps, ext, y0, y1, x, L, next);
+  if (x < w) vertical_strip<KN, false>(map, h, w, kernel, taps, ext, y0, y1, x, w - x, next);
+  for (int64_t y = y0; y < y1; ++y) {
     float* row = ext + y * stride + r;
-    prefetch(next, 4 * y * w, 4 * (y + 1) * w);
-    for_vectors(w, [&](int64_t x, int64_t n, auto full) {
-      constexpr bool FULL = decltype(full)::value;
-      F acc = mul(set(taps[0]), lanes_at<FULL>(src[0] + x, n));
-      for (int64_t i = 1; i < k; ++i) acc = fma(set(taps[i]), lanes_at<FULL>(src[i] + x, n), acc);
-      store_lanes<FULL>(row + x, acc, n);
-    });
     for (int64_t j = 1; j <= r; ++j) { row[-j] = row[reflect101(-j, w)]; row[w - 1 + j] = row[reflect101(w - 1 + j, w)]; }
   }
-  // across, from rows written a whole block earlier (no store-to-load forwarding stalls)
-  for (int64_t y = y0; y < y1; ++y) {
-    const float* padded = ext + y * stride;
-    float* dst = out + y * w;
-    for_vectors(w, [&](int64_t x, int64_t n, auto full) {
-      constexpr bool FULL = decltype(full)::value;
-      F acc = mul(set(taps[0]), lanes_at<FULL>(padded + x, n));
-      for (int64_t j = 1; j < k; ++j) acc = fma(set(taps[j]), lanes_at<FULL>(padded + x + j, n), acc);
-      store_lanes<FULL>(dst + x, acc, n);
-      if (lo) { mn = min(mn, keep(acc, n, INFINITY)); mx = max(mx, keep(acc, n, -INFINITY)); }
-    });
-  }
+  F mn = set(INFINITY), mx = set(-INFINITY);
+  F* mn_p = lo ? &mn : nullptr;
+  for (x = 0; x + L <= w; x += L) horizontal_strip<KN, true>(ext, w, kernel, taps, out, y0, y1, x, L, mn_p, &mx);
+  if (x < w) horizontal_strip<KN, false>(ext, w, kernel, taps, out, y0, y1, x, w - x, mn_p, &mx);
   if (lo) { *lo = hmin(mn); *hi = hmax(mx); }
 }
 
@@ -448,13 +464,25 @@ extern "C" void udp_offset_decode(const float* output, int64_t crops, int64_t jo
   const int64_t count = crops * joints, plane = h * w, r = kernel / 2;
   double tap_sum = 0.0;
   for (int64_t i = 0; i < kernel; ++i) tap_sum += (double)taps32[i];
+  // joint m's offsets are read one joint later: their rows (in planes the scan never touches) are prefetched when
+  // its argmax is known and have arrived by then
+  const int64_t reach = offset_kernel / 2;
+  auto finish = [&](int64_t m, int64_t px, int64_t py) {
+    const float* cls = output + 3 * m * plane;
+    const double ox = blur_at(cls + plane, h, w, offset_kernel, taps, py, px);
+    const double oy = blur_at(cls + 2 * plane, h, w, offset_kernel, taps, py, px);
+    coords[2 * m] = px + ox * kpd;
+    coords[2 * m + 1] = py + oy * kpd;
+  };
   #pragma omp parallel num_threads(threads)
   {
     std::vector<float> ext(h * (w + kernel)), out(plane), rowmax(h), blurred_max(h);
     std::vector<double> padded(h + 2 * r), bound(h);
     std::vector<uint8_t> done(h);
-    #pragma omp for schedule(static)
+    int64_t pending = -1, pending_x = 0, pending_y = 0;
+    #pragma omp for schedule(static) nowait
     for (int64_t m = 0; m < count; ++m) {
+      if (pending >= 0) { finish(pending, pending_x, pending_y); pending = -1; }
       const float* cls = output + 3 * m * plane;
       maxval[m] = 0.0f;
       coords[2 * m] = coords[2 * m + 1] = 0.0;
@@ -504,10 +532,14 @@ extern "C" void udp_offset_decode(const float* output, int64_t crops, int64_t jo
       maxval[m] = best;
       int64_t px = at % w, py = at / w;
       if (!(best > 0)) { px = 0; py = 0; }
-      const double ox = blur_at(cls + plane, h, w, offset_kernel, taps, py, px);
-      const double oy = blur_at(cls + 2 * plane, h, w, offset_kernel, taps, py, px);
-      coords[2 * m] = px + ox * kpd;
-      coords[2 * m + 1] = py + oy * kpd;
+      for (int64_t i = -reach; i <= reach; ++i) {
+        const int64_t row = reflect101(py + i, h) * w;
+        const int64_t from = px > reach ? px - reach : 0, to = px + reach < w ? px + reach + 1 : w;
+        prefetch(cls + plane, 4 * (row + from), 4 * (row + to));
+        prefetch(cls + 2 * plane, 4 * (row + from), 4 * (row + to));
+      }
+      pending = m; pending_x = px; pending_y = py;
     }
+    if (pending >= 0) finish(pending, pending_x, pending_y);
   }
 }
