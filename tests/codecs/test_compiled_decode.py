@@ -12,8 +12,10 @@ import torch
 
 from oracles import reference_udp as R
 from oracles.reference_dark import get_final_preds_dark_loop
+from oracles.reference_soft_argmax import get_final_preds_soft_argmax_loop
 from posezoo.codecs import build_codec, compiled
 from posezoo.codecs.dark import DarkCodec
+from posezoo.codecs.soft_argmax import SoftArgmaxCodec
 from posezoo.codecs.udp import NEAR_TIE_RTOL, UDPHeatmapCodec, UDPOffsetCodec
 from posezoo.config import load_config
 from test_codec_dark import blob_maps, golden_fixture
@@ -186,6 +188,40 @@ def test_udp_offset_finds_a_blurred_maximum_far_from_the_raw_one():
             np.testing.assert_allclose(float(maxvals[n, j]), blurred.max(), rtol=1e-5)
 
 
+@needs_kernels
+@pytest.mark.parametrize("size", [(64, 48), (45, 37)])
+def test_soft_argmax_compiled_equals_plain_and_lpn_loop(size):
+    """LPN's beta-soft-argmax summed over the pixels within cutoff / beta of the maximum only: the plain decode and
+    the LPN-formula loop to 1e-4 px, on maps where many pixels share the top (flat, plateaus, noise) as well."""
+    rng = np.random.default_rng(10)
+    maps = adversarial_maps(rng, *size)
+    maps[0, 5, 3, 4] = np.nan  # a NaN map goes to the plain path
+    center, scale = _boxes(rng, len(maps))
+    args = ((4 * size[1], 4 * size[0]), (size[1], size[0]), 2)
+    fast, plain = SoftArgmaxCodec(*args, compiled=True), SoftArgmaxCodec(*args)
+    preds, maxvals = fast.decode(torch.from_numpy(maps), _meta(center, scale))
+    plain_preds, plain_maxvals = plain.decode(torch.from_numpy(maps), _meta(center, scale))
+    # where the point sits on a half pixel (flat and plateau maps: their centre), rounding picks the pixel that
+    # the score and the quarter step read, in LPN's float32 code too: compared without the post-processing
+    points = compiled.soft_argmax(torch.from_numpy(maps).reshape(-1, *size), 160.0)[0].reshape(len(maps), 17, 2)
+    half = ((points - points.floor() - 0.5).abs() < 1e-4).any(2).numpy()
+    assert not half[1:].any()  # only the special maps of crop 0 (flat, zero, 1e-30 noise, plateaus)
+    raw = SoftArgmaxCodec(*args, post_process=False)
+    for codec, got in ((plain, (preds, maxvals)), (raw, SoftArgmaxCodec(*args, post_process=False, compiled=True)
+                                                   .decode(torch.from_numpy(maps), _meta(center, scale)))):
+        want = codec.decode(torch.from_numpy(maps), _meta(center, scale))
+        keep = ~half if codec is plain else np.ones_like(half)  # the points themselves agree on every map
+        keep[0, 5] = False  # the NaN map
+        np.testing.assert_allclose(got[0].numpy()[keep], want[0].numpy()[keep], atol=1e-3, rtol=0)
+        np.testing.assert_array_equal(got[1].numpy()[~half], want[1].numpy()[~half])
+    ref_preds, ref_maxvals = get_final_preds_soft_argmax_loop(maps[1:].copy(), center[1:], scale[1:])
+    np.testing.assert_allclose(preds.numpy()[1:][~half[1:]], ref_preds[~half[1:]], atol=1e-3)
+    np.testing.assert_array_equal(maxvals.numpy()[1:][~half[1:]], ref_maxvals[~half[1:]])
+    assert torch.isnan(preds[0, 5]).all() == torch.isnan(plain_preds[0, 5]).all()
+    _, redo = compiled.soft_argmax(torch.from_numpy(maps).reshape(-1, *size), 160.0)
+    assert redo.nonzero()[:, 0].tolist() == [5]
+
+
 @pytest.fixture(scope="module")
 def narrow_builds():
     """The kernels built with the AVX2 and the scalar vector type (on this machine's compiler), or a skip."""
@@ -207,7 +243,7 @@ def test_kernels_give_the_same_bits_in_every_vector_build(narrow_builds, monkeyp
             flat = maps.reshape(-1, *size)
             output = torch.from_numpy(_offset_output(np.random.default_rng(size[0]), maps.numpy()))
             got += [*compiled.dark_peaks(flat, 11), *compiled.udp_gaussian(flat, 7),
-                    *compiled.udp_offset(output, 15, 7, 4.0, NEAR_TIE_RTOL)]
+                    *compiled.udp_offset(output, 15, 7, 4.0, NEAR_TIE_RTOL), *compiled.soft_argmax(flat, 160.0)]
         runs[bits] = got
     for bits in (256, 32):
         for a, b in zip(runs[512], runs[bits]):
@@ -245,6 +281,7 @@ def test_compiled_unavailable_falls_back_with_one_log_line(monkeypatch, caplog):
 def test_test_compile_selects_the_compiled_decode():
     """TEST.COMPILE (the compiled forward) also compiles the DARK and UDP decoders; off by default."""
     for overrides, cls in ((["MODEL.TARGET_TYPE", "gaussian", "TEST.BLUR_KERNEL", "11"], DarkCodec),
+                           (["MODEL.TARGET_TYPE", "soft_argmax"], SoftArgmaxCodec),
                            (["MODEL.TARGET_TYPE", "udp", "TEST.POST_PROCESS", "True"], UDPHeatmapCodec),
                            (["MODEL.TARGET_TYPE", "offset"], UDPOffsetCodec)):
         default = build_codec(load_config(None, overrides))

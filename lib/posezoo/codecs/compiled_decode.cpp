@@ -37,6 +37,7 @@ static inline F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
 static inline F min(F a, F b) { return _mm512_min_ps(a, b); }
 static inline F max(F a, F b) { return _mm512_max_ps(a, b); }
 static inline bool any_nan(F a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) != 0; }
+static inline bool any_at_least(F a, float x) { return _mm512_cmp_ps_mask(a, _mm512_set1_ps(x), _CMP_GE_OQ) != 0; }
 static inline float hmin(F a) { return _mm512_reduce_min_ps(a); }
 static inline float hmax(F a) { return _mm512_reduce_max_ps(a); }
 static inline int64_t first_equal(F a, float x, int64_t n) {  // first lane < n equal to x, else -1
@@ -64,6 +65,7 @@ static inline F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
 static inline F min(F a, F b) { return _mm256_min_ps(a, b); }
 static inline F max(F a, F b) { return _mm256_max_ps(a, b); }
 static inline bool any_nan(F a) { return _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0; }
+static inline bool any_at_least(F a, float x) { return _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(x), _CMP_GE_OQ)) != 0; }
 static inline float hmin(F a) {
   alignas(32) float t[8]; _mm256_store_ps(t, a);
   float m = t[0]; for (int i = 1; i < 8; ++i) m = t[i] < m ? t[i] : m;
@@ -91,6 +93,7 @@ static inline F fma(F a, F b, F c) { return std::fma(a, b, c); }
 static inline F min(F a, F b) { return b < a ? b : a; }
 static inline F max(F a, F b) { return b > a ? b : a; }
 static inline bool any_nan(F a) { return a != a; }
+static inline bool any_at_least(F a, float x) { return a >= x; }
 static inline float hmin(F a) { return a; }
 static inline float hmax(F a) { return a; }
 static inline int64_t first_equal(F a, float x, int64_t) { return a == x ? 0 : -1; }
@@ -541,5 +544,39 @@ extern "C" void udp_offset_decode(const float* output, int64_t crops, int64_t jo
       pending = m; pending_x = px; pending_y = py;
     }
     if (pending >= 0) finish(pending, pending_x, pending_y);
+  }
+}
+
+// LPN's beta-soft-argmax (lpn-pytorch lib/core/inference.py get_final_preds_using_softargmax): the expected
+// (x, y) under softmax(beta * map) over each map. A pixel more than `cutoff` / beta below the map's maximum weighs
+// under e^-cutoff of the maximum's weight; all of them together move the point by less than
+// max(h, w) * h * w * e^-cutoff pixels (8e-13 for 64 x 48 at cutoff 40), so only the pixels above that line are
+// summed (in double; a peaked map has a few dozen), in the pass that finds them while the map is in L1.
+extern "C" void soft_argmax_decode(const float* maps, int64_t count, int64_t h, int64_t w, double beta,
+                                   double cutoff, double* coords, uint8_t* redo, int64_t threads) {
+  #pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t m = 0; m < count; ++m) {
+    const float* map = maps + m * h * w;
+    float top;
+    bool nan;
+    first_max(map, h * w, &top, &nan, m + 1 < count ? map + h * w : nullptr);
+    redo[m] = nan || !std::isfinite(top) ? 1 : 0;
+    if (redo[m]) continue;
+    const double line = (double)top - cutoff / beta;
+    const float below = std::nextafter((float)line, -INFINITY);  // no pixel >= line (in double) is < below
+    double sum = 0.0, sx = 0.0, sy = 0.0;
+    const int64_t n = h * w;
+    for (int64_t i = 0; i < n; i += vec::L) {  // the vectors holding a pixel above the line
+      if (!vec::any_at_least(vec::load_or(map + i, n - i, -INFINITY), below)) continue;
+      for (int64_t j = i; j < i + vec::L && j < n; ++j) {
+        if (!((double)map[j] >= line)) continue;
+        const double weight = std::exp(beta * ((double)map[j] - (double)top));
+        sum += weight;
+        sx += weight * (double)(j % w);
+        sy += weight * (double)(j / w);
+      }
+    }
+    coords[2 * m] = sx / sum;
+    coords[2 * m + 1] = sy / sum;
   }
 }

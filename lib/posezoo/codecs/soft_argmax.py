@@ -20,7 +20,14 @@ test uses HRNet's ``TEST.SHIFT_HEATMAP`` rule. The decode is LPN's
 
 ``soft_argmax(heatmaps, beta)`` is differentiable, so a loss can supervise the
 coordinates through it. ``decode`` is batched in torch on the heatmaps' device
-and leaves its input untouched.
+and leaves its input untouched. With ``TEST.COMPILE`` it takes the expected
+point of float32 CPU maps from posezoo's compiled kernel
+(``codecs.compiled.soft_argmax``: one pass finds the maximum, the next sums only
+the pixels within ``SOFT_ARGMAX_CUTOFF / beta`` of it, whose weights are all that
+a float32 sum keeps; within 1e-5 px of the plain path). Where the point lies
+within float32 rounding of a half pixel (a flat map's centre), the pixel the
+score and the quarter step read is decided by rounding, in LPN's code too (its
+float32 sum changes with the batch's BLAS path).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ import numpy as np
 import torch
 
 from ..utils.transforms import crop_to_image, flip_back
+from . import compiled as compiled_kernels
 from .base import single_threaded_on_cpu
 from .gaussian import GaussianHeatmapCodec, HeatmapCodec, quarter_offset
 
@@ -91,12 +99,15 @@ class SoftArgmaxCodec(HeatmapCodec):
     ``image_size`` and ``heatmap_size`` are (width, height)."""
 
     def __init__(self, image_size: Sequence[int], heatmap_size: Sequence[int], sigma: float,
-                 post_process: bool = True, shift_heatmap: bool = True, beta: float = LPN_BETA, bias: float = 0.0):
+                 post_process: bool = True, shift_heatmap: bool = True, beta: float = LPN_BETA, bias: float = 0.0,
+                 compiled: bool = False, compiled_threads: int = 1):
         self.gaussian = GaussianHeatmapCodec(image_size, heatmap_size, sigma)
         self.post_process = post_process
         self.shift_heatmap = shift_heatmap
         self.beta = float(beta)
         self.bias = float(bias)
+        self.compiled = bool(compiled)
+        self.compiled_threads = int(compiled_threads)
 
     def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
                     ) -> np.ndarray:
@@ -120,7 +131,15 @@ class SoftArgmaxCodec(HeatmapCodec):
         if heatmaps.dtype not in (torch.float32, torch.float64):
             heatmaps = heatmaps.float()  # LPN decodes in float32; beta * half-precision maps loses digits
         n, k, h, w = heatmaps.shape
-        coords = soft_argmax_fused(heatmaps, self.beta)
+        if self.compiled and compiled_kernels.usable(heatmaps, 1):
+            flat = heatmaps.reshape(n * k, h, w)
+            points, redo = compiled_kernels.soft_argmax(flat, self.beta, self.compiled_threads)
+            todo = redo.nonzero()[:, 0]
+            if todo.numel():  # NaN or infinite maps: the plain path
+                points[todo] = soft_argmax_fused(flat[todo][None], self.beta)[0].to(points.dtype)
+            coords = points.to(heatmaps.dtype).reshape(n, k, 2)
+        else:
+            coords = soft_argmax_fused(heatmaps, self.beta)
         maxvals = value_at_rounded(heatmaps, coords)
         if self.post_process:
             coords = quarter_offset(heatmaps, coords)
@@ -132,4 +151,4 @@ class SoftArgmaxCodec(HeatmapCodec):
 def get_codec(cfg) -> SoftArgmaxCodec:
     return SoftArgmaxCodec(cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.SIGMA,
                            post_process=cfg.TEST.POST_PROCESS, shift_heatmap=cfg.TEST.SHIFT_HEATMAP,
-                           bias=cfg.TEST.BIAS)
+                           bias=cfg.TEST.BIAS, compiled=cfg.TEST.COMPILE)
