@@ -195,3 +195,33 @@ def test_decode_mode_is_checked(tmp_path):
     cfg = load_config(W32, ["DATASET.ROOT", root, "MODEL.PRETRAINED", "''", "DATASET.DECODE", "partial"])
     with pytest.raises(ValueError, match="DATASET.DECODE 'partial'"):
         build_dataset(cfg, "val2017", False, build_codec(cfg))
+
+
+def test_window_of_a_matrix_that_is_not_finite_is_the_whole_image():
+    trans = np.array([[np.nan, 0, 0], [0, 1, 0]])
+    assert jpeg_region.source_window(trans, (48, 64), 120, 90) == (0, 0, 120, 90)
+
+
+@needs_decoder
+def test_corrupt_entropy_data_falls_back_to_the_whole_image_reader(tmp_path):
+    """libjpeg only warns on damaged entropy data; the region decoder then declines and the sample is
+    the whole-image reader's (same pixels, same draws)."""
+    root = reencoded_coco(tmp_path)
+    whole, region = datasets(root, "train")
+    path = region.db[0]["image"]
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    start = data.index(b"\xff\xda") + 200  # inside the first scan's entropy-coded data
+    data[start:start + 40] = b"\xff\xd0" * 20  # stray restart markers: a libjpeg warning, not an error
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    size = jpeg_region.jpeg_size(bytes(data))
+    assert size is not None
+    out = np.zeros((size[1], size[0], 3), np.uint8)
+    assert not jpeg_region.decode_region(bytes(data), 0, 0, size[0], size[1], False, out)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a = whole[0]
+        torch.manual_seed(seed)
+        b = region[0]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

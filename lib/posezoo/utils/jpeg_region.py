@@ -24,6 +24,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import subprocess
 import tempfile
@@ -124,13 +125,19 @@ def source_window(trans: np.ndarray, output_size: tuple[int, int], width: int, h
                   ) -> tuple[int, int, int, int]:
     """(x0, y0, x1, y1), the image pixels that ``cv2.warpAffine(image, trans, output_size, INTER_LINEAR)``
     can read: the box around the output corners mapped back to the image, MARGIN pixels wider,
-    clipped to the image (empty when the crop lies outside it)."""
-    inverse = cv2.invertAffineTransform(np.asarray(trans, np.float64))
+    clipped to the image (empty when the crop lies outside it); the whole image for a matrix that is
+    not finite."""
+    (a, b, c), (d, e, f) = cv2.invertAffineTransform(np.asarray(trans, np.float64)).tolist()
     w, h = output_size
-    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ inverse.T
-    low, high = np.floor(corners.min(0)) - MARGIN, np.ceil(corners.max(0)) + MARGIN + 1
-    x0, y0 = (int(np.clip(v, 0, limit)) for v, limit in zip(low, (width, height)))
-    x1, y1 = (int(np.clip(v, 0, limit)) for v, limit in zip(high, (width, height)))
+    corners = ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1))
+    xs = [a * x + b * y + c for x, y in corners]
+    ys = [d * x + e * y + f for x, y in corners]
+    if not all(math.isfinite(v) for v in xs + ys):
+        return 0, 0, width, height
+    x0 = min(max(math.floor(min(xs)) - MARGIN, 0), width)
+    y0 = min(max(math.floor(min(ys)) - MARGIN, 0), height)
+    x1 = min(max(math.ceil(max(xs)) + MARGIN + 1, 0), width)
+    y1 = min(max(math.ceil(max(ys)) + MARGIN + 1, 0), height)
     return x0, y0, max(x0, x1), max(y0, y1)
 
 
