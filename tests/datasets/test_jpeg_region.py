@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import COCO_SAMPLES, ROOT, link_coco_samples
+from conftest import COCO_SAMPLES, ROOT, TINY_MODEL, link_coco_samples, link_mpii_samples
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.datasets import build_dataset
@@ -225,3 +225,24 @@ def test_corrupt_entropy_data_falls_back_to_the_whole_image_reader(tmp_path):
         torch.manual_seed(seed)
         b = region[0]
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@needs_decoder
+@pytest.mark.parametrize("is_train", [True, False])
+def test_mpii_samples_equal_the_whole_image_path(tmp_path, is_train):
+    """The shared MPII photos (another reader on the same JointsDataset.__getitem__), with the default
+    augmentation (flip, scale, rotation)."""
+    root = link_mpii_samples(tmp_path / "mpii")
+    built = []
+    for mode in ("whole", "region"):
+        cfg = load_config(None, ["DATASET.DATASET", "mpii", "DATASET.ROOT", str(root), "MODEL.NUM_JOINTS", "16",
+                                 "OUTPUT_DIR", str(tmp_path / "out"), *TINY_MODEL, "DATASET.DECODE", mode])
+        built.append(build_dataset(cfg, "valid", is_train, build_codec(cfg)))
+    whole, region = built
+    assert region.region_decode and len(whole) > 0
+    for seed, i in itertools.product(range(3), range(len(whole))):
+        torch.manual_seed(seed)
+        a = whole[i]
+        torch.manual_seed(seed)
+        b = region[i]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
