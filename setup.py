@@ -6,7 +6,7 @@ setup(
     description="Top-down keypoint toolkit: PoseResNet, HRNet, LPN, hourglass, A2J, AWR",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    package_data={"posezoo.codecs": ["compiled_decode.cpp"]},
+    package_data={"posezoo.codecs": ["compiled_decode.cpp"], "posezoo.utils": ["jpeg_region.c"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=1.13",

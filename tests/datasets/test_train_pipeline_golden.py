@@ -14,6 +14,7 @@ from conftest import ROOT, link_coco_samples
 from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.datasets import build_dataset
+from posezoo.utils import jpeg_region
 
 W32 = os.path.join(ROOT, "experiments", "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")
 # sha256 of every sample's input, target, target weight and warped joints (the
@@ -42,9 +43,15 @@ def digest(dataset, seeds=range(4)) -> tuple[str, int]:
     return h.hexdigest(), moved
 
 
+@pytest.mark.parametrize("decode", ["whole", "region"])
 @pytest.mark.parametrize("split", ["train", "val"])
-def test_samples_bitwise_as_before(coco_root, split):
-    cfg = load_config(W32, ["DATASET.ROOT", coco_root, "MODEL.PRETRAINED", "''", "TEST.USE_GT_BBOX", "True"])
+def test_samples_bitwise_as_before(coco_root, split, decode):
+    """DATASET.DECODE region (utils/jpeg_region.py) gives the same digests as the whole-image reader."""
+    if decode == "region" and jpeg_region.library() is None:
+        pytest.skip("region decoder unavailable here (needs a C compiler, jpeglib.h and libjpeg)")
+    cfg = load_config(W32, ["DATASET.ROOT", coco_root, "MODEL.PRETRAINED", "''", "TEST.USE_GT_BBOX", "True",
+                            "DATASET.DECODE", decode])
     dataset = build_dataset(cfg, f"{split}2017", split == "train", build_codec(cfg))
     assert len(dataset) == 12
+    assert dataset.region_decode == (decode == "region")
     assert digest(dataset) == GOLDEN[split]

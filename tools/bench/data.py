@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from posezoo.config import update_config
 from posezoo.datasets import build_dataset
+from posezoo.utils import jpeg_region
 
 from .common import alternate_many, quiet, say, side_row, timed
 from .official import official_dataset
@@ -55,27 +57,36 @@ def bench_data_official(cfg, codec, cfg_path: str, root: str, n: int, reps: int,
                         tag: str = "[1/6]") -> list[dict]:
     """Samples/s of posezoo's and the official dataset (train: the YAML's augmentation; test: warp only) on
     the same DATASET.ROOT through DataLoaders with each count in `workers`, alternating `reps` epochs of `n`
-    samples; the test-set inputs and targets (no random draw) are checked equal. [] without the official
-    dataset."""
+    samples; the test-set inputs and targets (no random draw) are checked equal. Where the region decoder
+    builds here and the config decodes whole images, ``DATASET.DECODE region`` (utils/jpeg_region.py) runs in
+    the same rounds and gets rows of its own. [] without the official dataset."""
     rows = []
+    region_cfg = update_config(cfg, ["DATASET.DECODE", "region"]) \
+        if cfg.DATASET.DECODE == "whole" and jpeg_region.library() is not None else None
     for key, image_set, is_train in (("train", cfg.DATASET.TRAIN_SET, True), ("test", cfg.DATASET.TEST_SET, False)):
         with quiet():
             official, label = official_dataset(root, cfg, cfg_path, image_set, is_train)
-            ours = build_dataset(cfg, image_set, is_train, codec)
+            contenders = {"ours": build_dataset(cfg, image_set, is_train, codec)}
+            if region_cfg is not None:
+                contenders["region"] = build_dataset(region_cfg, image_set, is_train, codec)
         if official is None:
             say(f"{tag} data side by side: {label}")
             return []
         for count in workers:
-            times, first = alternate_many({"official": lambda d=official, w=count: loader_pass(d, n, w),
-                                           "ours": lambda d=ours, w=count: loader_pass(d, n, w)}, reps)
-            if is_train:
-                check = "random augmentation: not compared"
-            else:
-                diffs = [(a - b).abs().max().item() for a, b in zip(first["official"], first["ours"])]
-                check = f"inputs max diff {diffs[0]:.1e}, targets {diffs[1]:.1e}"
-            rows.append(side_row(f"data {key} ({image_set}), {count} workers", label, True, n, times["official"],
-                                 times["ours"], check, unit="crops/s"))
-            say(f"{tag} data side by side, {key}, {count} workers: official {rows[-1]['ref_rate']:.1f} crops/s, "
-                f"posezoo {rows[-1]['rate']:.1f} (x{rows[-1]['speedup']:.2f} / x{rows[-1]['median_speedup']:.2f}; "
-                f"{rows[-1]['rate'] / max(count, 1):.1f} per worker), {check}")
+            fns = {"official": lambda d=official, w=count: loader_pass(d, n, w)}
+            fns.update({name: lambda d=d, w=count: loader_pass(d, n, w) for name, d in contenders.items()})
+            times, first = alternate_many(fns, reps)
+            for name in contenders:
+                if is_train:
+                    check = "random augmentation: not compared"
+                else:
+                    diffs = [(a - b).abs().max().item() for a, b in zip(first["official"], first[name])]
+                    check = f"inputs max diff {diffs[0]:.1e}, targets {diffs[1]:.1e}"
+                suffix = " (DATASET.DECODE region)" if name == "region" else ""
+                rows.append(side_row(f"data {key} ({image_set}), {count} workers{suffix}", label, True, n,
+                                     times["official"], times[name], check, unit="crops/s"))
+                say(f"{tag} data side by side, {key}, {count} workers{suffix}: official "
+                    f"{rows[-1]['ref_rate']:.1f} crops/s, posezoo {rows[-1]['rate']:.1f} "
+                    f"(x{rows[-1]['speedup']:.2f} / x{rows[-1]['median_speedup']:.2f}; "
+                    f"{rows[-1]['rate'] / max(count, 1):.1f} per worker), {check}")
     return rows

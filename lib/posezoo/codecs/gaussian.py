@@ -10,6 +10,7 @@ joints, in torch on the heatmaps' device.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,6 +18,18 @@ import torch
 
 from ..utils.transforms import crop_to_image, flip_back, get_affine_transform
 from .base import Codec, Metric, last_stage, single_threaded_on_cpu
+
+
+@functools.lru_cache(maxsize=32)
+def gaussian_table(length: int, centre: float, two_sigma_sq: float, dtype: type) -> np.ndarray:
+    """``g[i, j] = exp(-((i - centre)^2 + (j - centre)^2) / (2 sigma^2))`` for i, j < `length`, in `dtype`,
+    each value by the same operations as the official ``generate_target`` (HRNet
+    ``lib/dataset/JointsDataset.py:268-272``), so pasting it gives that target; computed once per codec
+    setting instead of an exp over every heatmap pixel of every sample (read-only: it is shared)."""
+    offsets = (np.arange(length).astype(dtype) - dtype(centre)) ** 2
+    table = np.exp(-(offsets[:, None] + offsets[None, :]) / dtype(two_sigma_sq))
+    table.flags.writeable = False
+    return table
 
 
 def argmax_rows(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -338,17 +351,17 @@ class GaussianHeatmapCodec(HeatmapCodec):
         outside = (ul_x >= w) | (ul_y >= h) | (br_x < 0) | (br_y < 0)
         weight[outside] = 0
 
-        # g[i] sits at pixel ul + i
-        xs = np.arange(w)[None, :] - ul_x[:, None]  # (K, W) index into g
-        ys = np.arange(h)[None, :] - ul_y[:, None]
-        in_x = (xs >= 0) & (xs < np.minimum(br_x - ul_x, g_len)[:, None])
-        in_y = (ys >= 0) & (ys < np.minimum(br_y - ul_y, g_len)[:, None])
-        centre = dtype(centre)
-        gx = (xs.astype(dtype) - centre) ** 2
-        gy = (ys.astype(dtype) - centre) ** 2
-        target = np.exp(-(gy[:, :, None] + gx[:, None, :]) / dtype(2 * self.sigma ** 2))
-        mask = in_y[:, :, None] & in_x[:, None, :] & (weight[:, 0] > 0.5)[:, None, None]
-        return np.where(mask, target, 0).astype(np.float32), weight
+        # g[i] sits at pixel ul + i, for i < min(br - ul, len(g)); only the pixels inside the map are pasted,
+        # as the official code pastes g[g_y[0]:g_y[1], g_x[0]:g_x[1]] into a zero map
+        table = gaussian_table(g_len, float(centre), float(2 * self.sigma ** 2), dtype)
+        target = np.zeros((len(mu), h, w), np.float32)
+        span_x, span_y = np.minimum(br_x - ul_x, g_len), np.minimum(br_y - ul_y, g_len)
+        for k in np.flatnonzero(weight[:, 0] > 0.5):
+            x0, y0 = max(int(ul_x[k]), 0), max(int(ul_y[k]), 0)
+            x1, y1 = min(int(ul_x[k] + span_x[k]), w), min(int(ul_y[k] + span_y[k]), h)
+            if x0 < x1 and y0 < y1:
+                target[k, y0:y1, x0:x1] = table[y0 - ul_y[k]:y1 - ul_y[k], x0 - ul_x[k]:x1 - ul_x[k]]
+        return target, weight
 
     @single_threaded_on_cpu
     def decode(self, output: torch.Tensor, meta) -> tuple[torch.Tensor, torch.Tensor]:

@@ -134,6 +134,12 @@ _C.DATASET.INPUT_STD = [0.229, 0.224, 0.225]
 _C.DATASET.INPUT_MEAN_FILE = ""
 # posezoo: skip (and count) unreadable images instead of stopping.
 _C.DATASET.SKIP_CORRUPT_IMAGES = False
+# posezoo: how a top-down sample reads its JPEG: whole (cv2.imread of the whole image, as the official
+# JointsDataset) | region (only the rows and columns its crop's warp reads, through the system libjpeg-turbo:
+# utils/jpeg_region.py; the same pixels and crop, measured equal on every JPEG layout tried; needs a C compiler,
+# jpeglib.h and libjpeg, e.g. Debian's libjpeg62-turbo-dev, else one log line and whole). Region applies to the
+# msra augmentation without DATASET.STRONG_AUG and codecs that warp; other images (PNG, CMYK JPEG) are read whole.
+_C.DATASET.DECODE = "whole"
 # ordinal depth labels per person (datasets/ordinal.py: JSON keyed by COCO annotation id or MPII
 # person index, or the released ordinal.mat / .h5 with variable ord, N x K x K), trained by the
 # volumetric codec's ordinal loss (MODEL.TARGET_TYPE volumetric)

@@ -19,6 +19,8 @@ from torch.utils.data import Dataset
 
 from ..utils.transforms import PIXEL_STD, affine_transform, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
+from ..utils import jpeg_region
+from ..codecs.base import Codec
 from .strong_aug import strong_augmentation
 from .appearance import AppearanceJitter
 from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
@@ -99,12 +101,15 @@ def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray =
 
 def crop_input(codec, image: np.ndarray, center: np.ndarray, scale: np.ndarray, rotation: float,
                output_size: Sequence[int], mean: np.ndarray, std: np.ndarray,
-               appearance: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[torch.Tensor, np.ndarray]:
+               appearance: Callable[[np.ndarray], np.ndarray] | None = None,
+               trans: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """One crop's network input (3, h, w) float32 and the image -> crop 2x3 its joints map
-    with (``codec.crop_matrix``). The image is warped with that matrix, unless the codec cuts
+    with (``codec.crop_matrix``, unless the caller passes the matrix it already computed as `trans`).
+    The image is warped with that matrix, unless the codec cuts
     its own crop (``codec.crop_image``, on [0, 1]: normalised as (crop - mean) / std).
     ``appearance`` (training: ``datasets/appearance.py``) randomises the crop before it is normalised."""
-    trans = codec.crop_matrix(center, scale, rotation, output_size)
+    if trans is None:
+        trans = codec.crop_matrix(center, scale, rotation, output_size)
     crop = codec.crop_image(image, center, scale, rotation, output_size)
     warped = crop is None
     if warped:
@@ -150,6 +155,29 @@ def box_center_rule(cfg, codec) -> str:
     return cfg.DATASET.BOX_CENTER or getattr(codec, "box_center", "hrnet")
 
 
+DECODE_MODES = ("whole", "region")
+
+
+def region_decoding(cfg, codec, strong_aug, augmentation: str) -> bool:
+    """Whether ``DATASET.DECODE region`` applies (``utils/jpeg_region.py``): the crop must be the
+    plain warp of the unaugmented image (no DATASET.STRONG_AUG, the msra augmentation, a codec
+    without its own crop) and the decoder built here; otherwise one log line says why the whole
+    image is decoded."""
+    mode = cfg.DATASET.DECODE
+    if mode not in DECODE_MODES:
+        raise ValueError(f"DATASET.DECODE {mode!r}: expected one of {', '.join(DECODE_MODES)}")
+    if mode == "whole":
+        return False
+    why = ("DATASET.STRONG_AUG transforms the whole image" if strong_aug is not None else
+           f"DATASET.AUGMENTATION {augmentation} cuts its own crop" if augmentation != "msra" else
+           f"the codec {type(codec).__name__} cuts its own crop"
+           if type(codec).crop_image is not Codec.crop_image else "")
+    if why:
+        logger.warning("posezoo: DATASET.DECODE region does not apply (%s); decoding whole images", why)
+        return False
+    return jpeg_region.library() is not None
+
+
 class JointsDataset(Dataset):
     """Keypoint metadata (flip pairs, upper body, joint weights, OKS sigmas) is set
     by the subclass and may be overridden from ``DATASET.*`` for custom sets."""
@@ -189,6 +217,7 @@ class JointsDataset(Dataset):
         self.use_joints_weight = cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT
         self.skip_corrupt = cfg.DATASET.SKIP_CORRUPT_IMAGES
         self.input_mean, self.input_std = input_normalisation(cfg)
+        self.region_decode = region_decoding(cfg, codec, self.strong_aug, self.augmentation)
         self.ordinal = self._ordinal_labels(cfg, codec)
         self.db: list[dict] = []
 
@@ -255,6 +284,17 @@ class JointsDataset(Dataset):
         if self.augmentation == "bearpaw":
             return bearpaw_augment(image, joints, joints_vis, center, scale, rng, self.scale_factor,
                                    self.rotation_factor, self.flip_pairs, self.flip)
+        joints, joints_vis, center, scale, rotation, flipped = self.draw_augmentation(
+            joints, joints_vis, center, scale, image.shape[1], rng)
+        if flipped:  # cv2.flip: the same pixels as image[:, ::-1], whose copy in warpAffine costs 30x more
+            image = cv2.flip(image, 1)
+        return image, joints, joints_vis, center, scale, rotation, flipped
+
+    def draw_augmentation(self, joints: np.ndarray, joints_vis: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                          width: int, rng: np.random.Generator):
+        """The msra draws (half body, scale, rotation, flip; HRNet ``lib/dataset/JointsDataset.py:124-145``)
+        on the labels of an image `width` pixels wide, without touching its pixels (region decoding
+        knows only the size when it draws): joints, flags, centre, scale, rotation, whether mirrored."""
         if np.sum(joints_vis[:, 0]) > self.num_joints_half_body and rng.random() < self.prob_half_body:
             c_half, s_half = self.half_body_box(joints, joints_vis, rng)
             if c_half is not None:
@@ -263,11 +303,10 @@ class JointsDataset(Dataset):
         scale = scale * np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf)
         rotation = np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2) if rng.random() <= 0.6 else 0.0
         flipped = bool(self.flip and rng.random() <= 0.5)
-        if flipped:  # cv2.flip: the same pixels as image[:, ::-1], whose copy in warpAffine costs 30x more
-            image = cv2.flip(image, 1)
-            joints, joints_vis = fliplr_joints(joints, joints_vis, image.shape[1], self.flip_pairs)
-            center = np.array([image.shape[1] - center[0] - 1, center[1]], dtype=np.float32)
-        return image, joints, joints_vis, center, scale, float(rotation), flipped
+        if flipped:
+            joints, joints_vis = fliplr_joints(joints, joints_vis, width, self.flip_pairs)
+            center = np.array([width - center[0] - 1, center[1]], dtype=np.float32)
+        return joints, joints_vis, center, scale, float(rotation), flipped
 
     def princeton_sample(self, image: np.ndarray, joints: np.ndarray, joints_vis: np.ndarray, center: np.ndarray,
                          scale: np.ndarray, rng: np.random.Generator):
@@ -293,33 +332,70 @@ class JointsDataset(Dataset):
             width, height = int(self.image_size[0]), int(self.image_size[1])
             return np.zeros((height, width, 3), np.uint8), 0
 
+    def region_source(self, path: str) -> tuple[bytes, int, int] | None:
+        """The file's bytes and (width, height) for region decoding; None sends it to the whole-image
+        reader (a truncated or unreadable file, so that its error or skip stays that reader's; not a
+        JPEG the decoder takes)."""
+        if truncated(path):
+            return None
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        size = jpeg_region.jpeg_size(data)
+        return None if size is None else (data, *size)
+
+    def region_sample(self, rec: dict, source: tuple[bytes, int, int], joints: np.ndarray, joints_vis: np.ndarray,
+                      center: np.ndarray, scale: np.ndarray, rng: np.random.Generator | None,
+                      appearance: Callable[[np.ndarray], np.ndarray] | None, torch_state: torch.Tensor | None):
+        """``__getitem__``'s msra crop from the decoded window only (``utils/jpeg_region.py``): the same
+        draws, matrix and warp as the whole-image path, so the same input. Where libjpeg fails on the
+        window, the whole-image reader takes over (and, if it blanks the image under
+        DATASET.SKIP_CORRUPT_IMAGES, the torch RNG is rewound to `torch_state` and the sample is redone
+        as the whole-image path does it)."""
+        data, image_width, image_height = source
+        output_size = (int(self.image_size[0]), int(self.image_size[1]))
+        rotation, flipped = 0.0, False
+        if rng is not None:
+            joints, joints_vis, center, scale, rotation, flipped = self.draw_augmentation(
+                joints, joints_vis, center, scale, image_width, rng)
+        trans = self.codec.crop_matrix(center, scale, rotation, output_size)
+        image = jpeg_region.region_canvas(data, image_width, image_height, trans, output_size, flipped,
+                                          self.color_rgb)
+        if image is None:
+            try:
+                image = read_image(rec["image"], self.color_rgb)
+            except ImageReadError:
+                if torch_state is not None:
+                    torch.set_rng_state(torch_state)
+                return None
+            if flipped:
+                image = cv2.flip(image, 1)
+        inputs, trans = crop_input(self.codec, image, center, scale, rotation, output_size, self.input_mean,
+                                   self.input_std, appearance, trans)
+        return inputs, trans, joints, joints_vis, center, scale, rotation, flipped
+
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         rec = self.db[idx]
         joints, joints_vis = rec["joints"].copy(), rec["joints_vis"].copy()
-        center, scale, rotation = rec["center"].copy(), rec["scale"].copy(), 0.0
-        width, height = int(self.image_size[0]), int(self.image_size[1])
-        image, valid = self.read_or_blank(rec["image"])
+        center, scale = rec["center"].copy(), rec["scale"].copy()
         ordinal = None if self.ordinal is None else ordinal_for(self.ordinal, rec.get("ordinal_key"), self.num_joints)
-
-        flipped = False
-        # torch's RNG is seeded per worker and per epoch by the DataLoader, so
-        # drawing the sample's seed from it keeps runs reproducible.
-        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item())) if self.is_train and valid else None
-        if rng is not None and self.strong_aug is not None:  # DATASET.STRONG_AUG: the whole image, the box kept
-            image, joints, joints_vis, _ = self.strong_aug(image, joints, joints_vis, rng)
-        appearance = functools.partial(self.appearance, rng=rng) if rng is not None and self.appearance.active \
-            else None
-        if rng is not None and self.augmentation == "princeton":  # its own two-warp pipeline
-            inputs, joints, joints_vis, rotation, flipped = self.princeton_sample(
-                image, joints, joints_vis, center, scale, rng)
-        else:
-            if rng is not None:
-                image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
-                    image, joints, joints_vis, center, scale, rng)
-            inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
-                                       self.input_mean, self.input_std, appearance)
+        source = self.region_source(rec["image"]) if self.region_decode else None
+        sample = None
+        if source is not None:
+            torch_state = torch.get_rng_state() if self.is_train and self.skip_corrupt else None
+            rng = self.sample_rng(1)
+            sample = self.region_sample(rec, source, joints, joints_vis, center, scale, rng,
+                                        self.sample_appearance(rng), torch_state)
+        if sample is not None:
+            inputs, trans, joints, joints_vis, center, scale, rotation, flipped = sample
+            valid = 1
             visible = joints_vis[:, 0] > 0
             joints[visible, :2] = affine_transform(joints[visible, :2], trans)
+        else:
+            inputs, joints, joints_vis, center, scale, rotation, flipped, valid = self.whole_sample(
+                rec, joints, joints_vis, center, scale)
         if flipped and ordinal is not None:
             ordinal = flip_ordinal(ordinal, self.flip_pairs)
 
@@ -335,3 +411,36 @@ class JointsDataset(Dataset):
                 "score": rec["score"], "valid": valid}
         return (inputs, target_tensors(target),
                 torch.from_numpy(target_weight), meta)
+
+    def sample_rng(self, valid: int) -> np.random.Generator | None:
+        """The sample's generator for training (None for testing or an image blanked as unreadable).
+        torch's RNG is seeded per worker and per epoch by the DataLoader, so drawing the sample's seed
+        from it keeps runs reproducible."""
+        return np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item())) if self.is_train and valid else None
+
+    def sample_appearance(self, rng: np.random.Generator | None) -> Callable[[np.ndarray], np.ndarray] | None:
+        return functools.partial(self.appearance, rng=rng) if rng is not None and self.appearance.active else None
+
+    def whole_sample(self, rec: dict, joints: np.ndarray, joints_vis: np.ndarray, center: np.ndarray,
+                     scale: np.ndarray):
+        """``__getitem__``'s crop from the whole decoded image: input, joints in crop pixels, flags,
+        centre, scale, rotation, whether mirrored, and 1 (0 for an image blanked as unreadable)."""
+        width, height = int(self.image_size[0]), int(self.image_size[1])
+        rotation, flipped = 0.0, False
+        image, valid = self.read_or_blank(rec["image"])
+        rng = self.sample_rng(valid)
+        if rng is not None and self.strong_aug is not None:  # DATASET.STRONG_AUG: the whole image, the box kept
+            image, joints, joints_vis, _ = self.strong_aug(image, joints, joints_vis, rng)
+        appearance = self.sample_appearance(rng)
+        if rng is not None and self.augmentation == "princeton":  # its own two-warp pipeline
+            inputs, joints, joints_vis, rotation, flipped = self.princeton_sample(
+                image, joints, joints_vis, center, scale, rng)
+        else:
+            if rng is not None:
+                image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
+                    image, joints, joints_vis, center, scale, rng)
+            inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
+                                       self.input_mean, self.input_std, appearance)
+            visible = joints_vis[:, 0] > 0
+            joints[visible, :2] = affine_transform(joints[visible, :2], trans)
+        return inputs, joints, joints_vis, center, scale, rotation, flipped, valid
