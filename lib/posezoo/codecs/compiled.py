@@ -1,4 +1,4 @@
-"""Compiled CPU decode kernels for DARK and UDP (``TEST.COMPILE``; docs/speed.md "Compiled decode kernels").
+"""Compiled CPU decode kernels for DARK, UDP and LPN's soft-argmax (``TEST.COMPILE``; docs/speed.md "Compiled decode kernels").
 
 The kernels are C++ (``compiled_decode.cpp``, posezoo's own), built on first use by inductor's C++ toolchain
 (``torch._inductor.codecache.CppCodeCache``: the compiler, ``-O3 -march=native``, OpenMP and the on-disk cache that
