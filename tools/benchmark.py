@@ -81,7 +81,7 @@ from one run, in a fixed order (tools/bench/side_by_side.py): the five decoders 
 (default 5000), OKS-NMS and the whole evaluate on --num-dets detections (default 65000, TEST.COCOEVAL
 faster_coco_eval), the flip-test forwards of PoseResNet-50, HRNet-W32 (eager and TEST.COMPILE) and
 LPN-50 with MODEL.CHANNELS_LAST + MODEL.FOLD_BN + TEST.FORWARD_CHUNK 8, and the w32 COCO data loaders
-(epochs of 12 x --iters samples, default 32, each --workers count) on --data-root (default: the shared
+(epochs of 12 x --iters samples, default 128, each --workers count) on --data-root (default: the shared
 COCO samples linked into a temporary COCO layout). It writes the markdown table with the machine,
 threads, load, date and command to PATH (default output/benchmark/side_by_side.md) and the rows as
 JSON next to it:

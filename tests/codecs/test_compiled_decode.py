@@ -250,6 +250,26 @@ def test_kernels_give_the_same_bits_in_every_vector_build(narrow_builds, monkeyp
             assert torch.equal(a, b), bits
 
 
+@needs_kernels
+def test_offset_kernel_flags_exactly_the_nan_maps_in_every_build(narrow_builds, monkeypatch):
+    """The offset kernel spots a NaN by the map's running sum; a sum that overflows without a NaN (values near
+    float32's largest) must not send the map to the plain path, and neither must infinities of one sign in the
+    offset channels, which the kernel reads only around the point."""
+    rng = np.random.default_rng(11)
+    clean = _offset_output(rng, adversarial_maps(rng)[:2])
+    output = clean.copy()
+    output[0, 3 * 4, 10, 7] = np.nan  # joint 4 of crop 0: its classification map
+    y, x = np.mgrid[:64, :48]
+    output[1, 3 * 6] = 3e38 * np.exp(-((x - 20) ** 2 + (y - 30) ** 2) / 8)  # joint 6 of crop 1: its sum overflows
+    output[1, 3 * 2 + 1, 0, 0] = np.inf  # an x offset far from joint 2's point
+    for bits, lib in [(512, compiled.library()), *narrow_builds.items()]:
+        monkeypatch.setattr(compiled, "library", lambda lib=lib: lib)
+        before = compiled.udp_offset(torch.from_numpy(clean), 15, 7, 4.0, NEAR_TIE_RTOL)[2].nonzero().tolist()
+        assert [0, 4] not in before and [1, 6] not in before
+        _, _, redo = compiled.udp_offset(torch.from_numpy(output), 15, 7, 4.0, NEAR_TIE_RTOL)
+        assert redo.nonzero().tolist() == sorted(before + [[0, 4]]), bits
+
+
 def test_compiled_unavailable_falls_back_with_one_log_line(monkeypatch, caplog):
     """Without a C++ compiler (the build raises) the codecs decode with the plain path, logging one line."""
     def no_compiler(source):

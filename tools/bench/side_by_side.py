@@ -44,7 +44,7 @@ DEFAULT_OUTPUT = os.path.join("output", "benchmark", "side_by_side.md")
 DEFAULT_SAMPLES = os.path.join(REPO, "..", "shared", "data", "coco_mmpose_tests")
 DEFAULT_DECODERS = 5000
 DEFAULT_NUM_DETS = 65000
-DEFAULT_DATA_ITERS = 32  # epochs of 12 x 32 = 384 samples, as in docs/speed.md
+DEFAULT_DATA_ITERS = 128  # epochs of 12 x 128 = 1,536 samples: workers start once an epoch (a COCO epoch is 150k)
 HRNET_W32 = os.path.join("experiments", "coco", "hrnet", "w32_256x192_adam_lr1e-3.yaml")
 RESNET_50 = os.path.join("experiments", "coco", "resnet", "res50_256x192_d256x3_adam_lr1e-3.yaml")
 LPN_50 = os.path.join("experiments", "coco", "lpn", "lpn50_256x192_gd256x2_gc.yaml")

@@ -33,6 +33,10 @@ static inline void store(float* p, F v, int64_t n) { if (n >= L) _mm512_storeu_p
 static inline F keep(F v, int64_t n, float fill) { return n >= L ? v : _mm512_mask_blend_ps(lanes(n), _mm512_set1_ps(fill), v); }
 static inline F set(float a) { return _mm512_set1_ps(a); }
 static inline F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+static inline F add(F a, F b) { return _mm512_add_ps(a, b); }
+static inline bool all_finite(F a) {  // a - a is 0 for a finite lane, NaN for an infinite or NaN one
+  return _mm512_cmp_ps_mask(_mm512_sub_ps(a, a), _mm512_setzero_ps(), _CMP_EQ_OQ) == (__mmask16)0xFFFF;
+}
 static inline F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
 static inline F min(F a, F b) { return _mm512_min_ps(a, b); }
 static inline F max(F a, F b) { return _mm512_max_ps(a, b); }
@@ -61,6 +65,10 @@ static inline F keep(F v, int64_t n, float fill) {
 }
 static inline F set(float a) { return _mm256_set1_ps(a); }
 static inline F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+static inline F add(F a, F b) { return _mm256_add_ps(a, b); }
+static inline bool all_finite(F a) {
+  return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(a, a), _mm256_setzero_ps(), _CMP_EQ_OQ)) == 0xFF;
+}
 static inline F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
 static inline F min(F a, F b) { return _mm256_min_ps(a, b); }
 static inline F max(F a, F b) { return _mm256_max_ps(a, b); }
@@ -89,6 +97,8 @@ static inline void store(float* p, F v, int64_t) { *p = v; }
 static inline F keep(F v, int64_t, float) { return v; }
 static inline F set(float a) { return a; }
 static inline F mul(F a, F b) { return a * b; }
+static inline F add(F a, F b) { return a + b; }
+static inline bool all_finite(F a) { return std::isfinite(a); }
 static inline F fma(F a, F b, F c) { return std::fma(a, b, c); }
 static inline F min(F a, F b) { return b < a ? b : a; }
 static inline F max(F a, F b) { return b > a ? b : a; }
@@ -250,6 +260,16 @@ static inline double blur_at(const float* map, int64_t h, int64_t w, int64_t k, 
                              int64_t x) {
   const int64_t r = k / 2;
   double acc = 0.0;
+  if (y >= r && y + r < h && x >= r && x + r < w) {  // inside the map: no reflection, the same sums
+    const float* corner = map + (y - r) * w + (x - r);
+    for (int64_t i = 0; i < k; ++i) {
+      const float* row = corner + i * w;
+      double line = 0.0;
+      for (int64_t j = 0; j < k; ++j) line += taps[j] * (double)row[j];
+      acc += taps[i] * line;
+    }
+    return acc;
+  }
   for (int64_t i = 0; i < k; ++i) {
     const float* row = map + reflect101(y + i - r, h) * w;
     double line = 0.0;
@@ -431,19 +451,22 @@ static inline int64_t scan_rows(const float* map, int64_t h, int64_t w, float* r
   F mn = set(INFINITY);
   float best = -INFINITY;
   int64_t best_row = 0;
-  bool bad = false;
+  F total = set(0.0f);  // NaN anywhere makes the sum NaN (an overflow makes it infinite: then a NaN scan decides)
   for (int64_t y = 0; y < h; ++y) {
     const float* row = map + y * w;
     prefetch(next, 4 * y * w, 4 * (y + 1) * w);
     F mx = set(-INFINITY);
     for (int64_t x = 0; x < w; x += L) {
       const F a = load_or(row + x, w - x, row[0]);
-      bad |= any_nan(a);
+      total = add(total, a);
       mx = max(mx, a); mn = min(mn, a);
     }
     rowmax[y] = hmax(mx);
     if (rowmax[y] > best) { best = rowmax[y]; best_row = y; }
   }
+  bool bad = false;
+  if (!all_finite(total))
+    for (int64_t i = 0; i < h * w && !bad; i += L) bad = any_nan(load(map + i, h * w - i));
   *top = best; *bottom = hmin(mn); *nan = bad;
   return best_row;
 }
@@ -497,10 +520,16 @@ extern "C" void udp_offset_decode(const float* output, int64_t crops, int64_t jo
       redo[m] = nan || !std::isfinite(scale) ? 1 : 0;
       if (redo[m]) continue;
       const double tol = rtol * scale;
-      for (int64_t i = 0; i < h + 2 * r; ++i) padded[i] = tap_sum * (double)rowmax[reflect101(i - r, h)];
+      double* __restrict pad = padded.data();
+      double* __restrict row_bound = bound.data();
+      for (int64_t i = 0; i < r; ++i) {
+        pad[i] = tap_sum * (double)rowmax[reflect101(i - r, h)];
+        pad[h + r + i] = tap_sum * (double)rowmax[reflect101(h + i, h)];
+      }
+      for (int64_t y = 0; y < h; ++y) pad[r + y] = tap_sum * (double)rowmax[y];
       std::fill(bound.begin(), bound.end(), 0.0);
       for (int64_t i = 0; i < kernel; ++i)  // bound(y) for every row at once (independent sums: vectorised)
-        for (int64_t y = 0; y < h; ++y) bound[y] += (double)taps32[i] * padded[y + i];
+        for (int64_t y = 0; y < h; ++y) row_bound[y] += (double)taps32[i] * pad[y + i];
       std::fill(done.begin(), done.end(), 0);
       float lo, best;
       blur_rows(cls, h, w, kernel, taps32, ext.data(), out.data(), peak_row, peak_row + 1);
