@@ -238,7 +238,7 @@ static void blur_rows_k(const float* map, int64_t h, int64_t w, int64_t kernel, 
   if (x < w) vertical_strip<KN, false>(map, h, w, kernel, taps, ext, y0, y1, x, w - x, next);
   for (int64_t y = y0; y < y1; ++y) {
     float* row = ext + y * stride + r;
-    for (int64_t j = 1; j <= r; ++j) { row[-j] = row[reflect101(-j, w)]; row[w - 1 + j] = row[reflect101(w - 1 + j, w)]; }
+    for (int64_t j = 1; j <= r; ++j) { row[-j] = row[j]; row[w - 1 + j] = row[w - 1 - j]; }  // reflect-101, r < w
   }
   F mn = set(INFINITY), mx = set(-INFINITY);
   F* mn_p = lo ? &mn : nullptr;
