@@ -9,7 +9,7 @@ import pytest
 import benchmark
 from bench.common import side_row
 from bench.official import LOOP_LABEL
-from bench.side_by_side import absent_row, decoder_rows, failed_row, machine_header, write_markdown
+from bench.side_by_side import absent_row, decoder_label, decoder_rows, failed_row, machine_header, write_markdown
 
 REF_TIMES, OUR_TIMES = [2.0, 1.6, 1.8], [0.25, 0.4, 0.2]
 
@@ -73,6 +73,14 @@ def test_rows_ratio_and_check_columns(tmp_path):
     assert "- evaluate: started 2026-12-07 16:00:00 UTC, load 2.00, 300.0 s" in text
 
 
+def test_compiled_rows_name_the_kernel_and_its_threads():
+    """The decoders stage names a compiled twin ``<codec> compiled <N>t``; the table spells it out."""
+    assert decoder_label("udp_offset") == "UDP offset decode (KPD 4)"
+    assert decoder_label("dark compiled 1t") == "DARK decode (blur 11), `TEST.COMPILE` kernel, 1 thread"
+    assert decoder_label("soft_argmax compiled 2t") == ("LPN soft-argmax (beta 160), `TEST.COMPILE` kernel, "
+                                                        "2 threads")
+
+
 def test_machine_header_fields():
     h = machine_header("cmd")
     assert h["cpu"] and h["cores"] == os.cpu_count() and len(h["load_start"]) == 3
@@ -96,6 +104,6 @@ def test_side_by_side_command_line_errors(argv, message, capsys, monkeypatch):
 def test_side_by_side_defaults(tmp_path):
     args = benchmark.parse_args(["--side-by-side", "--official", str(tmp_path)])
     assert (args.side_by_side, args.decoders, args.num_dets, args.iters) == (
-        os.path.join("output", "benchmark", "side_by_side.md"), 5000, 65000, 32)
+        os.path.join("output", "benchmark", "side_by_side.md"), 5000, 65000, 128)
     plain = benchmark.parse_args(["--cfg", "x.yaml"])
     assert (plain.side_by_side, plain.decoders, plain.num_dets, plain.iters) == (None, 0, 50000, 100)

@@ -63,11 +63,22 @@ class Job:
     run: Callable[[], list]
 
 
+def decoder_label(name: str) -> str:
+    """The table's name of a decoders-stage row: ``dark`` -> DARK decode (blur 11); a compiled twin
+    ``dark compiled 2t`` -> DARK decode (blur 11), `TEST.COMPILE` kernel, 2 threads."""
+    codec, _, threads = name.partition(" compiled ")
+    label = DECODER_LABELS.get(codec, codec)
+    if threads:
+        count = int(threads.rstrip("t"))
+        label += f", `TEST.COMPILE` kernel, {count} thread{'s' if count > 1 else ''}"
+    return label
+
+
 def decoder_rows(decoders: dict) -> list[dict]:
     """bench_decoders_official's results as table rows (min / median rates, ratio posezoo / reference)."""
     rows = []
     for name, d in decoders.items():
-        rows.append({"label": f"{DECODER_LABELS.get(name, name)}, {d['crops']:,} crops", "reference": d["reference"],
+        rows.append({"label": f"{decoder_label(name)}, {d['crops']:,} crops", "reference": d["reference"],
                      "official": d["official"], "items": d["crops"], "unit": "crops/s",
                      "ref_rate": d["ref_crops_s"], "ref_median_rate": d["ref_median_crops_s"],
                      "rate": d["crops_s"], "median_rate": d["median_crops_s"], "speedup": d["speedup"],
