@@ -23,6 +23,8 @@ every registered codec against what follows.
   codec's own crop (float32 HWC on [0, 1]) where the official code does not warp
   (the hourglass releases crop an integer box and resize it);
   ``datasets.joints_dataset.crop_input`` picks.
+- ``crop_points(points, trans)``: the joints in crop pixels; the affine map of
+  ``crop_matrix``'s 2x3 but where the official code maps them otherwise (bearpaw).
 - ``encode(joints, joints_vis)`` (2D) / ``encode(joints_crop, depth_crop)``
   (depth) -> ``(target, target_weight)``, float32 numpy; ``target_weight`` is
   (K, 1). ``target`` is one array, a dict of arrays (several targets, e.g.

@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, TypeVar, Union
 
 import cv2
+import numpy as np
 import torch
 from torch import nn
 
-from ..utils.transforms import depth_crop_to_frame
+from ..utils.transforms import affine_transform, depth_crop_to_frame
 
 PREDICTIONS = ("keypoints2d", "keypoints3d", "boxes")
 
@@ -106,6 +107,11 @@ class Codec:
         """A codec's own crop of an HWC uint8 image (float32 HWC on [0, 1]), or None: the
         dataset warps with ``crop_matrix`` (every codec but the hourglass releases')."""
         return None
+
+    def crop_points(self, points: np.ndarray, trans: np.ndarray) -> np.ndarray:
+        """(N, 2) image pixels -> crop pixels with ``crop_matrix``'s 2x3 (the hourglass release
+        bearpaw maps them its own way)."""
+        return affine_transform(points, trans)
 
     def encode(self, joints, joints_vis, **sample):
         raise NotImplementedError(f"{type(self).__name__}.encode")

@@ -23,7 +23,12 @@ when decoded its own way:
 - Crops (``crop_image``): an integer pixel box pasted on zeros and resized with
   ``cv2.resize`` (bearpaw ``transforms.crop``, which first shrinks the whole image when
   ``scale * 200 / res >= 2``; princeton ``utils/img.py:crop``), not an affine warp; the
-  joints map with the releases' ``get_transform`` (``crop_matrix``).
+  joints map with the releases' ``get_transform`` (``crop_matrix``, bearpaw's one joint at a
+  time from its 1-based centre: ``crop_points``).
+- Rounding: bearpaw's centres are float32 tensors and its training scale and rotation float32
+  torch scalars; a float32 scale or rotation here gets its float32 arithmetic in
+  ``release_transform`` and ``bearpaw_crop`` (``datasets/mpii.py`` ``person_box`` moves its centre
+  in float32 too), bit for bit with bearpaw's code (``tests/codecs/test_hourglass_float32.py``).
 - Both use the annotations' 1-based MATLAB centre as a 0-based pixel, and never convert their
   predictions back. posezoo's datasets hold 0-based centres (MATLAB - 1) and add 1 before
   scoring against the 1-based ground truth, so this codec decodes around ``center + 1`` and
@@ -92,16 +97,36 @@ def princeton_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return coords.reshape(n, k, 2), val.reshape(n, k, 1)
 
 
+def _torch_f32_over(value: float, tensor: np.float32) -> np.float32:
+    """``value / tensor`` for a Python number over a float32 torch scalar: torch's ``__rtruediv__`` is
+    ``tensor.reciprocal() * value``, both in float32."""
+    return (np.float32(1) / tensor) * np.float32(value)
+
+
 def release_transform(center: Sequence[float], scale: float, res: Sequence[int], rot: float = 0.0) -> np.ndarray:
     """The releases' ``get_transform`` (bearpaw ``pose/utils/transforms.py``, princeton
     ``utils/img.py``, identical): 3x3 image -> ``res`` grid, box height 200 x ``scale`` px,
     rotated by ``-rot`` degrees about the grid centre. ``res`` is (w, h); like the releases'
-    it scales x by ``res[1]`` and y by ``res[0]`` (square grids only, in both)."""
-    h = 200 * scale
-    t = np.array([[float(res[1]) / h, 0.0, res[1] * (-float(center[0]) / h + 0.5)],
-                  [0.0, float(res[0]) / h, res[0] * (-float(center[1]) / h + 0.5)], [0.0, 0.0, 1.0]])
+    it scales x by ``res[1]`` and y by ``res[0]`` (square grids only, in both).
+
+    A float32 ``scale`` or ``rot`` stands for bearpaw's training draws, float32 torch scalars: the
+    entries are then computed as torch computes them in ``get_transform`` (each Python operand
+    rounded to float32, each operation in float32, a Python number over a tensor as its reciprocal
+    times the number, ``np.sin`` / ``np.cos`` in float32), then held in float64 as there."""
+    if isinstance(scale, np.float32):
+        h = np.float32(200) * scale
+        t = np.array([[_torch_f32_over(res[1], h), 0.0,
+                       np.float32(res[1]) * (_torch_f32_over(-float(center[0]), h) + np.float32(0.5))],
+                      [0.0, _torch_f32_over(res[0], h),
+                       np.float32(res[0]) * (_torch_f32_over(-float(center[1]), h) + np.float32(0.5))],
+                      [0.0, 0.0, 1.0]], dtype=np.float64)
+    else:
+        h = 200 * scale
+        t = np.array([[float(res[1]) / h, 0.0, res[1] * (-float(center[0]) / h + 0.5)],
+                      [0.0, float(res[0]) / h, res[0] * (-float(center[1]) / h + 0.5)], [0.0, 0.0, 1.0]])
     if rot != 0:
-        rad = -rot * np.pi / 180
+        rad = (-rot * np.float32(np.pi) / np.float32(180) if isinstance(rot, np.float32)
+               else -rot * np.pi / 180)
         sn, cs = np.sin(rad), np.cos(rad)
         rot_mat = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
         t_mat = np.eye(3)
@@ -149,12 +174,17 @@ def bearpaw_crop(image: np.ndarray, center: Sequence[float], scale: float, res: 
         img /= np.float32(255)
     center = np.asarray(center, dtype=np.float32)
     ht, wd = img.shape[0], img.shape[1]
-    sf = scale * 200.0 / res[0]
+    drawn = isinstance(scale, np.float32)  # a training draw: bearpaw's float32 torch arithmetic
+    sf = scale * np.float32(200) / np.float32(res[0]) if drawn else scale * 200.0 / res[0]
+
+    def over(value: int) -> float:  # value / sf, a Python int over sf
+        return _torch_f32_over(value, sf) if drawn else value / sf
+
     if sf >= 2:
-        new_size = int(np.floor(max(ht, wd) / sf))
+        new_size = int(np.floor(over(max(ht, wd))))
         if new_size < 2:
             return np.zeros((res[0], res[1]) + img.shape[2:], np.float32)
-        img = cv2.resize(img, dsize=(int(np.floor(wd / sf)), int(np.floor(ht / sf))), interpolation=cv2.INTER_LINEAR)
+        img = cv2.resize(img, dsize=(int(np.floor(over(wd))), int(np.floor(over(ht)))), interpolation=cv2.INTER_LINEAR)
         center = center * np.float32(1.0) / np.float32(sf)
         scale = scale / sf
     ul = _box_corner([0, 0], center, scale, res, one_based=True)
@@ -216,16 +246,37 @@ class HourglassReleaseCodec(GaussianHeatmapCodec):
 
     def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]
                     ) -> np.ndarray:
-        """Image -> crop 2x3 for the joints: the releases' ``get_transform`` (joints and centre
-        are both 1-based there, so the 0-based pair gives the same crop position)."""
+        """Image -> crop 2x3 for the joints: the releases' ``get_transform``. bearpaw's is built from its
+        1-based centre (``center + 1``) and maps 1-based joints (``crop_points`` adds the 1), as
+        ``transform`` does there; princeton's from the 0-based pair (the same crop position). The scale
+        and rotation keep their dtype: bearpaw's float32 training draws give its float32 arithmetic."""
+        if self.release == "bearpaw":
+            return release_transform(np.asarray(center, np.float64) + 1, scale[1], output_size, rotation)[:2]
         return release_transform(center, float(scale[1]), output_size, rotation)[:2]
+
+    def crop_points(self, points: np.ndarray, trans: np.ndarray) -> np.ndarray:
+        """bearpaw ``transform(tpts + 1, c, s, res, rot=r)`` without its truncation: each 0-based joint as
+        bearpaw's 1-based float32 one, ``(pt + 1) - 1`` in float32, then ``np.dot`` with the 3x3 matrix,
+        one joint at a time as there (a batched product may round otherwise). Exact for whole-pixel
+        annotations (MPII's), whose 0-based float32 value plus 1 is bearpaw's. princeton: the affine map."""
+        if self.release != "bearpaw":
+            return super().crop_points(points, trans)
+        t = np.vstack([trans, [0.0, 0.0, 1.0]])
+        one = np.float32(1)
+        out = np.empty((len(points), 2))
+        for i, (x, y) in enumerate(np.asarray(points, np.float64)):
+            pt = (np.float32(x + 1) + one) - one, (np.float32(y + 1) + one) - one
+            out[i] = np.dot(t, np.array([pt[0], pt[1], 1.0]))[:2]
+        return out
 
     def crop_image(self, image: np.ndarray, center: np.ndarray, scale: np.ndarray, rotation: float,
                    output_size: Sequence[int]) -> np.ndarray:
         """The release's own crop (``bearpaw_crop`` / ``princeton_crop``) of an RGB uint8 image around
-        the 1-based centre used as a 0-based pixel (``center + 1``), float32 on [0, 1]."""
-        crop = bearpaw_crop if self.release == "bearpaw" else princeton_crop
-        return crop(image, np.asarray(center, dtype=np.float64) + 1, float(scale[1]), output_size, rotation)
+        the 1-based centre used as a 0-based pixel (``center + 1``), float32 on [0, 1]; bearpaw's with
+        the scale's dtype (a float32 training draw: float32 arithmetic)."""
+        if self.release == "bearpaw":
+            return bearpaw_crop(image, np.asarray(center, dtype=np.float64) + 1, scale[1], output_size, rotation)
+        return princeton_crop(image, np.asarray(center, dtype=np.float64) + 1, float(scale[1]), output_size, rotation)
 
     def encode(self, joints: np.ndarray, joints_vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Joints in crop pixels (K, >=2) and labelled flags (K, >=1) -> target (K, H, W) and

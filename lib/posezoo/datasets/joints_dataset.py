@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..utils.transforms import PIXEL_STD, affine_transform, crop_box_rule, flip_permutation, fliplr_joints
+from ..utils.transforms import PIXEL_STD, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
 from ..utils import jpeg_region
 from ..codecs.base import Codec
@@ -392,7 +392,7 @@ class JointsDataset(Dataset):
             inputs, trans, joints, joints_vis, center, scale, rotation, flipped = sample
             valid = 1
             visible = joints_vis[:, 0] > 0
-            joints[visible, :2] = affine_transform(joints[visible, :2], trans)
+            joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
         else:
             inputs, joints, joints_vis, center, scale, rotation, flipped, valid = self.whole_sample(
                 rec, joints, joints_vis, center, scale)
@@ -442,5 +442,5 @@ class JointsDataset(Dataset):
             inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
                                        self.input_mean, self.input_std, appearance)
             visible = joints_vis[:, 0] > 0
-            joints[visible, :2] = affine_transform(joints[visible, :2], trans)
+            joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
         return inputs, joints, joints_vis, center, scale, rotation, flipped, valid

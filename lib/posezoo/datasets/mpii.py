@@ -9,8 +9,9 @@ Layout (HRNet's and SimpleBaseline's)::
 
 Loading follows the official conventions: the person box is the annotated
 centre with its y moved down by 15 x scale and the scale enlarged by 1.25
-(both only when centre x != -1), then centre and joints go from MATLAB's
-1-based pixels to 0-based ones. ``scale`` is the person height / 200 px.
+(both only when centre x != -1; in float32 for the bearpaw hourglass release, as
+its float32 tensors do), then centre and joints go from MATLAB's 1-based pixels to
+0-based ones. ``scale`` is the person height / 200 px.
 Each person is one record whose ``image_id`` is its index in the JSON, which is
 also its column in the ground-truth file; ``evaluate`` maps predictions back by
 it.
@@ -256,6 +257,20 @@ def _check_entry(entry, i: int, path: str, with_joints: bool) -> None:
             raise AnnotationError(f"{where}: joints_vis must be {NUM_JOINTS} numbers; got {str(vis)[:60]}")
 
 
+def person_box(center: Sequence[float], scale: float, float32_centres: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The official box of an annotated person (1-based centre, scale): the centre moved down by 15 x scale
+    and the scale enlarged by 1.25, unless the centre's x is -1 (HRNet ``dataset/mpii.py``). bearpaw
+    (``pose/datasets/mpii.py:80-86``) holds the centre as a float32 tensor, so with ``float32_centres``
+    the move is a float32 sum (``15 * s`` rounded to float32 first, as torch does with a Python operand).
+    Returns the centre (2,) and the scale (2,), float64."""
+    box = np.array(center, dtype=np.float32 if float32_centres else np.float64)
+    size = np.array([scale, scale], dtype=np.float64)
+    if box[0] != -1:
+        box[1] = box[1] + (np.float32(15 * size[1]) if float32_centres else 15 * size[1])
+        size = size * 1.25
+    return box.astype(np.float64), size
+
+
 def gt_file_candidates(root: str, image_set: str) -> list[str]:
     """Where ``evaluate`` looks for the PCKh ground truth, in order."""
     annot = os.path.join(root, "annot")
@@ -287,14 +302,11 @@ class MPIIDataset(JointsDataset):
                                   f"{{image, center, scale, joints, joints_vis}}")
         with_joints = self.image_set != "test"
         k = self.num_joints
+        float32_centres = getattr(self.codec, "release", None) == "bearpaw"
         db = []
         for i, entry in enumerate(anno):
             _check_entry(entry, i, self.ann_file, with_joints)
-            center = np.array(entry["center"], dtype=np.float64)
-            scale = np.array([entry["scale"], entry["scale"]], dtype=np.float64)
-            if center[0] != -1:  # official: move the box down and enlarge it so limbs are not cut
-                center[1] = center[1] + 15 * scale[1]
-                scale = scale * 1.25
+            center, scale = person_box(entry["center"], entry["scale"], float32_centres)
             center = center - 1  # MATLAB 1-based -> 0-based
             joints = np.zeros((k, 3), np.float32)
             joints_vis = np.zeros((k, 3), np.float32)

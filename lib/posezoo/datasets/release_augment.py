@@ -23,10 +23,11 @@ The default, ``msra``, is HRNet's/SimpleBaseline's ``JointsDataset`` augmentatio
 
 The ranges are the YAML's ``DATASET.SCALE_FACTOR`` / ``ROT_FACTOR`` (princeton hard-codes 0.25
 and 30, which its YAML sets). bearpaw's drawn scale and angle are float32 torch scalars and are
-rounded so here too; one deliberate difference is left: bearpaw then builds its crop matrices
-in float32 arithmetic, posezoo in float64 from those values, so an integer box corner or a
-truncated target can differ by one pixel in the rare draw that lands within float32 rounding of
-an integer (none in the 20 compared samples, ``tests/datasets/test_release_augmentation.py``).
+rounded so here too, and they stay float32 (``np.float32``) so that the hourglass codec builds
+its crop matrices and box in bearpaw's float32 arithmetic (``codecs/hourglass.py``
+``release_transform``, ``bearpaw_crop``); the mirrored centre is bearpaw's float32 one. Checked
+against bearpaw's own ``transform`` / ``crop`` on draws where float64 arithmetic moves a box corner
+or a truncated target by a pixel (``tests/datasets/test_release_augmentation.py``).
 """
 from __future__ import annotations
 
@@ -69,14 +70,16 @@ def bearpaw_augment(image: np.ndarray, joints: np.ndarray, joints_vis: np.ndarra
     sf, rf = np.float32(scale_factor), np.float32(rotation_factor)  # torch.randn's float32 scalars
     factor = np.clip(np.float32(rng.standard_normal()) * sf + np.float32(1), 1 - sf, 1 + sf)
     scale = np.asarray(scale, np.float32) * factor
-    rotation = float(np.clip(np.float32(rng.standard_normal()) * rf, -2 * rf, 2 * rf)) if rng.random() <= 0.6 else 0.0
+    rotation = np.clip(np.float32(rng.standard_normal()) * rf, -2 * rf, 2 * rf) if rng.random() <= 0.6 else 0.0
     pixels = unit_float(image)
     mirrored = bool(flip and rng.random() <= 0.5)
     if mirrored:
         width = pixels.shape[1]
         pixels = cv2.flip(pixels, 1)
         joints, joints_vis = fliplr_joints(joints, joints_vis, width - 1, flip_pairs)
-        center = np.array([width - 2 - center[0], center[1]], dtype=np.float32)
+        # c[0] = img.size(2) - c[0] on bearpaw's 1-based float32 centre; posezoo's 0-based one is that - 1
+        mirrored_x = np.float32(width) - np.float32(center[0] + 1)
+        center = np.array([float(mirrored_x) - 1, center[1]], dtype=np.float64)
     gains = np.array([rng.uniform(0.8, 1.2) for _ in range(3)], dtype=np.float32)
     pixels = np.clip(pixels * gains, 0, 1)
     return pixels, joints, joints_vis, center, scale, rotation, mirrored
