@@ -186,11 +186,16 @@ def test_bearpaw_decode_equals_final_preds():
 
 
 def test_bearpaw_flip_test_equals_its_summed_flip_maps():
-    """posezoo averages the flip maps, bearpaw sums them: the same coordinates."""
+    """bearpaw's flip test sums the two maps (example/main.py:285 ``score_map += flip_output``): its
+    coordinates and its scores, the maxima of the sum."""
     both = torch.from_numpy(np.concatenate([release_maps(0), release_maps(1)]))
     codec = _codec("bearpaw")
     merged = forward_test(_Fixed(both), torch.zeros(4, 3, 4, 4), codec, MPII_FLIP_PAIRS, flip=True)
-    assert codec.decode(merged, _meta())[0].tolist() == GOLDEN_BEARPAW_FLIP
+    summed = both[:4] + codec.flip_back(both[4:], MPII_FLIP_PAIRS)
+    assert torch.equal(merged, summed)
+    preds, scores = codec.decode(merged, _meta())
+    assert preds.tolist() == GOLDEN_BEARPAW_FLIP
+    assert torch.equal(scores[..., 0], summed.flatten(2).max(2).values)
 
 
 def test_princeton_flip_test_equals_test_py():

@@ -102,6 +102,9 @@ class Codec:
     #: flag, as MSPN's MPII reader doubles its 0/1 flags), for the official
     #: multi-stage losses that mask by visibility (codecs/megvii.py).
     reads_visibility: bool = False
+    #: the flip test's merge, ``(output + flipped back) * flip_weight``: the mean (the official codes'),
+    #: bearpaw's sum (1.0: ``codecs/hourglass.py``)
+    flip_weight: float = 0.5
 
     def crop_image(self, image, center, scale, rotation: float, output_size: Sequence[int]) -> Optional[Any]:
         """A codec's own crop of an HWC uint8 image (float32 HWC on [0, 1]), or None: the

@@ -39,8 +39,8 @@ Deliberate differences: the release code handles square maps only (``get_transfo
 same resolution for both axes); here x uses the width and y the height. princeton derives sigma
 from the map (output_res / 64); here it is ``MODEL.SIGMA`` (the release YAMLs set 1 for 64 px).
 princeton clips at 1 because its test always flips; here the clip is part of its decode, flip
-or not. bearpaw sums the two flip maps where posezoo averages them (same argmax and steps,
-scores halved). The releases' training augmentation is ``datasets/release_augment.py``
+or not. The flip test sums the two maps for bearpaw (``example/main.py:285``: ``score_map +=
+flip_output``; ``flip_weight`` 1) and averages them for princeton. The releases' training augmentation is ``datasets/release_augment.py``
 (``DATASET.AUGMENTATION``).
 """
 from __future__ import annotations
@@ -242,6 +242,7 @@ class HourglassReleaseCodec(GaussianHeatmapCodec):
                              f"stacked-hourglass release, {' or '.join(RELEASES)}")
         super().__init__(image_size, heatmap_size, sigma, post_process=True, shift_heatmap=False)
         self.release = release
+        self.flip_weight = 1.0 if release == "bearpaw" else 0.5
         self.input_matrix = princeton_input_matrix(image_size)
 
     def crop_matrix(self, center: np.ndarray, scale: np.ndarray, rotation: float, output_size: Sequence[int]

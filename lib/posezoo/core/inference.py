@@ -67,7 +67,8 @@ def forward_test(model: nn.Module, inputs: torch.Tensor, codec, flip_pairs: Sequ
     """The test-time forward of the last stage: with `flip`, the crops and their
     mirrors go through one forward and the mirrored output is flipped back by
     the codec's rule and averaged in (the flip test of Xiao et al. 2018 / Sun
-    et al. 2019). A codec that merges the mirrored pass itself
+    et al. 2019; summed for a codec whose ``flip_weight`` is 1, as bearpaw's
+    hourglass release does). A codec that merges the mirrored pass itself
     (``decode_flipped``) gets both halves; a list of inputs (one per test scale)
     gives the list of their outputs."""
     if isinstance(inputs, (list, tuple)):  # one input batch per test scale (CORNERNET.TEST_SCALES)
@@ -78,7 +79,7 @@ def forward_test(model: nn.Module, inputs: torch.Tensor, codec, flip_pairs: Sequ
     both = last_stage(model(torch.cat([inputs, codec.flip_input(inputs, flip_pairs)], dim=0)))
     if codec.decode_flipped:
         return both
-    return (both[:n] + codec.flip_back(both[n:], flip_pairs)) * 0.5
+    return (both[:n] + codec.flip_back(both[n:], flip_pairs)) * codec.flip_weight
 
 
 def decode_meta(codec, meta: Mapping[str, Any], inputs: torch.Tensor) -> dict[str, torch.Tensor]:
