@@ -270,6 +270,24 @@ def test_offset_kernel_flags_exactly_the_nan_maps_in_every_build(narrow_builds, 
         assert redo.nonzero().tolist() == sorted(before + [[0, 4]]), bits
 
 
+@needs_kernels
+def test_argmax_kernels_flag_exactly_the_nan_maps_in_every_build(narrow_builds, monkeypatch):
+    """DARK, UDP Gaussian and soft-argmax find a NaN by the map's running sum too: a NaN map is sent to the
+    plain path in every build, a map whose sum overflows (no NaN) is not; soft-argmax also sends a map whose
+    maximum is infinite."""
+    y, x = np.mgrid[:64, :48]
+    maps = adversarial_maps(np.random.default_rng(12))[1:2].reshape(-1, 64, 48).copy()  # 17 noisy blob maps
+    maps[3, 20, 30] = np.nan
+    maps[5] = 3e38 * np.exp(-((x - 20) ** 2 + (y - 30) ** 2) / 8)  # its sum overflows
+    maps[7, 0, 0] = np.inf
+    for bits, lib in [(512, compiled.library()), *narrow_builds.items()]:
+        monkeypatch.setattr(compiled, "library", lambda lib=lib: lib)
+        flat = torch.from_numpy(maps)
+        assert compiled.udp_gaussian(flat, 7)[2].nonzero()[:, 0].tolist() == [3], bits
+        assert compiled.soft_argmax(flat, 160.0)[1].nonzero()[:, 0].tolist() == [3, 7], bits  # and its infinite maximum
+        assert compiled.dark_peaks(flat, 11)[3][3], bits
+
+
 def test_compiled_unavailable_falls_back_with_one_log_line(monkeypatch, caplog):
     """Without a C++ compiler (the build raises) the codecs decode with the plain path, logging one line."""
     def no_compiler(source):

@@ -122,18 +122,22 @@ static inline void prefetch(const float* next, int64_t from, int64_t to) {
 // n floats of `next` (or nothing where it is null).
 static inline int64_t first_max(const float* p, int64_t n, float* best, bool* nan, const float* next) {
   using namespace vec;
-  F m0 = set(-INFINITY), m1 = m0;
-  bool bad = false;
+  F m0 = set(-INFINITY), m1 = m0, total = set(0.0f);  // a NaN makes the sum NaN (see scan_rows)
   int64_t i = 0;
   for (; i + 2 * L <= n; i += 2 * L) {
     prefetch(next, 4 * i, 4 * (i + 2 * L));
     const F a = load(p + i, L), b = load(p + i + L, L);
-    bad |= any_nan(a) || any_nan(b);
+    total = add(total, add(a, b));
     m0 = max(m0, a); m1 = max(m1, b);
   }
   prefetch(next, 4 * i, 4 * n);
   float m = hmax(max(m0, m1));
-  for (int64_t j = i; j < n; ++j) { m = p[j] > m ? p[j] : m; bad |= (p[j] != p[j]); }
+  bool bad = !all_finite(total);
+  for (int64_t j = i; j < n; ++j) { m = p[j] > m ? p[j] : m; bad |= !std::isfinite(p[j]); }
+  if (bad) {  // an infinite sum or value: NaN only if a value is one
+    bad = false;
+    for (int64_t j = 0; j < n && !bad; j += L) bad = any_nan(load(p + j, n - j));
+  }
   *best = m; *nan = bad;
   for (i = 0; i < n; i += L) {
     const int64_t lane = first_equal(load(p + i, n - i), m, n - i);
