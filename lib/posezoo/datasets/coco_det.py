@@ -42,7 +42,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .joints_dataset import ImageReadError, input_normalisation, truncated
+from .joints_dataset import ImageReadError, input_normalisation
+from ..utils.image import truncated
 from ..utils.utils import write_text_atomic
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..utils.transforms import PIXEL_STD, crop_box_rule, flip_permutation, fliplr_joints
-from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated  # noqa: F401 (re-exported)
+from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated_bytes  # noqa: F401 (re-exported)
 from ..utils import jpeg_region
 from ..codecs.base import Codec
 from .strong_aug import strong_augmentation
@@ -336,12 +336,12 @@ class JointsDataset(Dataset):
         """The file's bytes and (width, height) for region decoding; None sends it to the whole-image
         reader (a truncated or unreadable file, so that its error or skip stays that reader's; not a
         JPEG the decoder takes)."""
-        if truncated(path):
-            return None
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError:
+            return None
+        if truncated_bytes(data[:8], data[-64:]):
             return None
         size = jpeg_region.jpeg_size(data)
         return None if size is None else (data, *size)
@@ -350,10 +350,10 @@ class JointsDataset(Dataset):
                       center: np.ndarray, scale: np.ndarray, rng: np.random.Generator | None,
                       appearance: Callable[[np.ndarray], np.ndarray] | None, torch_state: torch.Tensor | None):
         """``__getitem__``'s msra crop from the decoded window only (``utils/jpeg_region.py``): the same
-        draws, matrix and warp as the whole-image path, so the same input. Where libjpeg fails on the
-        window, the whole-image reader takes over (and, if it blanks the image under
-        DATASET.SKIP_CORRUPT_IMAGES, the torch RNG is rewound to `torch_state` and the sample is redone
-        as the whole-image path does it)."""
+        draws, matrix and warp as the whole-image path, so the same input, and ``whole_sample``'s
+        result. Where libjpeg fails on the window, the whole-image reader takes over (and, if it blanks
+        the image under DATASET.SKIP_CORRUPT_IMAGES, the torch RNG is rewound to `torch_state` and None
+        returned, so that the sample is redone as the whole-image path does it)."""
         data, image_width, image_height = source
         output_size = (int(self.image_size[0]), int(self.image_size[1]))
         rotation, flipped = 0.0, False
@@ -374,7 +374,9 @@ class JointsDataset(Dataset):
                 image = cv2.flip(image, 1)
         inputs, trans = crop_input(self.codec, image, center, scale, rotation, output_size, self.input_mean,
                                    self.input_std, appearance, trans)
-        return inputs, trans, joints, joints_vis, center, scale, rotation, flipped
+        visible = joints_vis[:, 0] > 0
+        joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
+        return inputs, joints, joints_vis, center, scale, rotation, flipped, 1
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         rec = self.db[idx]
@@ -388,14 +390,9 @@ class JointsDataset(Dataset):
             rng = self.sample_rng(1)
             sample = self.region_sample(rec, source, joints, joints_vis, center, scale, rng,
                                         self.sample_appearance(rng), torch_state)
-        if sample is not None:
-            inputs, trans, joints, joints_vis, center, scale, rotation, flipped = sample
-            valid = 1
-            visible = joints_vis[:, 0] > 0
-            joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
-        else:
-            inputs, joints, joints_vis, center, scale, rotation, flipped, valid = self.whole_sample(
-                rec, joints, joints_vis, center, scale)
+        if sample is None:
+            sample = self.whole_sample(rec, joints, joints_vis, center, scale)
+        inputs, joints, joints_vis, center, scale, rotation, flipped, valid = sample
         if flipped and ordinal is not None:
             ordinal = flip_ordinal(ordinal, self.flip_pairs)
 

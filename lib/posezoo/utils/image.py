@@ -30,6 +30,11 @@ def truncated(path: str) -> bool:
             tail = f.read()
     except OSError:
         return False  # missing: the decoder's error names it
+    return truncated_bytes(head, tail)
+
+
+def truncated_bytes(head: bytes, tail: bytes) -> bool:
+    """``truncated`` from a file's first 8 and last 64 bytes (a caller that has read the file already)."""
     if head[:2] == b"\xff\xd8":
         return b"\xff\xd9" not in tail
     if head == b"\x89PNG\r\n\x1a\n":
