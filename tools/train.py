@@ -35,6 +35,8 @@ from posezoo.core.strategy import build_strategy, restore_strategy, strategy_sta
 from posezoo.datasets import build_dataset
 from posezoo.models import build_model, read_checkpoint
 from posezoo.models.checkpoint import CheckpointError
+from posezoo.utils.collate import packed_collate
+from posezoo.utils.normalise import input_normaliser
 from posezoo.utils.distributed import (DistContext, barrier, broadcast_buffers, broadcast_object, build_test_loader,
                                        epoch_seed, init_distributed, peer_watch, seed_everything, seed_worker,
                                        setup_worker_logging, shutdown_distributed, unused_parameters)
@@ -147,7 +149,7 @@ def _train_loader(cfg, dataset, ctx: DistContext, generator: torch.Generator
     ``set_epoch`` from ``start_epoch``."""
     pin = cfg.PIN_MEMORY and ctx.device.type == "cuda"
     common = {"num_workers": cfg.WORKERS, "pin_memory": pin, "drop_last": False, "generator": generator,
-              "worker_init_fn": seed_worker}
+              "worker_init_fn": seed_worker, "collate_fn": packed_collate}
     if hasattr(dataset, "batch_sampler"):  # DATASET.MIX: fixed-composition batches (datasets/mixed.py)
         n_gpus = 1 if ctx.distributed or ctx.device.type != "cuda" else max(1, len(cfg.GPUS))
         batches = dataset.batch_sampler(cfg.TRAIN.BATCH_SIZE_PER_GPU * n_gpus, cfg.TRAIN.SHUFFLE, ctx.rank,
@@ -231,7 +233,7 @@ def _train(cfg, cfg_path: str | None, resume: bool, ctx: DistContext, final_dir:
         model = model.to(memory_format=torch.channels_last)
     train_set = build_dataset(cfg, cfg.DATASET.TRAIN_SET, True, codec)
     valid_set = build_dataset(cfg, cfg.DATASET.TEST_SET, False, codec)
-    sample = train_set[0][0][None].to(device) if ctx.distributed else None
+    sample = input_normaliser(cfg)(train_set[0][0][None].to(device)) if ctx.distributed else None
     model = _wrap(model, cfg, ctx, sample)
     eval_model = model.module if isinstance(model, DistributedDataParallel) else model
     criterion = codec.loss(cfg).to(device)

@@ -2,12 +2,13 @@
 DataLoaders with 0 and more workers side by side with the official dataset on the same images."""
 from __future__ import annotations
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from posezoo.config import update_config
 from posezoo.datasets import build_dataset
 from posezoo.utils import jpeg_region
+from posezoo.utils.collate import packed_collate
+from posezoo.utils.normalise import input_normaliser
 
 from .common import alternate_many, quiet, say, side_row, timed
 from .official import official_dataset
@@ -44,37 +45,57 @@ class Repeated(Dataset):
         return self.dataset[i % len(self.dataset)]
 
 
-def loader_pass(dataset, n: int, workers: int):
+def loader_pass(dataset, n: int, workers: int, collate_fn=None, normalise=None):
     """One epoch of `n` samples through a DataLoader (batches of LOADER_BATCH, `workers` processes started
-    for it, as a training epoch starts them); returns the first batch's inputs and targets."""
+    for it, as a training epoch starts them; posezoo's with its own collate and, under
+    DATASET.UINT8_INPUTS, its batches normalised here, on the CPU, as the loops do on the device);
+    returns the first batch's inputs and targets."""
     first = None
-    for batch in DataLoader(Repeated(dataset, n), batch_size=LOADER_BATCH, num_workers=workers):
-        first = first or (batch[0], batch[1])
+    for batch in DataLoader(Repeated(dataset, n), batch_size=LOADER_BATCH, num_workers=workers,
+                            collate_fn=collate_fn):
+        inputs = batch[0] if normalise is None else normalise(batch[0])
+        first = first or (inputs, batch[1])
     return first
+
+
+CONTENDER_SUFFIX = {"ours": "", "region": " (DATASET.DECODE region)",
+                    "region+uint8": " (DATASET.DECODE region, DATASET.UINT8_INPUTS)",
+                    "uint8": " (DATASET.UINT8_INPUTS)"}
+
+
+def contender_configs(cfg) -> dict:
+    """posezoo's configurations in the data rows: the YAML's, then region decoding (where it builds here
+    and the YAML decodes whole images), then uint8 inputs on top of that."""
+    out = {"ours": cfg}
+    last = cfg
+    if cfg.DATASET.DECODE == "whole" and jpeg_region.library() is not None:
+        out["region"] = last = update_config(cfg, ["DATASET.DECODE", "region"])
+    if not cfg.DATASET.UINT8_INPUTS:
+        out["region+uint8" if "region" in out else "uint8"] = update_config(last, ["DATASET.UINT8_INPUTS", True])
+    return out
 
 
 def bench_data_official(cfg, codec, cfg_path: str, root: str, n: int, reps: int, workers: list[int],
                         tag: str = "[1/6]") -> list[dict]:
     """Samples/s of posezoo's and the official dataset (train: the YAML's augmentation; test: warp only) on
     the same DATASET.ROOT through DataLoaders with each count in `workers`, alternating `reps` epochs of `n`
-    samples; the test-set inputs and targets (no random draw) are checked equal. Where the region decoder
-    builds here and the config decodes whole images, ``DATASET.DECODE region`` (utils/jpeg_region.py) runs in
-    the same rounds and gets rows of its own. [] without the official dataset."""
+    samples; the test-set inputs and targets (no random draw) are checked equal. ``DATASET.DECODE region``
+    (utils/jpeg_region.py) and ``DATASET.UINT8_INPUTS`` (utils/normalise.py) run in the same rounds and get
+    rows of their own (``contender_configs``). [] without the official dataset."""
     rows = []
-    region_cfg = update_config(cfg, ["DATASET.DECODE", "region"]) \
-        if cfg.DATASET.DECODE == "whole" and jpeg_region.library() is not None else None
+    configs = contender_configs(cfg)
     for key, image_set, is_train in (("train", cfg.DATASET.TRAIN_SET, True), ("test", cfg.DATASET.TEST_SET, False)):
         with quiet():
             official, label = official_dataset(root, cfg, cfg_path, image_set, is_train)
-            contenders = {"ours": build_dataset(cfg, image_set, is_train, codec)}
-            if region_cfg is not None:
-                contenders["region"] = build_dataset(region_cfg, image_set, is_train, codec)
+            contenders = {name: (build_dataset(c, image_set, is_train, codec), input_normaliser(c))
+                          for name, c in configs.items()}
         if official is None:
             say(f"{tag} data side by side: {label}")
             return []
         for count in workers:
             fns = {"official": lambda d=official, w=count: loader_pass(d, n, w)}
-            fns.update({name: lambda d=d, w=count: loader_pass(d, n, w) for name, d in contenders.items()})
+            fns.update({name: lambda d=d, f=f, w=count: loader_pass(d, n, w, packed_collate, f)
+                        for name, (d, f) in contenders.items()})
             times, first = alternate_many(fns, reps)
             for name in contenders:
                 if is_train:
@@ -82,7 +103,7 @@ def bench_data_official(cfg, codec, cfg_path: str, root: str, n: int, reps: int,
                 else:
                     diffs = [(a - b).abs().max().item() for a, b in zip(first["official"], first[name])]
                     check = f"inputs max diff {diffs[0]:.1e}, targets {diffs[1]:.1e}"
-                suffix = " (DATASET.DECODE region)" if name == "region" else ""
+                suffix = CONTENDER_SUFFIX[name]
                 rows.append(side_row(f"data {key} ({image_set}), {count} workers{suffix}", label, True, n,
                                      times["official"], times[name], check, unit="crops/s"))
                 say(f"{tag} data side by side, {key}, {count} workers{suffix}: official "

@@ -158,7 +158,7 @@ def build_jobs(official: str, reps: int, decoders: int, num_dets: int, data_root
             return [absent_row("training data", "official dataset absent (see the log line above)")]
         return _labelled(rows, lambda r: (f"{'training' if 'train' in r['stage'].split()[1] else 'test'} data, "
                                           f"w32 COCO {'augmentation' if 'train' in r['stage'].split()[1] else 'warp'}"
-                                          f", {r['stage'].rsplit(', ', 1)[1]}"))
+                                          f", {r['stage'].split('), ', 1)[1]}"))
 
     return [Job("decode", decode_job), Job("evaluate", evaluate_job),
             Job("forward PoseResNet-50", forward_job(RESNET_50, "PoseResNet-50", [FAST_EAGER])),

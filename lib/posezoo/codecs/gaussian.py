@@ -356,7 +356,14 @@ class GaussianHeatmapCodec(HeatmapCodec):
         table = gaussian_table(g_len, float(centre), float(2 * self.sigma ** 2), dtype)
         target = np.zeros((len(mu), h, w), np.float32)
         span_x, span_y = np.minimum(br_x - ul_x, g_len), np.minimum(br_y - ul_y, g_len)
-        for k in np.flatnonzero(weight[:, 0] > 0.5):
+        drawn = weight[:, 0] > 0.5
+        whole = drawn & (span_x == g_len) & (span_y == g_len) & (ul_x >= 0) & (ul_y >= 0) & \
+            (ul_x + g_len <= w) & (ul_y + g_len <= h)
+        if whole.any():  # windows inside the map, all at once (the loop below costs ~5 us a joint)
+            ks = np.flatnonzero(whole)
+            steps = np.arange(g_len)
+            target[ks[:, None, None], (ul_y[ks, None] + steps)[:, :, None], (ul_x[ks, None] + steps)[:, None, :]] = table
+        for k in np.flatnonzero(drawn & ~whole):
             x0, y0 = max(int(ul_x[k]), 0), max(int(ul_y[k]), 0)
             x1, y1 = min(int(ul_x[k] + span_x[k]), w), min(int(ul_y[k] + span_y[k]), h)
             if x0 < x1 and y0 < y1:

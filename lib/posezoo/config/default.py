@@ -140,6 +140,10 @@ _C.DATASET.SKIP_CORRUPT_IMAGES = False
 # jpeglib.h and libjpeg, e.g. Debian's libjpeg62-turbo-dev, else one log line and whole). Region applies to the
 # msra augmentation without DATASET.STRONG_AUG and codecs that warp; other images (PNG, CMYK JPEG) are read whole.
 _C.DATASET.DECODE = "whole"
+# posezoo: samples carry the uint8 crop and the loops normalise it on the model's device
+# (utils/normalise.InputNormaliser: the same float32 inputs bit for bit; a quarter of the bytes through the
+# DataLoader's workers and the host-to-device copy). Top-down 2D sets and Human3.6M testing.
+_C.DATASET.UINT8_INPUTS = False
 # ordinal depth labels per person (datasets/ordinal.py: JSON keyed by COCO annotation id or MPII
 # person index, or the released ordinal.mat / .h5 with variable ord, N x K x K), trained by the
 # volumetric codec's ordinal loss (MODEL.TARGET_TYPE volumetric)

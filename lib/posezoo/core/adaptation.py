@@ -64,8 +64,10 @@ from torch.utils.data import DataLoader
 from ..codecs.base import last_stage
 from ..codecs.gaussian import get_max_preds
 from ..config import update_config
+from ..utils.collate import packed_collate
 from ..utils.distributed import broadcast_parameters
 from ..utils.image import read_image
+from ..utils.normalise import input_normalisation, input_normaliser
 from ..utils.registry import resolve
 from ..utils.transforms import PIXEL_STD
 from ..utils.utils import write_text_atomic
@@ -112,15 +114,24 @@ def build_domain_dataset(cfg, spec: dict, is_train: bool, codec):
     differently, ``experiments/animal/ccssl_hg_s4_b1_horse_256x256.yaml``)."""
     domain_cfg = update_config(cfg, ["DATASET.DATASET", spec["dataset"], "DATASET.ROOT", spec["root"],
                                      *spec.get("opts", [])])
+    if domain_cfg.DATASET.UINT8_INPUTS != cfg.DATASET.UINT8_INPUTS or cfg.DATASET.UINT8_INPUTS and any(
+            (a != b).any() for a, b in zip(input_normalisation(domain_cfg), input_normalisation(cfg))):
+        raise ValueError(f"ADAPT.DOMAINS {spec['dataset']} {spec['set']}: with DATASET.UINT8_INPUTS the loops "
+                         f"normalise every domain's batches alike, so a domain's OPTS may change neither it nor "
+                         f"DATASET.INPUT_MEAN / INPUT_STD / INPUT_MEAN_FILE")
     # by the registry, as datasets.build_dataset does: core/ does not import the datasets package
     module = resolve("datasets", spec["dataset"], "get_dataset", "ADAPT.DOMAINS")
-    return module.get_dataset(domain_cfg, spec["set"], is_train, codec)
+    dataset = module.get_dataset(domain_cfg, spec["set"], is_train, codec)
+    if cfg.DATASET.UINT8_INPUTS and not getattr(dataset, "uint8_inputs", False):
+        raise ValueError(f"DATASET.UINT8_INPUTS True: ADAPT.DOMAINS dataset {spec['dataset']} makes its inputs "
+                         f"itself (not uint8 crops); set DATASET.UINT8_INPUTS False")
+    return dataset
 
 
 def domain_loader(cfg, dataset, shuffle: bool = True) -> DataLoader:
     """A loader drawing from torch's global RNG, which the loop reseeds each epoch."""
     return DataLoader(dataset, batch_size=cfg.TRAIN.BATCH_SIZE_PER_GPU, shuffle=shuffle, num_workers=cfg.WORKERS,
-                      drop_last=len(dataset) > cfg.TRAIN.BATCH_SIZE_PER_GPU)
+                      drop_last=len(dataset) > cfg.TRAIN.BATCH_SIZE_PER_GPU, collate_fn=packed_collate)
 
 
 class MixedBatches:
@@ -483,9 +494,11 @@ def pseudo_label(cfg, model: nn.Module, dataset, codec, device: torch.device, ro
     was_training = model.training
     model.eval()
     coords, confidence, spread = [], [], []
-    loader = DataLoader(dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, shuffle=False, num_workers=cfg.WORKERS)
+    loader = DataLoader(dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, shuffle=False, num_workers=cfg.WORKERS,
+                        collate_fn=packed_collate)
+    normalise = input_normaliser(cfg)
     for inputs, _, _, meta in loader:
-        inputs = inputs.to(device)
+        inputs = normalise(inputs.to(device))
         mats = view_matrices(a.NUM_TRANSFORMS, a.SCALE_FACTOR, a.ROT_FACTOR, generator, w / h).to(device)
         fused, sp = fuse_views(model, inputs, mats, codec, dataset.flip_pairs, a.FLIP)
         xy, maxvals = codec.decode(fused, {"center": meta["center"], "scale": meta["scale"]})

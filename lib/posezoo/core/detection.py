@@ -12,6 +12,7 @@ from typing import Mapping
 import torch
 from torch.utils.data import DataLoader
 
+from ..utils.collate import packed_collate
 from ..utils.utils import to_device
 from .inference import forward_test, predict
 
@@ -36,7 +37,8 @@ def evaluate_detector(model: torch.nn.Module, codec, dataset, output_dir: str, f
     from ..config import update_config
 
     cfg = update_config(dataset.cfg, ["CORNERNET.FLIP_TEST", str(bool(flip))])
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=packed_collate)
     device = next(model.parameters()).device
     out = predict(cfg, loader, model, codec, dataset.flip_pairs, device, desc="detect")
     table, _ = dataset.evaluate(out["preds"], None, out["image_ids"], output_dir)

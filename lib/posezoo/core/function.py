@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..codecs.gaussian import get_max_preds
 from ..utils.distributed import average_gradients, broadcast_object, gather_shards, is_distributed
+from ..utils.normalise import input_normaliser
 from ..utils.transforms import PIXEL_STD
 from ..utils.utils import AverageMeter, amp_dtype, progress_bar, to_channels_last, to_device, write_text_atomic
 from ..utils.vis import (
@@ -65,10 +66,14 @@ class TrainContext:
     #: stepped after every optimizer step (``core.schedule.steps_per_iteration``);
     #: None: the caller steps its scheduler per epoch
     iteration_scheduler: Any = None
+    #: applied to every input batch on the device (``utils.normalise.input_normaliser``)
+    normalise: Any = None
 
     def __post_init__(self) -> None:
         if self.strategy is None:
             self.strategy = build_strategy(self.cfg)
+        if self.normalise is None:
+            self.normalise = input_normaliser(self.cfg)
 
     @property
     def forward(self):
@@ -81,7 +86,8 @@ def _prepare(ctx: TrainContext, item: Any) -> Any:
     if not (isinstance(item, (list, tuple)) and len(item) == 4):
         return item
     inputs, target, target_weight, meta = item
-    return {"inputs": to_channels_last(inputs.to(ctx.device, non_blocking=True), ctx.cfg.MODEL.CHANNELS_LAST),
+    inputs = ctx.normalise(inputs.to(ctx.device, non_blocking=True))
+    return {"inputs": to_channels_last(inputs, ctx.cfg.MODEL.CHANNELS_LAST),
             "target": to_device(target, ctx.device), "target_weight": target_weight.to(ctx.device, non_blocking=True),
             "meta": meta}
 

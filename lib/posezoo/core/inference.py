@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..codecs.base import last_stage
 from ..utils.distributed import is_distributed
+from ..utils.normalise import input_normaliser
 from ..utils.transforms import PIXEL_STD
 from ..utils.utils import AverageMeter, amp_dtype, progress_bar, to_channels_last, to_device
 
@@ -125,8 +126,12 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
     person_boxes = codec.prediction == "keypoints2d"
     columns: dict[str, list] = {"preds": [], "boxes": [], "image_ids": [], "valid": [], "foreground": []}
     losses = AverageMeter()
+    normalise = input_normaliser(cfg)
     for inputs, target, target_weight, meta in progress_bar(loader, desc=desc, unit="batch", leave=False):
-        inputs = to_channels_last(to_device(inputs, device), cfg.MODEL.CHANNELS_LAST)
+        inputs = to_device(inputs, device)
+        if isinstance(inputs, torch.Tensor):  # a list: several test scales, from datasets that normalise
+            inputs = normalise(inputs)
+        inputs = to_channels_last(inputs, cfg.MODEL.CHANNELS_LAST)
         output = forward_test(forward, inputs, codec, flip_pairs, flip)
         if criterion is not None and not (isinstance(target, dict) and not target):  # detectors: no test target
             # the last stage's output against the last stage's target (one target per stage: a list)

@@ -53,4 +53,8 @@ def build_dataset(cfg, image_set: str, is_train: bool, codec):
         from .mixed import build_mix
         return build_mix(cfg, image_set, is_train, codec)
     module = resolve("datasets", cfg.DATASET.DATASET, "get_dataset", "DATASET.DATASET")
-    return module.get_dataset(cfg, image_set, is_train, codec)
+    dataset = module.get_dataset(cfg, image_set, is_train, codec)
+    if cfg.DATASET.UINT8_INPUTS and not getattr(dataset, "uint8_inputs", False):
+        raise ValueError(f"DATASET.UINT8_INPUTS True: dataset {cfg.DATASET.DATASET} makes its inputs itself "
+                         f"(not uint8 crops); set DATASET.UINT8_INPUTS False")
+    return dataset

@@ -61,7 +61,8 @@ from ..core.metrics3d import H36M_ACTIONS, action_table, mpjpe, ordinal_accuracy
 from ..utils.transforms import affine_transform, fliplr_joints, flip_permutation, get_affine_transform
 from ..utils.utils import write_text_atomic
 from . import KeypointInfo
-from .joints_dataset import ImageReadError, JointsDataset, read_image, target_tensors, to_input_tensor
+from .joints_dataset import (ImageReadError, JointsDataset, read_image, target_tensors, to_input_tensor,
+                             uint8_input_tensor)
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +311,9 @@ class H36MDataset(JointsDataset):
     def __init__(self, cfg, image_set: str, is_train: bool, codec):
         super().__init__(cfg, image_set, is_train, codec, NUM_JOINTS, FLIP_PAIRS, UPPER_BODY_IDS, [1.0] * NUM_JOINTS)
         self.skeleton = SKELETON
+        if self.uint8_inputs and is_train:
+            raise ValueError("DATASET.UINT8_INPUTS True: Human3.6M training scales the crop's colours in float "
+                             "(augment_3d's gain), so its crops are not uint8; set DATASET.UINT8_INPUTS False")
         self.cameras = load_cameras(cameras_file(self.root))
         path = annotation_file(self.root, image_set)
         data = _read_npz(path) if path.endswith(".npz") else _read_coco_json(path, self.cameras)
@@ -408,7 +412,8 @@ class H36MDataset(JointsDataset):
                 "root_cam": joints_cam[ROOT_JOINT].astype(np.float64), "focal": rec["focal"],
                 "princpt": np.asarray(cam["princpt"], dtype=np.float64), "joints_cam": joints_cam.astype(np.float64),
                 "action": rec["action"], "subject": rec["subject"]}
-        inputs = to_input_tensor(crop, self.input_mean, self.input_std)
+        inputs = (uint8_input_tensor(crop) if self.uint8_inputs
+                  else to_input_tensor(crop, self.input_mean, self.input_std))
         return inputs, target_tensors(target), torch.as_tensor(target_weight), meta
 
     def evaluate(self, preds: np.ndarray, boxes, image_ids: np.ndarray, output_dir: str) -> tuple[dict, float]:

@@ -20,6 +20,8 @@ from torch.utils.data import Dataset
 from ..utils.transforms import PIXEL_STD, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated_bytes  # noqa: F401 (re-exported)
 from ..utils import jpeg_region
+from ..utils.normalise import (MEAN, STD, input_normalisation, load_mean_file,  # noqa: F401 (re-exported)
+                               normalise_pixels, to_input_tensor, uint8_input_tensor)
 from ..codecs.base import Codec
 from .strong_aug import strong_augmentation
 from .appearance import AppearanceJitter
@@ -27,12 +29,6 @@ from .ordinal import flip_ordinal, load_ordinal_file, ordinal_for
 from .release_augment import bearpaw_augment, check_augmentation, princeton_training_crop
 
 logger = logging.getLogger(__name__)
-
-# ImageNet statistics (RGB order), the default of DATASET.INPUT_MEAN/INPUT_STD,
-# applied to every input as the official ToTensor + Normalize does, whatever
-# DATASET.COLOR_RGB says.
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def make_record(image: str, image_id: int, center: np.ndarray, scale: np.ndarray, joints: np.ndarray,
@@ -43,67 +39,12 @@ def make_record(image: str, image_id: int, center: np.ndarray, scale: np.ndarray
             "joints_vis": np.asarray(joints_vis, np.float32), "score": float(score)}
 
 
-def load_mean_file(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) of a bearpaw-style ``mean.pth.tar`` (``{'mean': (3,), 'std':
-    (3,)}`` tensors, RGB / 255; bearpaw/pytorch-pose and CC-SSL's ``data/*/``):
-    its mean and a std of 1, since their ``color_normalize`` only subtracts
-    (Learning-from-Synthetic-Animals ``pose/utils/transforms.py:13-19``). Read
-    with ``weights_only=True``: a file holding anything but tensors is refused."""
-    if not os.path.isfile(path):
-        raise ValueError(f"DATASET.INPUT_MEAN_FILE {path} not found (a mean.pth.tar such as CC-SSL's "
-                         f"data/synthetic_animal/<animal>_combineds5r5_texture/mean.pth.tar)")
-    try:
-        stats = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # an unsafe pickle or a file that is no torch archive
-        raise ValueError(f"DATASET.INPUT_MEAN_FILE {path} cannot be read with torch.load(weights_only=True) "
-                         f"({type(err).__name__}); it must hold only a dict of tensors "
-                         f"{{'mean': ..., 'std': ...}}") from None
-    mean = stats.get("mean") if isinstance(stats, dict) else None
-    if mean is None or np.asarray(mean).reshape(-1).shape != (3,):
-        raise ValueError(f"DATASET.INPUT_MEAN_FILE {path}: expected a dict with a 3-value 'mean'")
-    return np.asarray(mean, np.float32).reshape(3), np.ones(3, np.float32)
-
-
-def input_normalisation(cfg) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float32 per channel from DATASET.INPUT_MEAN / INPUT_STD, or
-    from DATASET.INPUT_MEAN_FILE when it is set (``load_mean_file``)."""
-    if cfg.DATASET.INPUT_MEAN_FILE:
-        return load_mean_file(cfg.DATASET.INPUT_MEAN_FILE)
-    mean = np.asarray(cfg.DATASET.INPUT_MEAN, dtype=np.float32)
-    std = np.asarray(cfg.DATASET.INPUT_STD, dtype=np.float32)
-    if mean.shape != (3,) or std.shape != (3,) or not (std > 0).all():
-        raise ValueError(f"DATASET.INPUT_MEAN {mean.tolist()} / INPUT_STD {std.tolist()}: expected three values "
-                         f"each, std > 0")
-    return mean, std
-
-
-def normalise_pixels(pixels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(pixel / 255 - mean) / std in float32, channel last, as torchvision's
-    ToTensor + Normalize compute it."""
-    return (pixels.astype(np.float32) / 255.0 - mean) / std
-
-
-def to_input_tensor(crop: np.ndarray, mean: np.ndarray = MEAN, std: np.ndarray = STD) -> torch.Tensor:
-    """HWC uint8 -> CHW float32, (pixel / 255 - mean) / std (ImageNet's by default).
-    A uint8 crop goes through a 256-entry table per channel built by the same
-    float32 expression (so the values are bit for bit the formula's), one
-    cv2.LUT per channel plane written straight into CHW: one pass instead of four
-    full-crop float passes and a transposing copy (the data pipeline against the
-    official JointsDataset, side by side: docs/speed.md)."""
-    if crop.dtype != np.uint8:
-        return torch.from_numpy(normalise_pixels(crop, mean, std).transpose(2, 0, 1).copy())
-    table = np.ascontiguousarray(normalise_pixels(np.arange(256, dtype=np.uint8)[:, None], mean, std).T)  # (3, 256)
-    out = np.empty((crop.shape[2],) + crop.shape[:2], np.float32)
-    for channel, plane in enumerate(cv2.split(crop)):
-        cv2.LUT(plane, table[channel], dst=out[channel])
-    return torch.from_numpy(out)
-
-
 def crop_input(codec, image: np.ndarray, center: np.ndarray, scale: np.ndarray, rotation: float,
                output_size: Sequence[int], mean: np.ndarray, std: np.ndarray,
                appearance: Callable[[np.ndarray], np.ndarray] | None = None,
-               trans: np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """One crop's network input (3, h, w) float32 and the image -> crop 2x3 its joints map
+               trans: np.ndarray | None = None, uint8: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+    """One crop's network input (3, h, w) float32 (uint8 and not normalised with `uint8`:
+    ``DATASET.UINT8_INPUTS``) and the image -> crop 2x3 its joints map
     with (``codec.crop_matrix``, unless the caller passes the matrix it already computed as `trans`).
     The image is warped with that matrix, unless the codec cuts
     its own crop (``codec.crop_image``, on [0, 1]: normalised as (crop - mean) / std).
@@ -116,6 +57,8 @@ def crop_input(codec, image: np.ndarray, center: np.ndarray, scale: np.ndarray, 
         crop = cv2.warpAffine(image, trans, tuple(int(v) for v in output_size), flags=cv2.INTER_LINEAR)
     if appearance is not None:
         crop = appearance(crop)
+    if uint8:
+        return uint8_input_tensor(crop), trans
     return (to_input_tensor(crop, mean, std) if warped else unit_crop_tensor(crop, mean, std)), trans
 
 
@@ -178,6 +121,20 @@ def region_decoding(cfg, codec, strong_aug, augmentation: str) -> bool:
     return jpeg_region.library() is not None
 
 
+def uint8_inputs(cfg, codec, augmentation: str) -> bool:
+    """``DATASET.UINT8_INPUTS``: whether samples carry the uint8 crop (``utils/normalise.InputNormaliser``
+    normalises it on the model's device); refused where the crop is a float one of the codec's or the
+    release's own."""
+    if not cfg.DATASET.UINT8_INPUTS:
+        return False
+    why = (f"DATASET.AUGMENTATION {augmentation} cuts its own float crop" if augmentation == "princeton" else
+           f"the codec {type(codec).__name__} cuts its own float crop"
+           if type(codec).crop_image is not Codec.crop_image else "")
+    if why:
+        raise ValueError(f"DATASET.UINT8_INPUTS True: {why}; set DATASET.UINT8_INPUTS False")
+    return True
+
+
 class JointsDataset(Dataset):
     """Keypoint metadata (flip pairs, upper body, joint weights, OKS sigmas) is set
     by the subclass and may be overridden from ``DATASET.*`` for custom sets."""
@@ -217,6 +174,7 @@ class JointsDataset(Dataset):
         self.use_joints_weight = cfg.LOSS.USE_DIFFERENT_JOINTS_WEIGHT
         self.skip_corrupt = cfg.DATASET.SKIP_CORRUPT_IMAGES
         self.input_mean, self.input_std = input_normalisation(cfg)
+        self.uint8_inputs = uint8_inputs(cfg, codec, self.augmentation)
         self.region_decode = region_decoding(cfg, codec, self.strong_aug, self.augmentation)
         self.ordinal = self._ordinal_labels(cfg, codec)
         self.db: list[dict] = []
@@ -373,7 +331,7 @@ class JointsDataset(Dataset):
             if flipped:
                 image = cv2.flip(image, 1)
         inputs, trans = crop_input(self.codec, image, center, scale, rotation, output_size, self.input_mean,
-                                   self.input_std, appearance, trans)
+                                   self.input_std, appearance, trans, self.uint8_inputs)
         visible = joints_vis[:, 0] > 0
         joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
         return inputs, joints, joints_vis, center, scale, rotation, flipped, 1
@@ -437,7 +395,7 @@ class JointsDataset(Dataset):
                 image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
                     image, joints, joints_vis, center, scale, rng)
             inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
-                                       self.input_mean, self.input_std, appearance)
+                                       self.input_mean, self.input_std, appearance, uint8=self.uint8_inputs)
             visible = joints_vis[:, 0] > 0
             joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
         return inputs, joints, joints_vis, center, scale, rotation, flipped, valid

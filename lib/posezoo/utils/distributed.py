@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
+from .collate import packed_collate
+
 logger = logging.getLogger("posezoo")
 
 
@@ -340,10 +342,10 @@ def build_test_loader(cfg, dataset, device: torch.device) -> DataLoader:
     pin = cfg.PIN_MEMORY and device.type == "cuda"
     if is_distributed():
         return DataLoader(dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU, sampler=ShardedSampler(len(dataset)),
-                          num_workers=cfg.WORKERS, pin_memory=pin)
+                          num_workers=cfg.WORKERS, pin_memory=pin, collate_fn=packed_collate)
     n_gpus = max(1, len(cfg.GPUS)) if device.type == "cuda" else 1
     return DataLoader(dataset, batch_size=cfg.TEST.BATCH_SIZE_PER_GPU * n_gpus, shuffle=False,
-                      num_workers=cfg.WORKERS, pin_memory=pin)
+                      num_workers=cfg.WORKERS, pin_memory=pin, collate_fn=packed_collate)
 
 
 def _float_sum(outputs) -> torch.Tensor:
