@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 import posezoo.datasets.joints_dataset as joints_dataset
 from conftest import MPII_SAMPLES, ROOT, needs_shared
@@ -129,3 +130,25 @@ def test_release_augmentation_needs_its_release_codec(tmp_path):
                       ["DATASET.AUGMENTATION", "imgaug", "DATASET.ROOT", str(tmp_path)])
     with pytest.raises(ValueError, match="DATASET.AUGMENTATION 'imgaug': expected one of msra, bearpaw, princeton"):
         build_dataset(cfg, "valid", True, build_codec(cfg))
+
+
+@needs_shared
+def test_bearpaw_test_box_keeps_its_float64_scale(mpii_root):
+    """bearpaw's test scale is a Python float (``s = a['scale_provided'] * 1.25``, float64 arithmetic in
+    ``transform`` and ``crop``; only its training draws are float32 torch scalars): the record keeps it
+    as float64, so the codec's float64 branch cuts the test crop. HRNet's records stay float32."""
+    root, annotations = mpii_root
+    cfg = load_config(os.path.join(ROOT, "experiments", "mpii", "hourglass", "bearpaw_hg_s2_b1_256x256.yaml"),
+                      ["DATASET.ROOT", root, "OUTPUT_DIR", os.path.join(root, "out"), "WORKERS", "0"])
+    codec = build_codec(cfg)
+    dataset = build_dataset(cfg, "valid", False, codec)
+    for rec, entry in zip(dataset.db, annotations):
+        assert rec["scale"].dtype == np.float64 and rec["scale"].tolist() == [entry["scale"] * 1.25] * 2
+    inputs, _, _, meta = dataset[0]
+    image = joints_dataset.read_image(dataset.db[0]["image"], dataset.color_rgb)
+    crop = codec.crop_image(image, dataset.db[0]["center"], np.full(2, annotations[0]["scale"] * 1.25), 0.0,
+                            (256, 256))
+    expected = joints_dataset.unit_crop_tensor(crop, dataset.input_mean, dataset.input_std)
+    assert torch.equal(inputs, expected) and meta["scale"].dtype == np.float64
+    hrnet = load_config(None, ["DATASET.DATASET", "mpii", "DATASET.ROOT", root, "MODEL.NUM_JOINTS", "16"])
+    assert build_dataset(hrnet, "valid", False, build_codec(hrnet)).db[0]["scale"].dtype == np.float32

@@ -32,10 +32,11 @@ logger = logging.getLogger(__name__)
 
 
 def make_record(image: str, image_id: int, center: np.ndarray, scale: np.ndarray, joints: np.ndarray,
-                joints_vis: np.ndarray, score: float = 1.0) -> dict:
-    """One person box. joints/joints_vis are (K, 3) float32 (x, y, 0) / (v, v, 0)."""
+                joints_vis: np.ndarray, score: float = 1.0, scale_dtype: type = np.float32) -> dict:
+    """One person box. joints/joints_vis are (K, 3) float32 (x, y, 0) / (v, v, 0); the scale is
+    float32 as HRNet's, float64 where the official reader holds a Python float (bearpaw's test box)."""
     return {"image": image, "image_id": int(image_id), "center": np.asarray(center, np.float32),
-            "scale": np.asarray(scale, np.float32), "joints": np.asarray(joints, np.float32),
+            "scale": np.asarray(scale, scale_dtype), "joints": np.asarray(joints, np.float32),
             "joints_vis": np.asarray(joints_vis, np.float32), "score": float(score)}
 
 

@@ -315,8 +315,10 @@ class MPIIDataset(JointsDataset):
                 vis = np.array(entry["joints_vis"], dtype=np.float64)
                 joints_vis[:, 0] = vis
                 joints_vis[:, 1] = vis
+            # bearpaw's test scale is a Python float (float64 arithmetic, codecs/hourglass.py); its draws float32
             db.append(dict(make_record(os.path.join(self.image_dir, entry["image"]), i, center, scale, joints,
-                                       joints_vis), ordinal_key=str(i)))  # DATASET.ORDINAL_FILE
+                                       joints_vis, scale_dtype=np.float64 if float32_centres else np.float32),
+                           ordinal_key=str(i)))  # DATASET.ORDINAL_FILE
         return db
 
     def image_path(self, image_id: int) -> str:
