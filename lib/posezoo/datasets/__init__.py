@@ -1,7 +1,11 @@
 """Datasets by name: ``DATASET.DATASET`` is a module here (or a dotted import
 path) exposing ``get_dataset(cfg, image_set, is_train, codec)``, and
 ``keypoint_info(cfg) -> KeypointInfo`` (joint names, flip pairs, skeleton, OKS
-sigmas) for the API and the visualiser, which never look at dataset names."""
+sigmas) for the API and the visualiser, which never look at dataset names.
+A sample is ``(inputs, target, target_weight, meta)``; ``inputs`` is the
+normalised float32 crop, or with ``DATASET.UINT8_INPUTS`` the uint8 one (the
+dataset then sets ``uint8_inputs = True``; the loops normalise it on the
+device, ``utils/normalise.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
