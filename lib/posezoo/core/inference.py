@@ -140,10 +140,11 @@ def predict(cfg, loader: DataLoader, model: nn.Module, codec, flip_pairs: Sequen
         columns["preds"].append(decode_batch(codec, output, meta, inputs).cpu().numpy())
         if person_boxes:
             columns["boxes"].append(crop_boxes(meta))
-        columns["image_ids"].append(meta["image_id"].numpy())
-        columns["valid"].append(meta["valid"].numpy())
+        # copies: a worker's batch holds its small tensors in one block (utils/collate.py), kept alive by a view
+        columns["image_ids"].append(meta["image_id"].numpy().copy())
+        columns["valid"].append(meta["valid"].numpy().copy())
         if "foreground" in meta:
-            columns["foreground"].append(meta["foreground"].numpy())
+            columns["foreground"].append(meta["foreground"].numpy().copy())
     if not columns["preds"]:
         if is_distributed():  # more processes than boxes: this rank's shard is empty
             return empty_shard(cfg, person_boxes)
