@@ -47,7 +47,8 @@ from .config import load_config
 from .core.evaluate import instance_scores
 from .core.inference import decode_batch, forward_test, inference_forward
 from .datasets import keypoint_info
-from .datasets.joints_dataset import box_center_rule, crop_input, input_normalisation
+from .datasets.joints_dataset import box_center_rule, crop_input
+from .utils.normalise import input_normalisation
 from .datasets.nyu import depth_crop_settings, estimate_hand_center, inference_crop
 from .models import build_model, load_checkpoint
 from .utils.fold_bn import prepare_eval_model

@@ -11,7 +11,7 @@ from posezoo.codecs import build_codec
 from posezoo.config import load_config
 from posezoo.datasets import build_dataset
 from posezoo.datasets.appearance import AppearanceJitter
-from posezoo.datasets.joints_dataset import MEAN, STD
+from posezoo.utils.normalise import MEAN, STD
 
 FULL = AppearanceJitter(color_jitter=0.5, gray_prob=0.5, blur_prob=0.5, blur_sigma=1.5, noise_std=8.0)
 

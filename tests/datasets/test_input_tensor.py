@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from posezoo.datasets.joints_dataset import MEAN, STD, to_input_tensor
+from posezoo.utils.normalise import MEAN, STD, to_input_tensor
 
 
 def _formula(crop, mean, std):

@@ -265,7 +265,7 @@ def release_input(release, bgr):
 def test_release_yaml_loads_its_checkpoint_and_normalises_as_the_release(release):
     """Issue 10: each hourglass release's YAML builds the model its checkpoint loads
     into strictly, and feeds it the input its own code computed."""
-    from posezoo.datasets.joints_dataset import input_normalisation, to_input_tensor
+    from posezoo.utils.normalise import input_normalisation, to_input_tensor
 
     cfg = load_config(os.path.join(ROOT, "experiments", "mpii", "hourglass", f"{release}_256x256.yaml"))
     spec, spec_config = spec_cfg(RELEASE_YAMLS[release])

@@ -8,7 +8,7 @@ from bench.forward import FORWARD_VARIANTS, random_eval_state
 from bench.official import ToTensorNormalize, official_yaml
 from conftest import TINY_MODEL
 from posezoo.config import load_config, update_config
-from posezoo.datasets.joints_dataset import MEAN, STD, to_input_tensor
+from posezoo.utils.normalise import MEAN, STD, to_input_tensor
 from posezoo.models import build_model
 
 

@@ -114,7 +114,7 @@ def test_input_normalisation_is_configurable(synthetic_root, tmp_path):
     the input is pixel / 255 (princeton's hourglass), checked against the ImageNet
     input of the same crop; a malformed value is one clear error."""
     from posezoo.datasets import build_dataset
-    from posezoo.datasets.joints_dataset import MEAN, STD
+    from posezoo.utils.normalise import MEAN, STD
 
     opts = synthetic_opts(synthetic_root, str(tmp_path))
     imagenet = load_config(None, opts)

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .joints_dataset import ImageReadError, input_normalisation
-from ..utils.image import truncated
+from ..utils.image import ImageReadError, truncated
+from ..utils.normalise import input_normalisation
 from ..utils.utils import write_text_atomic
 
 logger = logging.getLogger(__name__)

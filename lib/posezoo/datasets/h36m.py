@@ -61,8 +61,8 @@ from ..core.metrics3d import H36M_ACTIONS, action_table, mpjpe, ordinal_accuracy
 from ..utils.transforms import affine_transform, fliplr_joints, flip_permutation, get_affine_transform
 from ..utils.utils import write_text_atomic
 from . import KeypointInfo
-from .joints_dataset import (ImageReadError, JointsDataset, read_image, target_tensors, to_input_tensor,
-                             uint8_input_tensor)
+from ..utils.normalise import to_input_tensor, uint8_input_tensor
+from .joints_dataset import ImageReadError, JointsDataset, read_image, target_tensors
 
 logger = logging.getLogger(__name__)
 

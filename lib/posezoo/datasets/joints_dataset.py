@@ -20,8 +20,7 @@ from torch.utils.data import Dataset
 from ..utils.transforms import PIXEL_STD, crop_box_rule, flip_permutation, fliplr_joints
 from ..utils.image import SKIP_HINT, ImageReadError, read_image, truncated_bytes  # noqa: F401 (re-exported)
 from ..utils import jpeg_region
-from ..utils.normalise import (MEAN, STD, input_normalisation, load_mean_file,  # noqa: F401 (re-exported)
-                               normalise_pixels, to_input_tensor, uint8_input_tensor)
+from ..utils.normalise import input_normalisation, to_input_tensor, uint8_input_tensor
 from ..codecs.base import Codec
 from .strong_aug import strong_augmentation
 from .appearance import AppearanceJitter
@@ -331,10 +330,7 @@ class JointsDataset(Dataset):
                 return None
             if flipped:
                 image = cv2.flip(image, 1)
-        inputs, trans = crop_input(self.codec, image, center, scale, rotation, output_size, self.input_mean,
-                                   self.input_std, appearance, trans, self.uint8_inputs)
-        visible = joints_vis[:, 0] > 0
-        joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
+        inputs = self.crop_and_map(image, joints, joints_vis, center, scale, rotation, appearance, trans)
         return inputs, joints, joints_vis, center, scale, rotation, flipped, 1
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -381,7 +377,6 @@ class JointsDataset(Dataset):
                      scale: np.ndarray):
         """``__getitem__``'s crop from the whole decoded image: input, joints in crop pixels, flags,
         centre, scale, rotation, whether mirrored, and 1 (0 for an image blanked as unreadable)."""
-        width, height = int(self.image_size[0]), int(self.image_size[1])
         rotation, flipped = 0.0, False
         image, valid = self.read_or_blank(rec["image"])
         rng = self.sample_rng(valid)
@@ -395,8 +390,17 @@ class JointsDataset(Dataset):
             if rng is not None:
                 image, joints, joints_vis, center, scale, rotation, flipped = self.augment(
                     image, joints, joints_vis, center, scale, rng)
-            inputs, trans = crop_input(self.codec, image, center, scale, rotation, (width, height),
-                                       self.input_mean, self.input_std, appearance, uint8=self.uint8_inputs)
-            visible = joints_vis[:, 0] > 0
-            joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
+            inputs = self.crop_and_map(image, joints, joints_vis, center, scale, rotation, appearance)
         return inputs, joints, joints_vis, center, scale, rotation, flipped, valid
+
+    def crop_and_map(self, image: np.ndarray, joints: np.ndarray, joints_vis: np.ndarray, center: np.ndarray,
+                     scale: np.ndarray, rotation: float, appearance: Callable[[np.ndarray], np.ndarray] | None,
+                     trans: np.ndarray | None = None) -> torch.Tensor:
+        """The crop's input (``crop_input``) and, in place, the visible joints in crop pixels
+        (``codec.crop_points``); `trans`: the matrix when the caller computed it already."""
+        output_size = (int(self.image_size[0]), int(self.image_size[1]))
+        inputs, trans = crop_input(self.codec, image, center, scale, rotation, output_size, self.input_mean,
+                                   self.input_std, appearance, trans, self.uint8_inputs)
+        visible = joints_vis[:, 0] > 0
+        joints[visible, :2] = self.codec.crop_points(joints[visible, :2], trans)
+        return inputs

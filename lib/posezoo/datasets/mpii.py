@@ -302,11 +302,11 @@ class MPIIDataset(JointsDataset):
                                   f"{{image, center, scale, joints, joints_vis}}")
         with_joints = self.image_set != "test"
         k = self.num_joints
-        float32_centres = getattr(self.codec, "release", None) == "bearpaw"
+        bearpaw = getattr(self.codec, "release", None) == "bearpaw"  # its float32 centres, float64 test scale
         db = []
         for i, entry in enumerate(anno):
             _check_entry(entry, i, self.ann_file, with_joints)
-            center, scale = person_box(entry["center"], entry["scale"], float32_centres)
+            center, scale = person_box(entry["center"], entry["scale"], float32_centres=bearpaw)
             center = center - 1  # MATLAB 1-based -> 0-based
             joints = np.zeros((k, 3), np.float32)
             joints_vis = np.zeros((k, 3), np.float32)
@@ -315,9 +315,8 @@ class MPIIDataset(JointsDataset):
                 vis = np.array(entry["joints_vis"], dtype=np.float64)
                 joints_vis[:, 0] = vis
                 joints_vis[:, 1] = vis
-            # bearpaw's test scale is a Python float (float64 arithmetic, codecs/hourglass.py); its draws float32
             db.append(dict(make_record(os.path.join(self.image_dir, entry["image"]), i, center, scale, joints,
-                                       joints_vis, scale_dtype=np.float64 if float32_centres else np.float32),
+                                       joints_vis, scale_dtype=np.float64 if bearpaw else np.float32),
                            ordinal_key=str(i)))  # DATASET.ORDINAL_FILE
         return db
 
